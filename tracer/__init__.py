@@ -1,0 +1,1 @@
+"""tracer: see what an optimizer does inside."""
