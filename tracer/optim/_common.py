@@ -1,0 +1,93 @@
+"""What the hand-written optimizers share: eager validation and lazy state.
+
+Kept apart from the algorithms so that each of sgd.py, rmsprop.py and adam.py
+reads as its algorithm only. Nothing here touches the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def check_learning_rate(lr: float | Tensor) -> None:
+    """Raise ValueError, as torch does, for a negative or a many-element lr."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)}")
+    check_non_negative(lr, "learning rate", "lr")
+
+
+def check_non_negative(value: float | Tensor, what: str, argument: str) -> None:
+    """Raise ValueError("Invalid <what>: <value> ...") when value < 0.
+
+    The message starts as torch's does (scripts that match torch's text keep
+    working) and then says what is accepted.
+    """
+    if not 0.0 <= value:
+        raise ValueError(f"Invalid {what}: {value} (expected {argument} >= 0)")
+
+
+def as_scalar(value: float | Tensor) -> float | Tensor:
+    """A 1-element hyperparameter tensor as a 0-d tensor; a number unchanged.
+
+    torch squeezes tensor hyperparameters this way before its arithmetic
+    (torch.optim.optimizer._to_scalar); doing the same keeps every operation's
+    operand shapes, hence its result, identical.
+    """
+    if isinstance(value, Tensor) and value.dim() != 0:
+        return value.squeeze()
+    return value
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype torch gives the `step` counter: float64 only if that is the default dtype."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def new_step_counter() -> Tensor:
+    """A fresh `step` state: a 0-d tensor on the CPU, as torch's non-capturable default.
+
+    Storing the same type and dtype as torch is what lets a state_dict move
+    between ours and torch's in both directions.
+    """
+    return torch.zeros((), dtype=scalar_dtype(), device="cpu")
+
+
+def params_with_grad(
+    group: dict[str, Any], optimizer_name: str, *, sparse_supported: bool = False
+) -> Iterator[Tensor]:
+    """The parameters of a group that have a gradient, in order.
+
+    Parameters without one are skipped, as in torch. A sparse gradient raises
+    RuntimeError unless the algorithm supports it (SGD does, as torch's).
+    Callers collect the whole list before updating anything, so that, as in
+    torch, an error leaves every parameter of the group untouched.
+    """
+    for param in group["params"]:
+        if param.grad is None:
+            continue
+        if param.grad.is_sparse and not sparse_supported:
+            raise RuntimeError(
+                f"{optimizer_name} does not support sparse gradients "
+                "(got a sparse .grad); use dense gradients or torch.optim.SparseAdam"
+            )
+        yield param
+
+
+def restore_defaults(
+    optimizer: torch.optim.Optimizer, defaults: dict[str, Any]
+) -> None:
+    """Fill keys missing from param groups loaded from an older state, as torch's __setstate__.
+
+    A `step` stored as a plain number (very old torch) becomes a tensor again.
+    """
+    for group in optimizer.param_groups:
+        for key, value in defaults.items():
+            group.setdefault(key, value)
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state and not torch.is_tensor(state["step"]):
+                state["step"] = torch.tensor(float(state["step"]), dtype=scalar_dtype())

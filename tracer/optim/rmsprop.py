@@ -1,0 +1,207 @@
+"""RMSprop: divide the gradient by a running root mean square of its history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import ParamsT
+
+from tracer.optim._common import (
+    as_scalar,
+    check_learning_rate,
+    check_non_negative,
+    new_step_counter,
+    params_with_grad,
+    restore_defaults,
+)
+
+__all__ = ["RMSprop", "rmsprop_update"]
+
+
+class RMSprop(torch.optim.Optimizer):
+    r"""RMSprop; bit for bit torch.optim.RMSprop.
+
+    The article writes RMSprop as::
+
+        s     <- alpha * s + (1 - alpha) * g^2
+        theta <- theta - lr * g / (sqrt(s) + eps)
+
+    This class computes, for every parameter with a gradient::
+
+        g <- -grad if maximize else grad
+        g <- g + weight_decay * theta                   (if weight_decay != 0)
+        s <- alpha * s + (1 - alpha) * g^2              (s starts at 0)
+        s~ <- s
+        if centered:
+            m  <- alpha * m + (1 - alpha) * g           (m starts at 0)
+            s~ <- s - m^2                               (an estimate of the variance)
+        d <- g / (sqrt(s~) + eps)
+        if momentum > 0:
+            b <- momentum * b + d                       (b starts at 0)
+            theta <- theta - lr * b
+        else:
+            theta <- theta - lr * d
+
+    Where torch's convention (followed here) differs from others:
+
+    - eps is added *outside* the square root, sqrt(s) + eps, as in the
+      article. TensorFlow and optax put it inside, sqrt(s + eps), so the same
+      eps means a different thing there.
+    - There is no bias correction: s starts at 0, so early steps are large
+      (g / sqrt((1 - alpha) g^2) = 1 / sqrt(1 - alpha) = 10 for alpha = 0.99).
+    - Unlike SGD's, the momentum buffer starts at zeros.
+
+    Args:
+        params: an iterable of tensors, of (name, tensor) pairs, or of dicts
+            defining parameter groups (per-group options override the rest).
+        lr: learning rate (default: 1e-2).
+        alpha: smoothing constant of the running averages (default: 0.99).
+        eps: added to the denominator for numerical stability (default: 1e-8).
+        weight_decay: L2 penalty lambda added to the gradient (default: 0).
+        momentum: momentum factor (default: 0).
+        centered: normalize by an estimate of the gradient's variance instead
+            of its second moment (default: False).
+        maximize: maximize the objective instead of minimizing it
+            (default: False).
+
+    State per parameter (torch's keys): ``step`` (a 0-d float32 CPU tensor),
+    ``square_avg`` (s), ``momentum_buffer`` (b, if momentum > 0 at the first
+    step), ``grad_avg`` (m, if centered). Sparse gradients raise
+    RuntimeError. Complex parameters are updated through view_as_real, as in
+    torch.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        check_learning_rate(lr)
+        check_non_negative(eps, "epsilon value", "eps")
+        check_non_negative(momentum, "momentum value", "momentum")
+        check_non_negative(weight_decay, "weight_decay value", "weight_decay")
+        check_non_negative(alpha, "alpha value", "alpha")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        restore_defaults(self, {"momentum": 0, "centered": False, "maximize": False})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one update of every parameter that has a gradient.
+
+        Args:
+            closure: optional; re-evaluates the model and returns the loss.
+                It runs with gradients enabled and its loss is returned.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params = list(params_with_grad(group, "RMSprop"))
+            for param in params:
+                state = self.state[param]
+                if len(state) == 0:
+                    state["step"] = new_step_counter()
+                    state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    if group["momentum"] > 0:
+                        state["momentum_buffer"] = torch.zeros_like(
+                            param, memory_format=torch.preserve_format
+                        )
+                    if group["centered"]:
+                        state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            for param in params:
+                state = self.state[param]
+                rmsprop_update(
+                    param,
+                    param.grad,
+                    state["square_avg"],
+                    state.get("grad_avg"),
+                    state.get("momentum_buffer"),
+                    state["step"],
+                    lr=as_scalar(group["lr"]),
+                    alpha=group["alpha"],
+                    eps=group["eps"],
+                    weight_decay=group["weight_decay"],
+                    momentum=group["momentum"],
+                    centered=group["centered"],
+                    maximize=group["maximize"],
+                )
+        return loss
+
+
+def rmsprop_update(
+    param: Tensor,
+    grad: Tensor,
+    square_avg: Tensor,
+    grad_avg: Tensor | None,
+    momentum_buffer: Tensor | None,
+    step: Tensor,
+    *,
+    lr: float | Tensor,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> None:
+    """Update one parameter and its state in place.
+
+    The operations and their order are those of torch's for-loop RMSprop,
+    which is what makes the result bitwise equal to it.
+    """
+    if maximize:
+        grad = -grad
+
+    step += 1
+
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+
+    if torch.is_complex(param):
+        # Real and imaginary parts are averaged separately, as torch does.
+        param = torch.view_as_real(param)
+        grad = torch.view_as_real(grad)
+        square_avg = torch.view_as_real(square_avg)
+        if grad_avg is not None:
+            grad_avg = torch.view_as_real(grad_avg)
+        if momentum_buffer is not None:
+            momentum_buffer = torch.view_as_real(momentum_buffer)
+
+    square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+
+    if centered:
+        grad_avg.lerp_(grad, 1 - alpha)
+        avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+    else:
+        avg = square_avg.sqrt()
+    # eps outside the square root (TensorFlow and optax put it inside).
+    avg = avg.add_(eps)
+
+    if momentum > 0:
+        momentum_buffer.mul_(momentum).addcdiv_(grad, avg)
+        param.add_(momentum_buffer, alpha=-lr)
+    else:
+        param.addcdiv_(grad, avg, value=-lr)

@@ -1,0 +1,179 @@
+"""Stochastic gradient descent, with optional (Nesterov) momentum."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import ParamsT
+
+from tracer.optim._common import (
+    as_scalar,
+    check_learning_rate,
+    check_non_negative,
+    params_with_grad,
+    restore_defaults,
+)
+
+__all__ = ["SGD", "sgd_update"]
+
+
+class SGD(torch.optim.Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum; bit for bit torch.optim.SGD.
+
+    The article writes plain SGD and momentum as::
+
+        SGD        theta <- theta - lr * g
+        Momentum   v     <- 0.9 * v + g
+                   theta <- theta - lr * v
+
+    This class computes, for every parameter with a gradient, at step t::
+
+        g <- -grad if maximize else grad
+        g <- g + weight_decay * theta                    (if weight_decay != 0)
+        if momentum != 0:
+            v <- g                                       (t = 1: a copy of g)
+            v <- momentum * v + (1 - dampening) * g      (t > 1)
+            g <- g + momentum * v   if nesterov   else   g <- v
+        theta <- theta - lr * g
+
+    Where torch's convention (followed here) differs from the article and
+    from other libraries:
+
+    - The first momentum buffer is the gradient itself, not zeros, so the
+      first step is a plain SGD step and dampening is not applied to it.
+    - The learning rate multiplies the buffer (theta <- theta - lr * v), not
+      the gradient inside it (Sutskever et al. write v <- mu v + lr g,
+      theta <- theta - v); the two differ when lr changes during training.
+    - There is no bias correction: with momentum 0.9 early steps are small
+      until v has built up (Adam corrects for this, momentum-SGD does not).
+
+    Args:
+        params: an iterable of tensors, of (name, tensor) pairs, or of dicts
+            defining parameter groups (per-group options override the rest).
+        lr: learning rate (default: 1e-3).
+        momentum: momentum factor mu (default: 0).
+        dampening: dampening tau of the gradient added to the buffer from the
+            second step on (default: 0).
+        weight_decay: L2 penalty lambda added to the gradient (default: 0).
+        nesterov: Nesterov momentum; needs momentum > 0 and dampening 0
+            (default: False).
+        maximize: maximize the objective instead of minimizing it
+            (default: False).
+
+    State per parameter (torch's keys): ``momentum_buffer`` (only when
+    momentum != 0). Sparse gradients are supported as in torch. Complex
+    parameters are updated by the same complex arithmetic as torch's.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float | Tensor = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        check_learning_rate(lr)
+        check_non_negative(momentum, "momentum value", "momentum")
+        check_non_negative(weight_decay, "weight_decay value", "weight_decay")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening "
+                f"(got momentum={momentum}, dampening={dampening}; "
+                "expected momentum > 0 and dampening = 0)"
+            )
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        restore_defaults(self, {"nesterov": False, "maximize": False})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one update of every parameter that has a gradient.
+
+        Args:
+            closure: optional; re-evaluates the model and returns the loss.
+                It runs with gradients enabled and its loss is returned.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params = list(params_with_grad(group, "SGD", sparse_supported=True))
+            for param in params:
+                if group["momentum"] != 0:
+                    # Only touch the state when there is a buffer to keep, as
+                    # torch does: plain SGD leaves optimizer.state empty.
+                    state = self.state[param]
+                    buffer = state.get("momentum_buffer")
+                else:
+                    buffer = None
+                buffer = sgd_update(
+                    param,
+                    param.grad,
+                    buffer,
+                    lr=as_scalar(group["lr"]),
+                    momentum=group["momentum"],
+                    dampening=group["dampening"],
+                    weight_decay=group["weight_decay"],
+                    nesterov=group["nesterov"],
+                    maximize=group["maximize"],
+                )
+                if group["momentum"] != 0:
+                    state["momentum_buffer"] = buffer
+        return loss
+
+
+def sgd_update(
+    param: Tensor,
+    grad: Tensor,
+    momentum_buffer: Tensor | None,
+    *,
+    lr: float | Tensor,
+    momentum: float,
+    dampening: float,
+    weight_decay: float | Tensor,
+    nesterov: bool,
+    maximize: bool,
+) -> Tensor | None:
+    """Update one parameter in place; return its momentum buffer (None without momentum).
+
+    The operations and their order are those of torch's for-loop SGD, which is
+    what makes the result bitwise equal to it.
+    """
+    if maximize:
+        grad = -grad
+
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+
+    if momentum != 0:
+        if momentum_buffer is None:
+            # The first buffer is the gradient itself: no (1 - dampening).
+            momentum_buffer = grad.detach().clone()
+        else:
+            momentum_buffer.mul_(momentum).add_(grad, alpha=1 - dampening)
+
+        if nesterov:
+            grad = grad.add(momentum_buffer, alpha=momentum)
+        else:
+            grad = momentum_buffer
+
+    param.add_(grad, alpha=-lr)
+    return momentum_buffer
