@@ -1,0 +1,284 @@
+"""Compare two trace files with tolerances: ``tracer diff A B`` and ``diff_traces``.
+
+Two traces are equal when they have the same columns and row count, every
+compared column agrees at every update within ``|a - b| <= atol + rtol * |b|``
+(NaN equals NaN, an empty cell equals an empty cell, ``-0.0`` equals ``0.0``),
+and their trailers agree (status, ``diverged_at``, ``final`` within the same
+tolerance). The default tolerance is zero: bit-for-bit equality.
+
+Metadata differences are always reported but, by default, do not make traces
+unequal: the same run traced with ours and with torch's optimizer differs in
+``optimizer.class`` and ``label`` while every number agrees, and the
+``versions`` block differs between machines. ``strict_meta=True``
+(``--strict-meta``) counts every metadata difference except ``versions``.
+
+Exit status of ``tracer diff``: 0 equal, 1 different, 2 unusable input.
+This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from tracer.errors import TracerError
+from tracer.trace import Trace, load_trace
+
+ABSENT = "<absent>"
+"""Stands for a metadata key one trace lacks, in TraceDiff.meta and the report."""
+
+IGNORED_META = ("versions",)
+"""Metadata keys that never count as a difference, even with strict_meta."""
+
+
+@dataclass(frozen=True)
+class ColumnDiff:
+    """How one column differs: first update beyond tolerance, how many rows, the largest differences."""
+
+    column: str
+    first_update: int
+    rows: int
+    max_abs: float
+    max_rel: float
+
+
+@dataclass(frozen=True)
+class TraceDiff:
+    """The differences between trace ``a`` and trace ``b``; ``equal`` says whether they count as the same."""
+
+    a: str
+    b: str
+    rtol: float
+    atol: float
+    strict_meta: bool
+    meta: tuple[tuple[str, Any, Any], ...] = ()
+    only_in_a: tuple[str, ...] = ()
+    only_in_b: tuple[str, ...] = ()
+    rows_a: int = 0
+    rows_b: int = 0
+    columns: tuple[ColumnDiff, ...] = ()
+    trailer: tuple[tuple[str, Any, Any], ...] = ()
+    compared: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def counted_meta(self) -> tuple[tuple[str, Any, Any], ...]:
+        """The metadata differences that count toward inequality."""
+        if not self.strict_meta:
+            return ()
+        return tuple(m for m in self.meta if m[0].split(".")[0] not in IGNORED_META)
+
+    @property
+    def equal(self) -> bool:
+        return not (
+            self.counted_meta
+            or self.only_in_a
+            or self.only_in_b
+            or self.rows_a != self.rows_b
+            or self.columns
+            or self.trailer
+        )
+
+    def report(self) -> str:
+        """A readable account of every difference, ending with the verdict."""
+        lines = [f"A: {self.a} ({self.rows_a} updates)", f"B: {self.b} ({self.rows_b} updates)"]
+        if self.meta:
+            counted = "" if self.strict_meta else " (reported only; --strict-meta counts them)"
+            lines.append(f"metadata differs{counted}:")
+            lines += [f"  {key}: A={_short(a)} B={_short(b)}" for key, a, b in self.meta]
+        if self.only_in_a:
+            lines.append(f"columns only in A: {', '.join(self.only_in_a)}")
+        if self.only_in_b:
+            lines.append(f"columns only in B: {', '.join(self.only_in_b)}")
+        if self.rows_a != self.rows_b:
+            lines.append(
+                f"row counts differ: A has {self.rows_a}, B has {self.rows_b} (compared the first {min(self.rows_a, self.rows_b)})"
+            )
+        for key, a, b in self.trailer:
+            lines.append(f"trailer {key} differs: A={_short(a)} B={_short(b)}")
+        if self.columns:
+            width = max(len("column"), *(len(c.column) for c in self.columns))
+            lines.append(f"{'column':<{width}}  first update  rows differing  max abs diff  max rel diff")
+            for c in self.columns:
+                lines.append(
+                    f"{c.column:<{width}}  {c.first_update:>12}  {c.rows:>14}  {c.max_abs:>12.6g}  {c.max_rel:>12.6g}"
+                )
+        tolerance = f"rtol={self.rtol!r}, atol={self.atol!r}"
+        if self.equal:
+            lines.append(f"equal: {len(self.compared)} columns agree at every update ({tolerance})")
+        else:
+            lines.append(f"different ({tolerance})")
+        return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if value is ABSENT else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _flatten(meta: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(meta, dict):
+        flat: dict[str, Any] = {}
+        for key, value in meta.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat if flat or not prefix else {prefix[:-1]: meta}
+    return {prefix[:-1]: meta}
+
+
+def _meta_differences(a: dict, b: dict) -> tuple[tuple[str, Any, Any], ...]:
+    flat_a, flat_b = _flatten(a), _flatten(b)
+    out = []
+    for key in sorted(set(flat_a) | set(flat_b)):
+        if key not in flat_a or key not in flat_b:
+            out.append((key, flat_a.get(key, ABSENT), flat_b.get(key, ABSENT)))
+        elif flat_a[key] != flat_b[key]:
+            out.append((key, flat_a[key], flat_b[key]))
+    return tuple(out)
+
+
+def _select(columns: Sequence[str] | None, a: Trace, b: Trace) -> tuple[list[str], list[str], list[str]]:
+    """(compared, only in a, only in b), restricted to the requested names or glob patterns."""
+    if columns is None:
+        wanted_a, wanted_b = list(a.columns), list(b.columns)
+    else:
+        wanted_a, wanted_b = [], []
+        for pattern in columns:
+            hits_a = fnmatch.filter(a.columns, pattern)
+            hits_b = fnmatch.filter(b.columns, pattern)
+            if not hits_a and not hits_b:
+                raise TracerError(f"column {pattern!r} is in neither trace ({a.path}, {b.path})")
+            wanted_a += [c for c in hits_a if c not in wanted_a]
+            wanted_b += [c for c in hits_b if c not in wanted_b]
+    in_b = set(wanted_b)
+    in_a = set(wanted_a)
+    compared = [c for c in wanted_a if c in in_b]
+    return compared, [c for c in wanted_a if c not in in_b], [c for c in wanted_b if c not in in_a]
+
+
+def _differing(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        close = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= atol + rtol * np.abs(b))
+    return ~close
+
+
+def _column_diff(name: str, a: np.ndarray, b: np.ndarray, updates: np.ndarray, rtol: float, atol: float) -> ColumnDiff | None:
+    differs = _differing(a, b, rtol, atol)
+    if not differs.any():
+        return None
+    rows = np.flatnonzero(differs)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        absolute = np.abs(a[rows] - b[rows])
+        absolute[np.isnan(absolute)] = np.inf  # a number against NaN, or inf against -inf
+        relative = absolute / np.abs(b[rows])
+        relative[np.isnan(relative)] = np.inf
+    first = updates[rows[0]]
+    first_update = int(first) if math.isfinite(first) else int(rows[0]) + 1
+    return ColumnDiff(name, first_update, int(rows.size), float(absolute.max()), float(relative.max()))
+
+
+def _trailer_differences(a: Trace, b: Trace, rtol: float, atol: float) -> tuple[tuple[str, Any, Any], ...]:
+    out = []
+    if a.status != b.status:
+        out.append(("status", a.status, b.status))
+    if a.diverged_at != b.diverged_at:
+        out.append(("diverged_at", a.diverged_at, b.diverged_at))
+    final_a, final_b = a.final, b.final
+    if (final_a is None) != (final_b is None):
+        out.append(("final", final_a, final_b))
+    elif final_a is not None and final_b is not None:
+        if set(final_a) != set(final_b):
+            out.append(("final", sorted(final_a), sorted(final_b)))
+        else:
+            keys = sorted(final_a)
+            values_a = np.array([final_a[k] for k in keys], dtype=np.float64)
+            values_b = np.array([final_b[k] for k in keys], dtype=np.float64)
+            for key, bad in zip(keys, _differing(values_a, values_b, rtol, atol)):
+                if bad:
+                    out.append((f"final.{key}", final_a[key], final_b[key]))
+    return tuple(out)
+
+
+def _check_tolerance(name: str, value: float) -> float:
+    value = float(value)
+    if not (value >= 0 and math.isfinite(value)):
+        raise TracerError(f"invalid {name} {value!r}; accepted: a finite number >= 0")
+    return value
+
+
+def diff_traces(
+    a: Trace | str | os.PathLike,
+    b: Trace | str | os.PathLike,
+    *,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    columns: Sequence[str] | None = None,
+    strict_meta: bool = False,
+) -> TraceDiff:
+    """Compare trace ``a`` with trace ``b`` (paths or loaded Traces).
+
+    Args:
+        rtol, atol: a value differs when ``|a - b| > atol + rtol * |b|``; both
+            zero (the default) means bit-for-bit.
+        columns: names or glob patterns (``"Wa.*"``) of the columns to
+            compare; default all. A name matching neither trace raises TracerError.
+        strict_meta: count metadata differences (except ``versions``) toward
+            inequality; by default they are reported only.
+    """
+    rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
+    trace_a = a if isinstance(a, Trace) else load_trace(a)
+    trace_b = b if isinstance(b, Trace) else load_trace(b)
+    compared, only_a, only_b = _select(columns, trace_a, trace_b)
+    rows = min(len(trace_a), len(trace_b))
+    if "update" in trace_a:
+        updates = trace_a["update"][:rows]
+    else:
+        updates = np.arange(1, rows + 1, dtype=np.float64)
+    column_diffs = []
+    for name in compared:
+        found = _column_diff(name, trace_a[name][:rows], trace_b[name][:rows], updates, rtol, atol)
+        if found is not None:
+            column_diffs.append(found)
+    return TraceDiff(
+        a=str(trace_a.path),
+        b=str(trace_b.path),
+        rtol=rtol,
+        atol=atol,
+        strict_meta=strict_meta,
+        meta=_meta_differences(trace_a.meta, trace_b.meta),
+        only_in_a=tuple(only_a),
+        only_in_b=tuple(only_b),
+        rows_a=len(trace_a),
+        rows_b=len(trace_b),
+        columns=tuple(column_diffs),
+        trailer=_trailer_differences(trace_a, trace_b, rtol, atol) if columns is None else (),
+        compared=tuple(compared),
+    )
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``tracer diff``."""
+    parser.add_argument("a", help="first trace file")
+    parser.add_argument("b", help="second trace file (relative tolerance is taken against its values)")
+    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: bit for bit)")
+    parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    parser.add_argument(
+        "--columns", nargs="+", metavar="COLUMN", help="compare only these columns (names or globs like 'Wa.*')"
+    )
+    parser.add_argument(
+        "--strict-meta", action="store_true", help="count metadata differences (except versions) as differences"
+    )
+    parser.epilog = "exit status: 0 equal, 1 different, 2 unusable input"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Print the report; 0 when the traces are equal within tolerance, 1 otherwise."""
+    result = diff_traces(
+        args.a, args.b, rtol=args.rtol, atol=args.atol, columns=args.columns, strict_meta=args.strict_meta
+    )
+    print(result.report())
+    return 0 if result.equal else 1

@@ -1,0 +1,170 @@
+"""Probes: what an optimizer did at one update, read from the outside.
+
+A probe derives, for the parameters of one parameter group, the gradient the
+optimizer used (``g``: after ``maximize`` and coupled weight decay), its
+momentum buffer or first moment (``v``, raw), its running average of g^2
+(``s``, raw) and the direction ``d`` with ``theta_next = theta - lr * d``,
+from (gradients, optimizer state after the step, group options, parameters
+before the step). Ours (``tracer.optim``) and torch's optimizers keep the same
+state keys and group options, so one probe per family serves both.
+
+Each probe repeats the optimizer's elementary operations in torch's for-loop
+order (``torch._foreach_*`` on CPU runs the same per-tensor ops in a C++
+loop), so for SGD, Momentum and RMSprop with momentum ``d`` is exactly the
+tensor the step subtracted. Where torch folds a factor into a fused op the
+probe cannot be bitwise, only within rounding:
+
+- Adam: torch computes ``addcdiv(theta, v, denom, value=-lr/bc1)``; the probe
+  gives the article's ``d = (v / bc1) / denom`` (``denom = sqrt(s)/sqrt(bc2) + eps``),
+  so ``theta - lr * d`` can differ from the step by a few ulps.
+- RMSprop without momentum: torch computes ``addcdiv(theta, g, avg, value=-lr)``,
+  i.e. ``(-lr * g) / avg``; the probe gives ``d = g / avg``.
+- AdamW (decoupled weight decay): ``d = wd * theta + v_hat / denom``, so that
+  ``theta_next = theta - lr * d`` holds up to rounding.
+
+Conventions differ from the article in two places, as in torch: RMSprop and
+Adam add ``eps`` outside the square root, and AMSGrad's ``d`` uses
+``max_exp_avg_sq`` while the ``s`` column stays the raw running average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from tracer.errors import TracerError
+
+FAMILIES = ("sgd", "rmsprop", "adam")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one parameter group's optimizer did at one update, one tensor per parameter.
+
+    ``v`` or ``s`` is None where the optimizer has no such quantity (``v`` for
+    SGD without momentum, ``s`` for SGD, ``v`` for RMSprop without momentum).
+    """
+
+    g: tuple[Tensor, ...]
+    v: tuple[Tensor, ...] | None
+    s: tuple[Tensor, ...] | None
+    d: tuple[Tensor, ...]
+
+
+def _scalar(value: Any) -> float:
+    """A group option as a Python float (options may be 1-element tensors)."""
+    return value.item() if isinstance(value, Tensor) else float(value)
+
+
+def _state_list(states: Sequence[Mapping[str, Any]], key: str) -> list[Tensor]:
+    try:
+        return [state[key] for state in states]
+    except KeyError:
+        raise TracerError(
+            f"optimizer state has no {key!r} after step(); the probe expects torch's state keys"
+        ) from None
+
+
+def _used_gradient(grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any], coupled: bool) -> list[Tensor]:
+    """The gradient as the optimizer used it: negated when maximizing, plus coupled weight decay."""
+    g = torch._foreach_neg(grads) if group.get("maximize", False) else list(grads)
+    weight_decay = _scalar(group.get("weight_decay", 0.0))
+    if coupled and weight_decay != 0:
+        g = torch._foreach_add(g, thetas, alpha=weight_decay)
+    return g
+
+
+def probe_sgd(grads, states, group, thetas) -> ProbeResult:
+    """SGD, with momentum, dampening and Nesterov: d = g, or v, or g + momentum * v."""
+    g = _used_gradient(grads, thetas, group, coupled=True)
+    momentum = _scalar(group.get("momentum", 0.0))
+    if momentum == 0:
+        return ProbeResult(g=tuple(g), v=None, s=None, d=tuple(g))
+    v = _state_list(states, "momentum_buffer")
+    d = torch._foreach_add(g, v, alpha=momentum) if group.get("nesterov", False) else v
+    return ProbeResult(g=tuple(g), v=tuple(v), s=None, d=tuple(d))
+
+
+def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
+    """RMSprop, centered or not, with or without momentum: d = g / (sqrt(s) + eps), or the momentum buffer."""
+    g = _used_gradient(grads, thetas, group, coupled=True)
+    s = _state_list(states, "square_avg")
+    momentum = _scalar(group.get("momentum", 0.0))
+    v = _state_list(states, "momentum_buffer") if momentum > 0 else None
+    if v is not None:
+        d = v
+    else:
+        if group.get("centered", False):
+            grad_avg = _state_list(states, "grad_avg")
+            avg = torch._foreach_addcmul(s, grad_avg, grad_avg, value=-1)
+            torch._foreach_sqrt_(avg)
+        else:
+            avg = torch._foreach_sqrt(s)
+        torch._foreach_add_(avg, _scalar(group["eps"]))
+        d = torch._foreach_div(g, avg)
+    return ProbeResult(g=tuple(g), v=None if v is None else tuple(v), s=tuple(s), d=tuple(d))
+
+
+def probe_adam(grads, states, group, thetas) -> ProbeResult:
+    """Adam and AdamW (decoupled decay), with AMSGrad: d = v_hat / (sqrt(s_hat) + eps) (+ wd * theta for AdamW)."""
+    decoupled = bool(group.get("decoupled_weight_decay", False))
+    g = _used_gradient(grads, thetas, group, coupled=not decoupled)
+    v = _state_list(states, "exp_avg")
+    s = _state_list(states, "exp_avg_sq")
+    beta1, beta2 = (_scalar(beta) for beta in group["betas"])
+    # Every parameter of a group has the same step count after step().
+    step = _scalar(states[0]["step"]) if states else 0.0
+    bias_correction1 = 1 - beta1**step
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    second = _state_list(states, "max_exp_avg_sq") if group.get("amsgrad", False) else s
+    denom = torch._foreach_sqrt(second)
+    torch._foreach_div_(denom, bias_correction2_sqrt)
+    torch._foreach_add_(denom, _scalar(group["eps"]))
+    d = torch._foreach_div(torch._foreach_div(v, bias_correction1), denom)
+    weight_decay = _scalar(group.get("weight_decay", 0.0))
+    if decoupled and weight_decay != 0:
+        d = torch._foreach_add(d, thetas, alpha=weight_decay)
+    return ProbeResult(g=tuple(g), v=tuple(v), s=tuple(s), d=tuple(d))
+
+
+Probe = Callable[[list[Tensor], list[Mapping[str, Any]], Mapping[str, Any], list[Tensor]], ProbeResult]
+PROBES: dict[str, Probe] = {"sgd": probe_sgd, "rmsprop": probe_rmsprop, "adam": probe_adam}
+
+
+def family_of(optimizer: torch.optim.Optimizer) -> str:
+    """The family ("sgd", "rmsprop", "adam") of any optimizer with torch's group options.
+
+    Read from the options of the first parameter group, so torch's classes,
+    ours, and subclasses of either are recognised alike.
+    """
+    group = optimizer.param_groups[0]
+    if "betas" in group and "eps" in group:
+        return "adam"
+    if "alpha" in group and "centered" in group:
+        return "rmsprop"
+    if "momentum" in group and "dampening" in group:
+        return "sgd"
+    cls = type(optimizer)
+    raise TracerError(
+        f"cannot trace optimizer {cls.__module__}.{cls.__qualname__}: its options {sorted(k for k in group if k != 'params')} "
+        f"match none of the supported families ({', '.join(FAMILIES)}: SGD, RMSprop, Adam, AdamW)"
+    )
+
+
+def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    """The toolkit's name for what the optimizer runs: sgd, momentum, rmsprop, adam or adamw."""
+    family = family_of(optimizer)
+    group = optimizer.param_groups[0]
+    if family == "sgd":
+        return "momentum" if _scalar(group.get("momentum", 0.0)) != 0 else "sgd"
+    if family == "adam":
+        return "adamw" if group.get("decoupled_weight_decay", False) else "adam"
+    return family
+
+
+def probe_group(family: str, grads, states, group, thetas) -> ProbeResult:
+    """Run the family's probe on one parameter group's parameters that have gradients."""
+    return PROBES[family](list(grads), list(states), group, list(thetas))

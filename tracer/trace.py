@@ -1,0 +1,332 @@
+"""The trace file: one run of an optimizer, one row per update.
+
+Schema version 1 (docs/ARCHITECTURE.md is the contract)::
+
+    {"format": "tracer-trace", "schema_version": 1, ...}    line 1: JSON metadata
+    update,epoch,batch,lr,loss,Wa.theta,...,displacement    line 2: CSV header
+    1,0,0,0.01,0.1234,0.1,...                               one row per update
+    #end {"status": "complete", "updates": 1280, "final": {...}}
+
+Floats are written with ``repr(float(x))``, the shortest text that reads back
+to the identical float64; an empty cell is a value that does not apply (``v``
+for plain SGD). Rows are appended and flushed one at a time, so a run killed
+half way leaves a readable file whose status reads back as ``incomplete``.
+
+This module never imports torch: the renderer and ``tracer diff`` read traces
+written on another machine without it. Reading never evaluates anything from
+the file (JSON and ``float`` only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import warnings
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tracer.errors import TraceFormatError, TracerError
+
+FORMAT_NAME = "tracer-trace"
+SCHEMA_VERSION = 1
+TRAILER_PREFIX = "#end "
+STATUSES = ("complete", "diverged", "interrupted")
+"""Statuses a trailer may hold; a file without a trailer reads as ``incomplete``."""
+
+# Every metadata key of schema version 1, in the order they are written.
+META_KEYS = (
+    "format",
+    "schema_version",
+    "label",
+    "problem",
+    "optimizer",
+    "scheduler",
+    "scheduler_every",
+    "epochs",
+    "batch_size",
+    "seed",
+    "parameters",
+    "granularity",
+    "coordinates",
+    "summarized",
+    "param_groups",
+    "versions",
+)
+
+Cell = float | int | None
+
+
+def format_cell(value: Cell) -> str:
+    """Text of one cell: ints as ints, floats as their repr, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return repr(float(value))
+
+
+def complete_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata with every schema key present (null when unknown), schema keys first."""
+    full: dict[str, Any] = {key: None for key in META_KEYS}
+    full.update(meta)
+    full["format"] = FORMAT_NAME
+    full["schema_version"] = SCHEMA_VERSION
+    return full
+
+
+class TraceWriter:
+    """Write a trace file row by row; a context manager.
+
+    The metadata line and the header are written on creation; each
+    ``write_row`` appends one line and flushes it. ``close`` writes the
+    trailer. Leaving the ``with`` block through an exception closes the file
+    with status ``interrupted``.
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any], columns: Sequence[str]) -> None:
+        self.path = pathlib.Path(path)
+        self.columns = list(columns)
+        if len(set(self.columns)) != len(self.columns):
+            duplicates = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            raise TracerError(f"duplicate trace columns: {duplicates}; every column name must be unique")
+        bad = [c for c in self.columns if not c or "," in c or "\n" in c or '"' in c]
+        if bad:
+            raise TracerError(f"invalid trace column names {bad!r}: names may not be empty or hold ',', '\"' or newlines")
+        self._index = {name: i for i, name in enumerate(self.columns)}
+        self.meta = complete_meta(meta)
+        try:
+            meta_line = json.dumps(self.meta, allow_nan=True)
+        except TypeError as error:
+            raise TracerError(f"trace metadata is not JSON-serialisable: {error}") from None
+        self.updates = 0
+        self.closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", encoding="utf-8", newline="\n")
+        self._file.write(meta_line + "\n" + ",".join(self.columns) + "\n")
+        self._file.flush()
+
+    def write_row(self, values: Mapping[str, Cell]) -> None:
+        """Append one row; columns missing from ``values`` are empty cells."""
+        unknown = [key for key in values if key not in self._index]
+        if unknown:
+            raise TracerError(f"unknown trace columns {unknown!r}; the trace has {self.columns!r}")
+        cells = [None] * len(self.columns)
+        for key, value in values.items():
+            cells[self._index[key]] = value
+        self.write_cells(cells)
+
+    def write_cells(self, cells: Sequence[Cell]) -> None:
+        """Append one row given in column order (the recorder's fast path)."""
+        if len(cells) != len(self.columns):
+            raise TracerError(f"a trace row needs {len(self.columns)} cells, got {len(cells)}")
+        self._file.write(",".join(map(format_cell, cells)) + "\n")
+        self._file.flush()
+        self.updates += 1
+
+    def close(
+        self,
+        status: str = "complete",
+        *,
+        final: Mapping[str, float] | None = None,
+        diverged_at: int | None = None,
+    ) -> None:
+        """Write the trailer and close the file; a second call does nothing."""
+        if self.closed:
+            return
+        if status not in STATUSES:
+            raise TracerError(f"invalid trace status {status!r}; accepted: {', '.join(STATUSES)}")
+        trailer = {
+            "status": status,
+            "updates": self.updates,
+            "final": None if final is None else {k: float(v) for k, v in final.items()},
+            "diverged_at": diverged_at,
+        }
+        self._file.write(TRAILER_PREFIX + json.dumps(trailer) + "\n")
+        self._file.close()
+        self.closed = True
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close("complete" if exc_type is None else "interrupted")
+        return False
+
+
+class Trace:
+    """A trace file read back: metadata, columns, and one float64 array per column.
+
+    ``trace["Wa.theta"]`` is the column over updates (NaN for empty cells);
+    ``len(trace)`` the number of rows; ``status`` is ``complete``,
+    ``diverged``, ``interrupted`` or ``incomplete`` (no trailer).
+    """
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        meta: dict[str, Any],
+        columns: list[str],
+        data: np.ndarray,
+        trailer: dict[str, Any] | None,
+    ) -> None:
+        self.path = path
+        self.meta = meta
+        self.columns = columns
+        self._data = data  # shape (columns, rows): one contiguous array per column
+        self._index = {name: i for i, name in enumerate(columns)}
+        self.trailer = trailer
+        self.status: str = "incomplete" if trailer is None else trailer["status"]
+        self.final: dict[str, float] | None = None if trailer is None else trailer.get("final")
+        self.diverged_at: int | None = None if trailer is None else trailer.get("diverged_at")
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        try:
+            index = self._index[column]
+        except (KeyError, TypeError):
+            shown = ", ".join(self.columns[:12]) + (", ..." if len(self.columns) > 12 else "")
+            raise TraceFormatError(
+                f"{self.path}: no column {column!r} in this trace; it has {len(self.columns)} columns: {shown}"
+            ) from None
+        return self._data[index].copy()
+
+    def __contains__(self, column: object) -> bool:
+        return column in self._index
+
+    def __len__(self) -> int:
+        return self._data.shape[1]
+
+    def __repr__(self) -> str:
+        return f"Trace({str(self.path)!r}, updates={len(self)}, status={self.status!r})"
+
+
+def _fail(path: pathlib.Path, line: int | None, what: str) -> TraceFormatError:
+    where = f"{path}" if line is None else f"{path}, line {line}"
+    return TraceFormatError(f"{where}: {what}")
+
+
+def _parse_meta(path: pathlib.Path, first: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(first)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise _fail(path, 1, f"not a trace file: the first line must be the JSON metadata object, got {first[:40]!r}")
+    if meta.get("format") != FORMAT_NAME:
+        raise _fail(path, 1, f"not a trace file: metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise _fail(path, 1, f"unknown schema_version {version!r}; this tracer reads version {SCHEMA_VERSION}")
+    return meta
+
+
+def _parse_trailer(path: pathlib.Path, line_number: int, line: str) -> dict[str, Any]:
+    try:
+        trailer = json.loads(line[len(TRAILER_PREFIX):])
+    except ValueError:
+        trailer = None
+    if not isinstance(trailer, dict) or trailer.get("status") not in STATUSES:
+        raise _fail(path, line_number, f"invalid trailer {line[:60]!r}; expected '#end {{\"status\": ...}}'")
+    final = trailer.get("final")
+    if final is not None and not (
+        isinstance(final, dict) and all(isinstance(v, (int, float)) for v in final.values())
+    ):
+        raise _fail(path, line_number, "invalid trailer: 'final' must map coordinate names to numbers")
+    diverged_at = trailer.get("diverged_at")
+    if diverged_at is not None and (not isinstance(diverged_at, int) or isinstance(diverged_at, bool)):
+        raise _fail(path, line_number, f"invalid trailer: 'diverged_at' must be an update number, got {diverged_at!r}")
+    return trailer
+
+
+def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int) -> np.ndarray:
+    """The rows as a (columns, rows) float64 array; empty cells become NaN."""
+    cells = [row.split(",") for row in rows]
+    for offset, row in enumerate(cells):
+        if len(row) != width:
+            raise _fail(path, first_line + offset, f"a row with {len(row)} cells; the header has {width} columns")
+    if not cells:
+        return np.empty((width, 0), dtype=np.float64)
+    nan = math.nan
+    try:
+        # One C-level pass per row: float() parses repr text to the identical
+        # float64, and rejects anything that is not a number.
+        values = [[float(c) if c else nan for c in row] for row in cells]
+    except ValueError:
+        for offset, row in enumerate(cells):
+            for column, cell in enumerate(row):
+                try:
+                    float(cell) if cell else None
+                except ValueError:
+                    raise _fail(
+                        path, first_line + offset, f"cell {column + 1} is not a number: {cell[:40]!r}"
+                    ) from None
+        raise  # pragma: no cover - the loop above always finds the bad cell
+    return np.array(values, dtype=np.float64).T.copy()
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """Read a trace file; every problem with the file raises TraceFormatError naming file and line."""
+    path = pathlib.Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise TraceFormatError(f"{path}: cannot read trace file: {error.strerror or error}") from None
+    if not raw:
+        raise _fail(path, None, "empty file, not a trace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail(path, None, "not a trace file: not UTF-8 text") from None
+    lines = text.split("\n")
+    partial = lines.pop()  # "" when the file ends with a newline, as a writer leaves it
+    if not lines:
+        raise _fail(path, 1, "no metadata line: the file holds a single unterminated line")
+    meta = _parse_meta(path, lines[0])
+    if len(lines) < 2:
+        raise _fail(path, 2, "no CSV header line after the metadata")
+    columns = lines[1].split(",")
+    if len(set(columns)) != len(columns) or "" in columns:
+        raise _fail(path, 2, "invalid header: column names must be non-empty and unique")
+
+    trailer = None
+    body = lines[2:]
+    for offset, line in enumerate(body):
+        if line.startswith("#"):
+            line_number = 3 + offset
+            if not line.startswith(TRAILER_PREFIX):
+                raise _fail(path, line_number, f"unexpected comment line {line[:40]!r}; only the '#end' trailer is allowed")
+            if offset != len(body) - 1 or partial:
+                raise _fail(path, line_number, "the '#end' trailer must be the last line")
+            trailer = _parse_trailer(path, line_number, line)
+            body = body[:offset]
+            break
+    if partial:
+        if partial.startswith(TRAILER_PREFIX) and trailer is None:
+            trailer = _parse_trailer(path, len(lines) + 1, partial)
+        else:
+            warnings.warn(
+                f"{path}, line {len(lines) + 1}: dropped an unterminated last line (the run was killed mid-write)",
+                stacklevel=2,
+            )
+    data = _parse_rows(path, body, 3, len(columns))
+    return Trace(path, meta, columns, data, trailer)
+
+
+def write_trace(
+    path: str | os.PathLike,
+    meta: Mapping[str, Any],
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, Cell]],
+    *,
+    status: str = "complete",
+    final: Mapping[str, float] | None = None,
+    diverged_at: int | None = None,
+) -> pathlib.Path:
+    """Write a whole trace at once (tests, conversions); returns the path."""
+    with TraceWriter(path, meta, columns) as writer:
+        for row in rows:
+            writer.write_row(row)
+        writer.close(status, final=final, diverged_at=diverged_at)
+    return writer.path
