@@ -1,0 +1,306 @@
+"""Figures on the loss contour: first-steps, paths (still or animated), lr-path, internals.
+
+All of them share one scene: the contour of the problem's surface over a range
+given or fitted to the paths, the start and the true minimum marked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from tracer.errors import RenderError
+from tracer.render.animate import DEFAULT_FRAMES, frame_indices, write_animation
+from tracer.render.common import (
+    RenderOptions, TracePath, lr_columns, new_figure, row_mask, save_still, trace_name, trace_path,
+    trace_styles,
+)
+from tracer.render.contour import draw_contour, fitted_range, surface_of
+
+PATH_SIZE = (640, 500)
+INTERNALS_SIZE = (1000, 500)
+
+
+def coordinate_columns(trace: Any, *quantities: str) -> list[str]:
+    """`<x>.<q>`, `<y>.<q>` for the surface's two coordinates (RenderError if there is no surface)."""
+    surface = surface_of(trace)
+    return [f"{name}.{q}" for q in quantities for name in (surface.x_name, surface.y_name)]
+
+
+def requires_paths(trace: Any) -> list[str]:
+    return coordinate_columns(trace, "theta")
+
+
+def requires_lr_path(trace: Any) -> list[str]:
+    return coordinate_columns(trace, "theta") + lr_columns(trace)[:1]
+
+
+def requires_internals(trace: Any) -> list[str]:
+    return coordinate_columns(trace, "theta", "g", "d") + ["step_size"] + lr_columns(trace)[:1]
+
+
+@dataclass
+class ContourScene:
+    figure: Figure
+    ax: Any
+    surface: Any
+    paths: list[TracePath]
+    labels: list[str]
+    colors: list[str]
+    grid: Any = None  # the figure's gridspec when the contour shares the figure with panels
+
+
+def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size: tuple[int, int],
+                  even: bool = False, fit_points: Sequence[np.ndarray] | None = None,
+                  paths: list[TracePath] | None = None, cmap: str = "viridis",
+                  grid: tuple[int, int] | None = None, title: str = "",
+                  colorbar: bool = True) -> ContourScene:
+    """Figure, contour axes and each trace's path; the range is options' or fitted."""
+    problems = {repr(t.meta.get("problem")) for t in traces}
+    if len(problems) > 1:
+        raise RenderError(f"traces of different problems cannot share one contour: {', '.join(sorted(problems))}")
+    surface = surface_of(traces[0])
+    if paths is None:
+        paths = [trace_path(t, surface.x_name, surface.y_name, options.updates) for t in traces]
+    labels, colors = trace_styles(traces, options)
+    fitted = fitted_range(list(fit_points if fit_points is not None else [p.xy for p in paths])
+                          + [np.array(surface.minimum, dtype=float)])
+    xlim = options.xlim or fitted[0]
+    ylim = options.ylim or fitted[1]
+    figure = new_figure(options, default_size, even=even)
+    spec = None
+    if grid is None:
+        ax = figure.add_subplot()
+    else:
+        spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, wspace=0.45)
+        ax = figure.add_subplot(spec[:, 0])
+    draw_contour(ax, surface, traces[0].meta["problem"], xlim, ylim, cmap=cmap, colorbar=colorbar)
+    starts = {tuple(p.xy[0]) for p in paths}
+    for index, start in enumerate(sorted(starts)):
+        ax.plot(*start, marker="o", markersize=8, color="white", markeredgecolor="black",
+                linestyle="none", label="start" if index == 0 else None, zorder=4)
+    ax.set_title(options.title if options.title is not None else title)
+    return ContourScene(figure, ax, surface, paths, labels, colors, spec)
+
+
+def _mark_divergence(ax: Any, path: TracePath, color: str, *, animated: bool = False) -> Line2D:
+    (marker,) = ax.plot([], [], marker="X", markersize=11, color=color, markeredgecolor="black",
+                        linestyle="none", zorder=6, animated=animated)
+    if path.diverged:
+        marker.set_label(f"diverged after update {path.updates[-1]}")
+    return marker
+
+
+def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+    """The first k updates of each trace as arrows on the zoomed contour (article Fig 2)."""
+    k = options.first_steps
+    first = options.updates[0] if options.updates else 1
+    window = (first, first + k - 1)
+    probe = surface_of(traces[0])
+    paths = [trace_path(t, probe.x_name, probe.y_name, window) for t in traces]
+    scene = contour_scene(traces, options, default_size=PATH_SIZE, paths=paths,
+                          title=f"The first {k} updates")
+    for path, label, color in zip(scene.paths, scene.labels, scene.colors):
+        for start, end in zip(path.xy[:-1], path.xy[1:]):
+            scene.ax.annotate("", xy=end, xytext=start, zorder=5,
+                              arrowprops=dict(arrowstyle="-|>", color=color, lw=2, mutation_scale=16,
+                                              shrinkA=0, shrinkB=0))
+        scene.ax.plot([], [], color=color, lw=2, label=label)
+    scene.ax.legend(loc="best", fontsize="small")
+    save_still(scene.figure, out, fmt)
+
+
+def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+    """Paths on the loss contour: an animation (.gif, .mp4) or the whole paths as a still."""
+    animated = fmt in ("gif", "mp4")
+    scene = contour_scene(traces, options, default_size=PATH_SIZE, even=animated,
+                          title="Paths on the loss surface")
+    ax = scene.ax
+    lines, heads, crosses = [], [], []
+    for path, label, color in zip(scene.paths, scene.labels, scene.colors):
+        (line,) = ax.plot([], [], color=color, lw=1.8, label=label, zorder=5)
+        (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
+                          linestyle="none", zorder=6)
+        lines.append(line)
+        heads.append(head)
+        crosses.append(_mark_divergence(ax, path, color))
+    ax.legend(loc="upper right", fontsize="x-small", framealpha=0.75)
+    caption = _caption(ax)
+    first = min(int(p.updates[0]) for p in scene.paths)
+    last = max(int(p.updates[-1]) for p in scene.paths)
+    timeline = first + frame_indices(last - first + 1, options.frames or DEFAULT_FRAMES)
+    clock = max(traces, key=len)
+
+    def update(frame: int) -> None:
+        done = int(timeline[frame])
+        for path, line, head, cross in zip(scene.paths, lines, heads, crosses):
+            shown = int(np.searchsorted(path.updates, done, side="right"))
+            line.set_data(path.xy[:shown, 0], path.xy[:shown, 1])
+            head.set_data(path.xy[shown - 1:shown, 0], path.xy[shown - 1:shown, 1])
+            if path.diverged and done >= path.updates[-1]:
+                cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
+        caption.set_text(_clock_text(clock, done))
+
+    if not animated:
+        update(len(timeline) - 1)
+        save_still(scene.figure, out, fmt)
+        return
+    write_animation(out, fmt, scene.figure, lines + heads + crosses + [caption], update,
+                    len(timeline), options.fps, scene.colors + ["black", "white"])
+
+
+def _caption(ax: Any) -> Any:
+    """The epoch / batch / update line, top left inside the contour axes."""
+    return ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize="small", zorder=9,
+                   bbox=dict(boxstyle="round", facecolor="white", alpha=0.85))
+
+
+def _clock_text(trace: Any, done: int) -> str:
+    """'epoch e  batch b  update u' after `done` updates (read from the trace's rows)."""
+    if done <= 0:
+        return "epoch 0  batch 0  update 0"
+    row = min(done, len(trace)) - 1
+    return f"epoch {int(trace['epoch'][row])}  batch {int(trace['batch'][row])}  update {done}"
+
+
+def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+    """Paths coloured by the learning rate in effect at each update, so a schedule shows."""
+    # A grey contour without its colour bar: the one colour scale is the learning rate's.
+    scene = contour_scene(traces, options, default_size=PATH_SIZE, cmap="Greys", colorbar=False,
+                          title="Paths coloured by the learning rate")
+    rates = [t[lr_columns(t)[0]][p.rows] for t, p in zip(traces, scene.paths)]
+    finite = np.concatenate([r[np.isfinite(r)] for r in rates])
+    if finite.size == 0:
+        raise RenderError("no finite learning rate to colour the paths with")
+    low, high = float(finite.min()), float(finite.max())
+    norm = LogNorm(low, high) if low > 0 and high > low else Normalize(low, high if high > low else low + 1)
+    styles = ["-", "--", ":", "-."]
+    mappable = None
+    for index, (path, rate, label, color) in enumerate(zip(scene.paths, rates, scene.labels, scene.colors)):
+        segments = np.stack([path.xy[:-1], path.xy[1:]], axis=1)
+        collection = LineCollection(segments, cmap="plasma", norm=norm, linewidths=2.4,
+                                    linestyles=styles[index % len(styles)], zorder=5)
+        collection.set_array(rate[:-1] if len(rate) > 1 else rate)
+        mappable = scene.ax.add_collection(collection)
+        scene.ax.plot(*path.xy[-1], marker="o", markersize=8, color=color, markeredgecolor="black",
+                      linestyle="none", zorder=6)
+        cross = _mark_divergence(scene.ax, path, color)
+        if path.diverged:
+            cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
+        scene.ax.plot([], [], color="black", linestyle=styles[index % len(styles)], marker="o",
+                      markerfacecolor=color, markeredgecolor="black", label=f"{label} (end ●)")
+    bar = scene.figure.colorbar(mappable, ax=scene.ax, pad=0.02, fraction=0.05)
+    bar.set_label("learning rate")
+    scene.ax.legend(loc="upper right", fontsize="x-small", framealpha=0.75)
+    save_still(scene.figure, out, fmt)
+
+
+def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+    """At the current point: -g, -v and the step -lr*d as arrows, sqrt(s) as whiskers per axis,
+    next to step size and lr panels with a moving cursor."""
+    (trace,) = traces
+    animated = fmt in ("gif", "mp4")
+    probe = surface_of(trace)
+    x, y = probe.x_name, probe.y_name
+    rows = np.flatnonzero(row_mask(trace, options.updates))
+    theta = np.column_stack([trace[f"{x}.theta"], trace[f"{y}.theta"]])
+    finite = np.isfinite(theta[rows]).all(axis=1)
+    if not finite.all():
+        rows = rows[: int(np.argmin(finite))]
+    if len(rows) == 0:
+        raise RenderError(f"trace {trace_name(trace)} has no finite update to draw")
+    path = TracePath(xy=theta[rows], updates=trace["update"][rows].astype(int) - 1, rows=rows,
+                     diverged=trace.status == "diverged" or len(rows) < len(theta))
+    scene = contour_scene(traces, options, default_size=INTERNALS_SIZE, even=animated, paths=[path],
+                          grid=(2, 2), title="Inside the optimizer")
+    figure, ax, color = scene.figure, scene.ax, scene.colors[0]
+
+    def vectors(quantity: str) -> np.ndarray:
+        columns = [f"{x}.{quantity}", f"{y}.{quantity}"]
+        if not all(c in trace for c in columns):
+            return np.full((len(rows), 2), np.nan)
+        return np.column_stack([trace[c][rows] for c in columns])
+
+    lr = trace[lr_columns(trace)[0]][rows]
+    gradient, momentum, direction = vectors("g"), vectors("v"), vectors("d")
+    root_s = np.sqrt(vectors("s"))
+    step = -lr[:, None] * direction
+    span = min(np.ptp(ax.get_xlim()), np.ptp(ax.get_ylim()))
+
+    def scale(*arrays: np.ndarray) -> float:
+        # One factor per quantity for the whole run, so lengths compare across frames; fitted
+        # to the 90th percentile, as the first updates' gradients dwarf the later ones.
+        lengths = np.concatenate([np.hypot(a[:, 0], a[:, 1]) for a in arrays])
+        lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
+        return 0.15 * span / float(np.percentile(lengths, 90)) if lengths.size else 0.0
+
+    g_scale, v_scale, step_scale = scale(gradient, root_s), scale(momentum), scale(step)
+    arrows = np.stack([-gradient * g_scale, -momentum * v_scale, step * step_scale], axis=1)
+    arrows = np.nan_to_num(arrows, nan=0.0, posinf=0.0, neginf=0.0)
+    arrow_colors = ["#d62728", "#ff7f0e", "#ffffff"]
+    quiver = ax.quiver(np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3), color=arrow_colors,
+                       angles="xy", scale_units="xy", scale=1, width=0.006, minlength=0,
+                       edgecolor="black", linewidth=0.5, zorder=7)
+    (trail,) = ax.plot([], [], color=color, lw=1.5, zorder=5)
+    (whiskers,) = ax.plot([], [], color="#17becf", lw=2.2, zorder=6)
+    (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
+                      linestyle="none", zorder=8)
+    legend = [
+        Line2D([], [], color=color, lw=1.5, label=scene.labels[0]),
+        Line2D([], [], color=arrow_colors[0], lw=3, label=f"−g ×{g_scale:.3g}"),
+        Line2D([], [], color=arrow_colors[1], lw=3, label=f"−v ×{v_scale:.3g}"),
+        Line2D([], [], color=arrow_colors[2], lw=3, label=f"step −lr·d ×{step_scale:.3g}",
+               path_effects=None, markeredgecolor="black"),
+        Line2D([], [], color="#17becf", lw=2.2, label=f"±√s per axis ×{g_scale:.3g}"),
+    ]
+    ax.legend(handles=legend, loc="upper right", fontsize="x-small", facecolor="#bbbbbb")
+
+    spec = scene.grid
+    updates = trace["update"][rows]
+    panels = []
+    for position, (values, name) in enumerate(((trace["step_size"][rows], "step size  lr·|d|"), (lr, "lr"))):
+        panel = figure.add_subplot(spec[position, 1])
+        panel.plot(updates, values, color=color, lw=1.2)
+        panel.set_ylabel(name)
+        panel.set_xlim(updates[0], max(updates[-1], updates[0] + 1))
+        if position == 1:
+            panel.set_xlabel("update")
+        cursor = panel.axvline(updates[0], color="black", lw=1)
+        (dot,) = panel.plot([], [], marker="o", markersize=5, color=color, markeredgecolor="black",
+                            linestyle="none")
+        panels.append((values, cursor, dot))
+    caption = _caption(ax)
+    cross = _mark_divergence(ax, path, color)
+    frames = frame_indices(len(rows), options.frames or DEFAULT_FRAMES)
+
+    def update(frame: int) -> None:
+        index = int(frames[frame])
+        point = path.xy[index]
+        trail.set_data(path.xy[: index + 1, 0], path.xy[: index + 1, 1])
+        head.set_data([point[0]], [point[1]])
+        quiver.set_offsets(np.repeat(point[None, :], 3, axis=0))
+        quiver.set_UVC(arrows[index, :, 0], arrows[index, :, 1])
+        half = np.nan_to_num(root_s[index] * g_scale)
+        whiskers.set_data([point[0] - half[0], point[0] + half[0], np.nan, point[0], point[0]],
+                          [point[1], point[1], np.nan, point[1] - half[1], point[1] + half[1]])
+        for values, cursor, dot in panels:
+            cursor.set_xdata([updates[index], updates[index]])
+            dot.set_data([updates[index]], [values[index]])
+        if path.diverged and index == len(rows) - 1:
+            cross.set_data([point[0]], [point[1]])
+        caption.set_text(_clock_text(trace, int(updates[index])))
+
+    moving = [trail, whiskers, quiver, head, cross, caption] + [a for _, c, d in panels for a in (c, d)]
+    if not animated:
+        update(len(frames) - 1)
+        save_still(figure, out, fmt)
+        return
+    write_animation(out, fmt, figure, moving, update, len(frames), options.fps,
+                    [color, "black", "#17becf"] + arrow_colors)
