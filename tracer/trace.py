@@ -20,7 +20,6 @@ the file (JSON and ``float`` only).
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import warnings
@@ -242,20 +241,21 @@ def _parse_trailer(path: pathlib.Path, line_number: int, line: str) -> dict[str,
 
 def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int) -> np.ndarray:
     """The rows as a (columns, rows) float64 array; empty cells become NaN."""
-    cells = [row.split(",") for row in rows]
-    for offset, row in enumerate(cells):
-        if len(row) != width:
-            raise _fail(path, first_line + offset, f"a row with {len(row)} cells; the header has {width} columns")
-    if not cells:
+    commas = width - 1
+    for offset, row in enumerate(rows):
+        if row.count(",") != commas:
+            raise _fail(path, first_line + offset, f"a row with {row.count(',') + 1} cells; the header has {width} columns")
+    if not rows:
         return np.empty((width, 0), dtype=np.float64)
-    nan = math.nan
+    # Empty cells become "nan" by text replacement (twice: ",,," holds two),
+    # then one map(float, ...) over every cell: float() reads repr text back
+    # to the identical float64 and rejects anything that is not a number.
+    text = ("," + ",".join(rows) + ",").replace(",,", ",nan,").replace(",,", ",nan,")
     try:
-        # One C-level pass per row: float() parses repr text to the identical
-        # float64, and rejects anything that is not a number.
-        values = [[float(c) if c else nan for c in row] for row in cells]
+        values = np.array(list(map(float, text[1:-1].split(","))), dtype=np.float64)
     except ValueError:
-        for offset, row in enumerate(cells):
-            for column, cell in enumerate(row):
+        for offset, row in enumerate(rows):
+            for column, cell in enumerate(row.split(",")):
                 try:
                     float(cell) if cell else None
                 except ValueError:
@@ -263,7 +263,7 @@ def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int
                         path, first_line + offset, f"cell {column + 1} is not a number: {cell[:40]!r}"
                     ) from None
         raise  # pragma: no cover - the loop above always finds the bad cell
-    return np.array(values, dtype=np.float64).T.copy()
+    return values.reshape(len(rows), width).T.copy()
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
