@@ -22,6 +22,11 @@ class Problem:
         self.options = dict(options)
 
     @property
+    def batches_per_epoch(self) -> int:
+        """Updates per epoch (for progress bars and schedules)."""
+        return 1
+
+    @property
     def meta(self) -> dict[str, Any]:
         """The trace metadata's `problem` entry."""
         return {"name": self.name, **self.options}

@@ -40,6 +40,10 @@ class LinearProblem(Problem):
         labels += torch.normal(0.0, 0.01, labels.shape, generator=data)
         self.labels = labels.reshape(-1, 1)
 
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-SAMPLES // self.batch_size)
+
     def build_model(self) -> torch.nn.Module:
         model = torch.nn.Linear(2, 1)
         init = torch.Generator().manual_seed(self._seed + 1)

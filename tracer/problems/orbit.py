@@ -131,6 +131,10 @@ class OrbitProblem(Problem):
         self._next_epoch = 0
         self._perm = None
 
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-ORBIT_N // self.batch_size)
+
     def build_model(self):
         import torch
 
