@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
-from tracer.probes import ProbeResult, family_of, optimizer_name, probe_group
+from tracer.probes import family_of, optimizer_name, probe_group
 from tracer.trace import TraceWriter
 
 GRANULARITIES = ("full", "summary")
@@ -354,9 +354,9 @@ class Recorder:
                     f"on_divergence='continue' to keep recording"
                 )
 
-    def _probe(self, optimizer) -> list[ProbeResult | None]:
-        """Per traced parameter: (g, v, s, d) as single-tensor ProbeResults, None without a gradient."""
-        results: list[ProbeResult | None] = [None] * len(self._params)
+    def _probe(self, optimizer) -> list[tuple[Tensor, Tensor | None, Tensor | None, Tensor] | None]:
+        """Per traced parameter: its (g, v, s, d) tensors from the group's ProbeResult; None without a gradient."""
+        results: list[tuple[Tensor, Tensor | None, Tensor | None, Tensor] | None] = [None] * len(self._params)
         for group, indices in zip(optimizer.param_groups, self._group_lists):
             with_grad = [i for i in indices if self._params[i].tensor.grad is not None]
             if not with_grad:
@@ -369,11 +369,11 @@ class Recorder:
                 [self._before[i] for i in with_grad],
             )
             for k, i in enumerate(with_grad):
-                results[i] = ProbeResult(
-                    g=(result.g[k],),
-                    v=None if result.v is None else (result.v[k],),
-                    s=None if result.s is None else (result.s[k],),
-                    d=(result.d[k],),
+                results[i] = (
+                    result.g[k],
+                    None if result.v is None else result.v[k],
+                    None if result.s is None else result.s[k],
+                    result.d[k],
                 )
         return results
 
@@ -384,27 +384,26 @@ class Recorder:
         for i, traced in enumerate(self._params):
             if not traced.full:
                 continue
-            result = results[i]
-            tensors = {
-                "theta": self._before[i],
-                "g": None if result is None else result.g[0],
-                "v": None if result is None or result.v is None else result.v[0],
-                "s": None if result is None or result.s is None else result.s[0],
-                "d": None if result is None else result.d[0],
-                "after": traced.tensor.detach(),
-            }
-            for key, tensor in tensors.items():
+            g, v, s, d = results[i] or (None, None, None, None)
+            tensors = (
+                ("theta", self._before[i]), ("g", g), ("v", v), ("s", s), ("d", d), ("after", traced.tensor.detach())
+            )
+            for key, tensor in tensors:
                 if tensor is None:
                     layout.append((i, key, 0))
                     continue
-                flat = tensor.reshape(-1)
                 if traced.full_index is not None:
-                    flat = flat[traced.full_index]
-                pieces.append(flat.to(torch.float64))
-                layout.append((i, key, flat.numel()))
+                    tensor = tensor.reshape(-1)[traced.full_index]
+                pieces.append(tensor)
+                layout.append((i, key, tensor.numel()))
         if not pieces:
             return {}, True
-        flat_values = torch.cat(pieces).tolist()
+        if all(piece.dim() == 0 for piece in pieces):
+            joined = torch.stack(pieces)  # scalar parameters: one op instead of one reshape per piece
+        else:
+            joined = torch.cat([piece.reshape(-1) for piece in pieces])
+        # float32 -> Python float is exact; torch.stack/cat promote mixed dtypes.
+        flat_values = joined.tolist()
         values: dict[int, dict[str, list[float] | None]] = {}
         offset = 0
         finite = True
@@ -431,10 +430,10 @@ class Recorder:
         scalars: list[Tensor] = []
         scalars += torch._foreach_norm(befores)
         scalars += torch._foreach_norm(torch._foreach_sub(afters, befores))
-        g_list = [results[i].g[0] for i in with_grad]
-        d_list = [results[i].d[0] for i in with_grad]
-        v_list = [results[i].v[0] for i in with_grad if results[i].v is not None]
-        s_list = [results[i].s[0] for i in with_grad if results[i].s is not None]
+        g_list = [results[i][0] for i in with_grad]
+        d_list = [results[i][3] for i in with_grad]
+        v_list = [results[i][1] for i in with_grad if results[i][1] is not None]
+        s_list = [results[i][2] for i in with_grad if results[i][2] is not None]
         for tensors in (g_list, d_list, v_list, s_list):
             if tensors:
                 scalars += torch._foreach_norm(tensors)
@@ -458,8 +457,8 @@ class Recorder:
         for key, present in (
             ("g_norm", with_grad),
             ("d_norm", with_grad),
-            ("v_norm", [i for i in with_grad if results[i].v is not None]),
-            ("s_norm", [i for i in with_grad if results[i].s is not None]),
+            ("v_norm", [i for i in with_grad if results[i][1] is not None]),
+            ("s_norm", [i for i in with_grad if results[i][2] is not None]),
         ):
             for i in present:
                 out[i][key] = next(taken)
@@ -475,8 +474,8 @@ class Recorder:
                 summary["cos_d_prev"] = _cosine(next(taken), summary["d_norm"], traced.previous_d_norm)
             # d may be the optimizer's momentum buffer or the grad itself, both
             # changed in place later: keep a copy for the next cosine.
-            result = results[i]
-            aliased = d is result.g[0] or (result.v is not None and d is result.v[0]) or d is traced.tensor.grad
+            g, v = results[i][0], results[i][1]
+            aliased = d is g or d is v or d is traced.tensor.grad
             traced.previous_d = d.clone() if aliased else d
             traced.previous_d_norm = summary["d_norm"]
         for i in chosen:
