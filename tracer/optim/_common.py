@@ -6,7 +6,7 @@ reads as its algorithm only. Nothing here touches the arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -91,3 +91,14 @@ def restore_defaults(
             state = optimizer.state.get(param, {})
             if "step" in state and not torch.is_tensor(state["step"]):
                 state["step"] = torch.tensor(float(state["step"]), dtype=scalar_dtype())
+
+
+def evaluate_closure(closure: Callable[[], Any] | None) -> Any:
+    """Run a step's closure with gradients enabled (step runs under no_grad); None without one.
+
+    The closure re-evaluates the model and returns the loss, which step returns.
+    """
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()

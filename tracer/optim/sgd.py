@@ -10,6 +10,7 @@ from torch.optim.optimizer import ParamsT
 
 from tracer.optim._common import (
     as_scalar,
+    evaluate_closure,
     check_learning_rate,
     check_non_negative,
     params_with_grad,
@@ -103,16 +104,8 @@ class SGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one update of every parameter that has a gradient.
-
-        Args:
-            closure: optional; re-evaluates the model and returns the loss.
-                It runs with gradients enabled and its loss is returned.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        """Update every parameter that has a gradient; return the closure's loss, if any."""
+        loss = evaluate_closure(closure)
 
         for group in self.param_groups:
             params = list(params_with_grad(group, "SGD", sparse_supported=True))
