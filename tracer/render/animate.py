@@ -17,7 +17,7 @@ the writer:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -42,8 +42,72 @@ def frame_indices(count: int, budget: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, budget)).astype(int))
 
 
+class FrameText:
+    """A one-line caption drawn into each frame from glyphs rendered once.
+
+    Matplotlib lays out and rasterises a Text through FreeType on every draw,
+    which costs more than all the moving lines of a frame together. A caption
+    ("epoch 3  batch 5  update 29") only changes its characters, so it is set
+    in a monospace font in an opaque box drawn with the background, and each
+    frame copies pre-rendered glyph tiles into the box. In a still (no
+    animation loop) it is an ordinary Text.
+    """
+
+    def __init__(self, ax: Any, x: float, y: float, width: int, fontsize: str = "small"):
+        self.width = width
+        self.artist = ax.text(x, y, " " * width, transform=ax.transAxes, va="top", ha="left",
+                              family="monospace", fontsize=fontsize, zorder=9,
+                              bbox=dict(boxstyle="square,pad=0.3", facecolor="white", edgecolor="#444444"))
+        self.text = ""
+        self._tiles: dict[str, np.ndarray] | None = None
+
+    def set_text(self, text: str) -> None:
+        self.text = text[: self.width]
+        if self._tiles is None:
+            self.artist.set_text(self.text.ljust(self.width))
+
+    def prepare(self, figure: Figure) -> None:
+        """Measure the box on the drawn background and render the glyph tiles."""
+        renderer = figure.canvas.get_renderer()
+        extent = self.artist.get_window_extent(renderer)
+        height = int(figure.bbox.height)
+        self._top = int(round(height - extent.y1))
+        self._left = int(round(extent.x0))
+        self._advance = extent.width / self.width
+        self._tiles = _glyph_tiles(self.artist.get_fontproperties(), figure.dpi, int(round(extent.height)),
+                                   int(np.ceil(self._advance)) + 2)
+
+    def draw_into(self, rgba: np.ndarray) -> None:
+        for position, character in enumerate(self.text):
+            tile = self._tiles.get(character)
+            if tile is None or character == " ":
+                continue
+            column = self._left + int(round(position * self._advance))
+            target = rgba[self._top:self._top + tile.shape[0], column:column + tile.shape[1]]
+            # Dark glyphs rendered on white: the darker of the two is the glyph over the box.
+            np.minimum(target, tile[: target.shape[0], : target.shape[1]], out=target)
+
+
+def _glyph_tiles(font: Any, dpi: float, height: int, cell: int) -> dict[str, np.ndarray]:
+    """RGBA tiles (glyph on white) of the printable ASCII characters, each `cell` wide."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    characters = [chr(c) for c in range(33, 127)]
+    width = cell * len(characters)
+    sheet = Figure(figsize=(width / dpi, (height + 4) / dpi), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(sheet)
+    texts = [sheet.text(index * cell / width, 1.0, character, va="top", ha="left", fontproperties=font)
+             for index, character in enumerate(characters)]
+    sheet.canvas.draw()
+    pixels = np.asarray(sheet.canvas.buffer_rgba())
+    renderer = sheet.canvas.get_renderer()
+    top = int(round(sheet.bbox.height - max(t.get_window_extent(renderer).y1 for t in texts)))
+    return {character: pixels[top:top + height, index * cell:(index + 1) * cell].copy()
+            for index, character in enumerate(characters)}
+
+
 def render_frames(figure: Figure, animated: Sequence[Artist], update: Callable[[int], None],
-                  frames: int) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+                  frames: int, texts: Sequence[FrameText] = ()) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """(background RGBA, iterator of frame RGBA arrays) for frames 0..frames-1.
 
     The yielded array is the canvas' own buffer: use it before the next frame.
@@ -54,6 +118,8 @@ def render_frames(figure: Figure, animated: Sequence[Artist], update: Callable[[
     canvas.draw()
     saved = canvas.copy_from_bbox(figure.bbox)
     background = np.asarray(canvas.buffer_rgba()).copy()
+    for text in texts:
+        text.prepare(figure)
 
     def frames_iter() -> Iterator[np.ndarray]:
         for frame in range(frames):
@@ -61,7 +127,10 @@ def render_frames(figure: Figure, animated: Sequence[Artist], update: Callable[[
             canvas.restore_region(saved)
             for artist in animated:
                 figure.draw_artist(artist)
-            yield np.asarray(canvas.buffer_rgba())
+            pixels = np.asarray(canvas.buffer_rgba())
+            for text in texts:
+                text.draw_into(pixels)
+            yield pixels
 
     return background, frames_iter()
 
@@ -180,9 +249,9 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, size: tuple[
 
 def write_animation(path: Path, fmt: str, figure: Figure, animated: Sequence[Artist],
                     update: Callable[[int], None], frames: int, fps: float,
-                    key_colors: Iterable[str]) -> int:
+                    key_colors: Iterable[str], texts: Sequence[FrameText] = ()) -> int:
     """Run the animation loop into a GIF or MP4 at `path`; returns the frame count."""
-    background, iterator = render_frames(figure, animated, update, frames)
+    background, iterator = render_frames(figure, animated, update, frames, texts)
     if fmt == "gif":
         return write_gif(path, background, iterator, fps, key_colors)
     if fmt == "mp4":

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
-from tracer.render.animate import DEFAULT_FRAMES, frame_indices, write_animation
+from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import (
     RenderOptions, TracePath, lr_columns, new_figure, row_mask, save_still, trace_name, trace_path,
     trace_styles,
@@ -123,43 +123,48 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
     scene = contour_scene(traces, options, default_size=PATH_SIZE, even=animated,
                           title="Paths on the loss surface")
     ax = scene.ax
-    lines, heads, crosses = [], [], []
-    for path, label, color in zip(scene.paths, scene.labels, scene.colors):
-        (line,) = ax.plot([], [], color=color, lw=1.8, label=label, zorder=5)
-        (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
-                          linestyle="none", zorder=6)
-        lines.append(line)
-        heads.append(head)
-        crosses.append(_mark_divergence(ax, path, color))
+    # One collection for the lines and one for the heads: per frame the cost is per artist.
+    lines = LineCollection([np.empty((0, 2))] * len(scene.paths), colors=scene.colors, linewidths=1.8,
+                           zorder=5)
+    ax.add_collection(lines, autolim=False)
+    heads = ax.scatter(np.zeros(len(scene.paths)), np.zeros(len(scene.paths)), s=49, c=scene.colors,
+                       edgecolors="black", zorder=6)
+    crosses = [_mark_divergence(ax, path, color) for path, color in zip(scene.paths, scene.colors)]
+    for label, color in zip(scene.labels, scene.colors):
+        ax.plot([], [], color=color, lw=1.8, marker="o", markeredgecolor="black", label=label)
     ax.legend(loc="upper right", fontsize="x-small", framealpha=0.75)
-    caption = _caption(ax)
     first = min(int(p.updates[0]) for p in scene.paths)
     last = max(int(p.updates[-1]) for p in scene.paths)
     timeline = first + frame_indices(last - first + 1, options.frames or DEFAULT_FRAMES)
     clock = max(traces, key=len)
+    caption = _caption(ax, _clock_text(clock, last))
+    shown_points = np.empty((len(scene.paths), 2))
 
     def update(frame: int) -> None:
         done = int(timeline[frame])
-        for path, line, head, cross in zip(scene.paths, lines, heads, crosses):
-            shown = int(np.searchsorted(path.updates, done, side="right"))
-            line.set_data(path.xy[:shown, 0], path.xy[:shown, 1])
-            head.set_data(path.xy[shown - 1:shown, 0], path.xy[shown - 1:shown, 1])
+        segments = []
+        for index, (path, cross) in enumerate(zip(scene.paths, crosses)):
+            shown = max(1, int(np.searchsorted(path.updates, done, side="right")))
+            segments.append(path.xy[:shown])
+            shown_points[index] = path.xy[shown - 1]
             if path.diverged and done >= path.updates[-1]:
                 cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
+        lines.set_segments(segments)
+        heads.set_offsets(shown_points)
         caption.set_text(_clock_text(clock, done))
 
     if not animated:
         update(len(timeline) - 1)
         save_still(scene.figure, out, fmt)
         return
-    write_animation(out, fmt, scene.figure, lines + heads + crosses + [caption], update,
-                    len(timeline), options.fps, scene.colors + ["black", "white"])
+    moving = [lines, heads] + [c for c, p in zip(crosses, scene.paths) if p.diverged]
+    write_animation(out, fmt, scene.figure, moving, update, len(timeline), options.fps,
+                    scene.colors + ["black", "white"], texts=[caption])
 
 
-def _caption(ax: Any) -> Any:
+def _caption(ax: Any, longest: str) -> FrameText:
     """The epoch / batch / update line, top left inside the contour axes."""
-    return ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize="small", zorder=9,
-                   bbox=dict(boxstyle="round", facecolor="white", alpha=0.85))
+    return FrameText(ax, 0.02, 0.97, width=len(longest) + 1)
 
 
 def _clock_text(trace: Any, done: int) -> str:
@@ -260,7 +265,7 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
                path_effects=None, markeredgecolor="black"),
         Line2D([], [], color="#17becf", lw=2.2, label=f"±√s per axis ×{g_scale:.3g}"),
     ]
-    ax.legend(handles=legend, loc="upper right", fontsize="x-small", facecolor="#bbbbbb")
+    ax.legend(handles=legend, loc="lower left", fontsize="x-small", facecolor="#bbbbbb")
 
     spec = scene.grid
     updates = trace["update"][rows]
@@ -276,7 +281,7 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         (dot,) = panel.plot([], [], marker="o", markersize=5, color=color, markeredgecolor="black",
                             linestyle="none")
         panels.append((values, cursor, dot))
-    caption = _caption(ax)
+    caption = _caption(ax, _clock_text(trace, int(trace["update"][rows[-1]])))
     cross = _mark_divergence(ax, path, color)
     frames = frame_indices(len(rows), options.frames or DEFAULT_FRAMES)
 
@@ -297,10 +302,10 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
             cross.set_data([point[0]], [point[1]])
         caption.set_text(_clock_text(trace, int(updates[index])))
 
-    moving = [trail, whiskers, quiver, head, cross, caption] + [a for _, c, d in panels for a in (c, d)]
+    moving = [trail, whiskers, quiver, head, cross] + [a for _, c, d in panels for a in (c, d)]
     if not animated:
         update(len(frames) - 1)
         save_still(figure, out, fmt)
         return
     write_animation(out, fmt, figure, moving, update, len(frames), options.fps,
-                    [color, "black", "#17becf"] + arrow_colors)
+                    [color, "black", "#17becf"] + arrow_colors, texts=[caption])
