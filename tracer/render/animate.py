@@ -16,6 +16,7 @@ the writer:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -74,7 +75,7 @@ class FrameText:
         self._top = int(round(height - extent.y1))
         self._left = int(round(extent.x0))
         self._advance = extent.width / self.width
-        self._tiles = _glyph_tiles(self.artist.get_fontproperties(), figure.dpi, int(round(extent.height)),
+        self._tiles = _glyph_tiles(self.artist.get_fontproperties().copy(), figure.dpi, int(round(extent.height)),
                                    int(np.ceil(self._advance)) + 2)
 
     def draw_into(self, rgba: np.ndarray) -> None:
@@ -88,6 +89,7 @@ class FrameText:
             np.minimum(target, tile[: target.shape[0], : target.shape[1]], out=target)
 
 
+@functools.lru_cache(maxsize=8)
 def _glyph_tiles(font: Any, dpi: float, height: int, cell: int) -> dict[str, np.ndarray]:
     """RGBA tiles (glyph on white) of the printable ASCII characters, each `cell` wide."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -186,6 +186,7 @@ def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | 
         done = np.append(done, done[-1] + 1)
         rows = np.append(rows, rows[-1])
     if updates is not None:
+        row_mask(trace, updates)  # RenderError when the range holds no update
         keep = (done >= updates[0] - 1) & (done <= updates[1])
         xy, done, rows = xy[keep], done[keep], rows[keep]
     finite = np.isfinite(xy).all(axis=1)

@@ -1,0 +1,191 @@
+"""tracer.render: every figure kind from the small committed traces in tests/data.
+
+The fixture traces are written by tests/data/make_render_fixtures.py (numpy
+re-implementations of the optimizers on the orbit samples, a summary trace and
+a per-epoch-schedule trace of the linear problem, an empty one).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imageio.v3 as iio
+
+from tracer.cli import main as tracer_main
+from tracer.errors import RenderError, TracerError
+from tracer.render import FIGURE_KINDS, render_figure
+from tracer.render.animate import frame_indices
+
+DATA = Path(__file__).resolve().parent / "data"
+ORBIT = [DATA / f"orbit_{name}.trace.csv" for name in ("sgd", "momentum", "rmsprop", "adam")]
+DIVERGED = DATA / "orbit_diverged.trace.csv"
+SUMMARY = DATA / "linear_summary.trace.csv"
+STEPLR = DATA / "linear_steplr.trace.csv"
+EMPTY = DATA / "orbit_empty.trace.csv"
+SIZE = (480, 360)
+# Colours no contour or decoration uses, so finding them means the trace was drawn.
+COLORS = ("#ff00ff", "#ff0000", "#ff8000", "#0000ff")
+ORBIT_ZOOM = {"xlim": (0.0, 2.0), "ylim": (0.8, 2.0)}
+
+# kind, traces, options: every kind, as the catalogue would call it.
+STILLS = [
+    ("step-size", ORBIT, {}),
+    ("first-steps", ORBIT, {"first_steps": 4, "xlim": (0.0, 0.5), "ylim": (1.5, 2.0)}),
+    ("paths", ORBIT, {}),
+    ("fit", ORBIT[1:2], {}),
+    ("gradients", ORBIT[1:2], {"updates": (5, 60)}),
+    ("lr", [ORBIT[3], STEPLR], {}),
+    ("internals", ORBIT[3:], {}),
+    ("lr-path", ORBIT, {}),
+    ("dashboard", [SUMMARY], {}),
+]
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def count_color(image: np.ndarray, color: str, tolerance: int = 40) -> int:
+    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(image - rgb).max(axis=-1) <= tolerance).sum())
+
+
+def test_every_kind_is_covered():
+    assert sorted(kind for kind, _, _ in STILLS) == sorted(FIGURE_KINDS)
+
+
+@pytest.mark.parametrize("kind, traces, options", STILLS, ids=[s[0] for s in STILLS])
+def test_still_png(tmp_path, kind, traces, options):
+    out = render_figure(kind, traces, tmp_path / f"{kind}.png", size=SIZE, colors=COLORS[: len(traces)],
+                        **options)
+    image = pixels(out)
+    assert image.shape == (SIZE[1], SIZE[0], 3)
+    assert image.std() > 10, "blank image"
+    for color in COLORS[: len(traces)]:
+        assert count_color(image, color) >= 3, f"colour {color} of a trace is not in the image"
+    assert [p.name for p in tmp_path.iterdir()] == [f"{kind}.png"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("fmt", ["gif", "mp4"])
+@pytest.mark.parametrize("kind, traces", [("paths", ORBIT), ("internals", ORBIT[3:])], ids=["paths", "internals"])
+def test_animation_frames_and_determinism(tmp_path, kind, traces, fmt):
+    budget = 12
+    first = render_figure(kind, traces, tmp_path / f"a.{fmt}", frames=budget, size=(320, 240),
+                          colors=COLORS[: len(traces)])
+    frames = iio.imread(first, index=None, **({"mode": "RGB"} if fmt == "gif" else {}))
+    assert frames.shape == (budget, 240, 320, 3)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).sum() > 0, "first and last frame are equal"
+    if fmt == "gif":
+        for color in COLORS[: len(traces)]:
+            assert count_color(frames[-1].astype(np.int16), color, tolerance=8) >= 3
+    second = render_figure(kind, traces, tmp_path / f"b.{fmt}", frames=budget, size=(320, 240),
+                           colors=COLORS[: len(traces)])
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
+def test_stills_are_deterministic(tmp_path, fmt):
+    outs = [render_figure("paths", ORBIT[:2], tmp_path / f"{i}.{fmt}", size=(320, 240)) for i in range(2)]
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_frame_budget_keeps_first_and_last():
+    indices = frame_indices(1281, 300)
+    assert len(indices) == 300 and indices[0] == 0 and indices[-1] == 1280
+    assert np.all(np.diff(indices) > 0)
+    assert list(frame_indices(5, 300)) == [0, 1, 2, 3, 4]
+
+
+def test_diverged_trace_renders_to_its_last_finite_update(tmp_path):
+    out = render_figure("paths", [DIVERGED, ORBIT[0]], tmp_path / "d.png", size=SIZE, colors=COLORS[:2],
+                        xlim=(0, 4000), ylim=(-10, 1e6))
+    assert count_color(pixels(out), COLORS[0]) >= 3
+    render_figure("step-size", [DIVERGED], tmp_path / "s.png", size=SIZE)
+
+
+def test_render_does_not_import_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from tracer.render import render_figure\n"
+        f"render_figure('paths', [{str(ORBIT[0])!r}], {str(tmp_path / 'p.png')!r}, size=(200, 160))\n"
+        f"render_figure('fit', [{str(ORBIT[0])!r}], {str(tmp_path / 'f.png')!r}, size=(200, 160))\n"
+        "assert 'torch' not in sys.modules, 'tracer.render imported torch'\n"
+    )
+    env = dict(os.environ, MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+# kind, traces, out name, options, message pattern: each must fail and write nothing.
+ERRORS = [
+    ("paths", [SUMMARY], "p.png", {}, r"no 2-D loss surface|no loss surface"),
+    ("paths", [ORBIT[0]], "p.png", {"updates": (500, 600)}, r"no update in 500..600"),
+    ("dashboard", [ORBIT[0]], "d.png", {}, r"needs per-tensor summary columns"),
+    ("internals", [SUMMARY], "i.gif", {}, r"loss surface"),
+    ("fit", [STEPLR], "f.png", {}, r"problem 'linear', accepted: 'orbit'"),
+    ("fit", ORBIT[:2], "f.png", {}, r"at most 1 trace"),
+    ("step-size", [EMPTY], "s.png", {}, r"has no update to draw"),
+    ("contour", ORBIT[:1], "c.png", {}, r"unknown figure kind 'contour'; accepted: step-size"),
+    ("step-size", ORBIT[:1], "missing/s.png", {}, r"directory .*missing.* does not exist"),
+    ("step-size", ORBIT[:1], "s.gif", {}, r"cannot be written as 's.gif'"),
+    ("step-size", ORBIT[:1], "s.png", {"zoom": 2}, r"unknown render option\(s\) zoom"),
+    ("paths", ORBIT[:1], "p.png", {"xlim": (2, 1)}, r"xlim must be increasing"),
+]
+
+
+@pytest.mark.parametrize("kind, traces, name, options, message", ERRORS,
+                         ids=[f"{e[0]}-{e[4][:24]}" for e in ERRORS])
+def test_errors_write_nothing(tmp_path, kind, traces, name, options, message):
+    with pytest.raises(RenderError, match=message) as raised:
+        render_figure(kind, traces, tmp_path / name, **options)
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_columns_are_named(tmp_path):
+    from tracer.trace import load_trace
+
+    trace = load_trace(ORBIT[0])
+    trace.columns.remove("step_size")  # as a trace written without the column
+    with pytest.raises(RenderError, match=r"needs column\(s\) step_size that trace .* lacks"):
+        render_figure("step-size", [_Without(trace, "step_size")], tmp_path / "s.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Without:
+    """A trace that lacks one column (the trace API: meta, columns, [], in, len)."""
+
+    def __init__(self, trace, column):
+        self._trace, self._column = trace, column
+        self.meta, self.columns, self.final, self.status = trace.meta, trace.columns, trace.final, trace.status
+        self.diverged_at, self.path = trace.diverged_at, trace.path
+
+    def __contains__(self, column):
+        return column != self._column and column in self._trace
+
+    def __getitem__(self, column):
+        if column == self._column:
+            raise TracerError(f"no column {column!r}")
+        return self._trace[column]
+
+    def __len__(self):
+        return len(self._trace)
+
+
+def test_cli_render(tmp_path, capsys):
+    out = tmp_path / "paths.gif"
+    status = tracer_main(["render", "paths", *map(str, ORBIT[:2]), "-o", str(out), "--frames", "6",
+                          "--size", "240x180", "--fps", "10", "--xlim", "0,2", "--ylim", "0.8,2",
+                          "--title", "two paths", "--labels", "SGD,Momentum"])
+    assert status == 0 and out.exists()
+    assert iio.imread(out, index=None, mode="RGB").shape[0] == 6
+    status = tracer_main(["render", "fit", str(SUMMARY), "-o", str(tmp_path / "fit.png")])
+    assert status == 2
+    assert capsys.readouterr().err.startswith("tracer: error: figure 'fit' draws an orbit fit")
