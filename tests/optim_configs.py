@@ -60,7 +60,17 @@ class OptimConfig:
     def make(self, params: Iterable, impl: str = "tracer", **extra: Any) -> torch.optim.Optimizer:
         """Ours (impl="tracer") or torch's (impl="torch", with `extra` such as foreach=False)."""
         classes = TRACER_CLASSES if impl == "tracer" else TORCH_CLASSES
-        return classes[self.name](params, **self.kwargs, **extra)
+        # Tensor hyperparameters are copied: schedulers change a tensor lr in place.
+        kwargs = {key: _fresh_copy(value) for key, value in self.kwargs.items()}
+        return classes[self.name](params, **kwargs, **extra)
+
+
+def _fresh_copy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, tuple):
+        return tuple(_fresh_copy(item) for item in value)
+    return value
 
 
 def _product(name: str, base: Mapping[str, Any], axes: Sequence[Sequence[Mapping[str, Any]]]) -> list[OptimConfig]:

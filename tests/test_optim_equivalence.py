@@ -168,3 +168,20 @@ COMPLEX_CONFIGS = [
 @pytest.mark.parametrize("dtype", (torch.complex64, torch.complex128), ids=("complex64", "complex128"))
 def test_complex_parameters_match_torch_for_loop_bitwise(config, dtype):
     run_side_by_side(config, dtype, SHAPE_SETS["several-tensors"])
+
+
+# ---------------------------------------------------------------- tensor hyperparameters
+
+TENSOR_HYPERPARAMETER_CONFIGS = [
+    OptimConfig("sgd", {"lr": torch.tensor(0.01), "momentum": 0.9, "weight_decay": 0.1}),
+    OptimConfig("rmsprop", {"lr": torch.tensor([0.01]), "momentum": 0.5, "centered": True}),
+    OptimConfig("adam", {"lr": torch.tensor(0.01), "betas": (torch.tensor(0.9), torch.tensor([0.999])), "amsgrad": True}),
+    OptimConfig("adamw", {"lr": torch.tensor(0.01), "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("scheduler", (None, "StepLR", "OneCycleLR"))
+@pytest.mark.parametrize("config", TENSOR_HYPERPARAMETER_CONFIGS, ids=lambda config: config.id)
+@dtype_params
+def test_tensor_lr_and_betas_match_torch_for_loop_bitwise(config, scheduler, dtype):
+    run_side_by_side(config, dtype, SHAPE_SETS["several-tensors"], scheduler=scheduler)
