@@ -79,7 +79,7 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
     if grid is None:
         ax = figure.add_subplot()
     else:
-        spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, wspace=0.45)
+        spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, wspace=0.6)
         ax = figure.add_subplot(spec[:, 0])
     draw_contour(ax, surface, traces[0].meta["problem"], xlim, ylim, cmap=cmap, colorbar=colorbar)
     starts = {tuple(p.xy[0]) for p in paths}
@@ -123,41 +123,37 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
     scene = contour_scene(traces, options, default_size=PATH_SIZE, even=animated,
                           title="Paths on the loss surface")
     ax = scene.ax
-    # One collection for the lines and one for the heads: per frame the cost is per artist.
-    lines = LineCollection([np.empty((0, 2))] * len(scene.paths), colors=scene.colors, linewidths=1.8,
-                           zorder=5)
-    ax.add_collection(lines, autolim=False)
-    heads = ax.scatter(np.zeros(len(scene.paths)), np.zeros(len(scene.paths)), s=49, c=scene.colors,
-                       edgecolors="black", zorder=6)
-    crosses = [_mark_divergence(ax, path, color) for path, color in zip(scene.paths, scene.colors)]
+    lines, heads = [], []
     for label, color in zip(scene.labels, scene.colors):
-        ax.plot([], [], color=color, lw=1.8, marker="o", markeredgecolor="black", label=label)
+        (line,) = ax.plot([], [], color=color, lw=1.8, label=label, zorder=5)
+        (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
+                          linestyle="none", zorder=6)
+        lines.append(line)
+        heads.append(head)
+    crosses = [_mark_divergence(ax, path, color) for path, color in zip(scene.paths, scene.colors)]
     ax.legend(loc="upper right", fontsize="x-small", framealpha=0.75)
     first = min(int(p.updates[0]) for p in scene.paths)
     last = max(int(p.updates[-1]) for p in scene.paths)
     timeline = first + frame_indices(last - first + 1, options.frames or DEFAULT_FRAMES)
     clock = max(traces, key=len)
     caption = _caption(ax, _clock_text(clock, last))
-    shown_points = np.empty((len(scene.paths), 2))
 
     def update(frame: int) -> None:
         done = int(timeline[frame])
-        segments = []
-        for index, (path, cross) in enumerate(zip(scene.paths, crosses)):
+        for path, line, head, cross in zip(scene.paths, lines, heads, crosses):
             shown = max(1, int(np.searchsorted(path.updates, done, side="right")))
-            segments.append(path.xy[:shown])
-            shown_points[index] = path.xy[shown - 1]
+            line.set_data(path.xy[:shown, 0], path.xy[:shown, 1])
+            head.set_data(path.xy[shown - 1:shown, 0], path.xy[shown - 1:shown, 1])
             if path.diverged and done >= path.updates[-1]:
                 cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
-        lines.set_segments(segments)
-        heads.set_offsets(shown_points)
         caption.set_text(_clock_text(clock, done))
 
     if not animated:
         update(len(timeline) - 1)
         save_still(scene.figure, out, fmt)
         return
-    moving = [lines, heads] + [c for c, p in zip(crosses, scene.paths) if p.diverged]
+    # Per frame the cost is per artist: crosses join only for paths that diverged.
+    moving = lines + heads + [c for c, p in zip(crosses, scene.paths) if p.diverged]
     write_animation(out, fmt, scene.figure, moving, update, len(timeline), options.fps,
                     scene.colors + ["black", "white"], texts=[caption])
 
