@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/bench_optimizers.py             # 10M float32 parameters, 15 rounds
-    .venv/bin/python benchmarks/bench_optimizers.py --quick     # 1M parameters, 5 rounds: a smoke test
+    .venv/bin/python benchmarks/bench_optimizers.py --quick  # 1M parameters, 5 rounds: smoke test
     .venv/bin/python benchmarks/bench_optimizers.py --rounds 30 --optimizers adam adamw --threads 1
 
 For each optimizer (SGD, Momentum, RMSprop, Adam, AdamW) and each layout of
@@ -43,7 +43,9 @@ IMPLEMENTATIONS = ("ours", "for-loop", "foreach", "fused")
 WARMUP_STEPS = 2
 
 
-def make_optimizer(name: str, impl: str, shapes: list[tuple[int, ...]]) -> torch.optim.Optimizer | None:
+def make_optimizer(
+    name: str, impl: str, shapes: list[tuple[int, ...]]
+) -> torch.optim.Optimizer | None:
     """An optimizer of `impl` over fresh parameters with fixed gradients; None if torch lacks it."""
     ours, theirs, kwargs = OPTIMIZERS[name]
     if impl == "fused" and name not in HAS_FUSED_ON_CPU:
@@ -56,7 +58,11 @@ def make_optimizer(name: str, impl: str, shapes: list[tuple[int, ...]]) -> torch
         params.append(param)
     if impl == "ours":
         return ours(params, **kwargs)
-    flags = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[impl]
+    flags = {
+        "for-loop": {"foreach": False},
+        "foreach": {"foreach": True},
+        "fused": {"fused": True},
+    }[impl]
     return theirs(params, **kwargs, **flags)
 
 
@@ -84,14 +90,24 @@ def bench(name: str, shapes: list[tuple[int, ...]], rounds: int) -> dict[str, fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15, help="timed steps per implementation (default: 15)")
-    parser.add_argument("--numel", type=int, default=10_000_000, help="parameters in total (default: 10M)")
-    parser.add_argument("--tensors", type=int, default=100, help="tensors of the many-tensor layout (default: 100)")
-    parser.add_argument("--quick", action="store_true", help="1M parameters and 5 rounds")
-    parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS))
     parser.add_argument(
-        "--threads", type=int, default=None,
-        help="torch threads (default: torch's own); 1 suffers least from other processes on a shared machine",
+        "--rounds", type=int, default=15, help="timed steps per implementation (default: 15)"
+    )
+    parser.add_argument(
+        "--numel", type=int, default=10_000_000, help="parameters in total (default: 10M)"
+    )
+    parser.add_argument(
+        "--tensors", type=int, default=100, help="tensors of the many-tensor layout (default: 100)"
+    )
+    parser.add_argument("--quick", action="store_true", help="1M parameters and 5 rounds")
+    parser.add_argument(
+        "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS)
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own); 1 suffers least from a shared CPU",
     )
     args = parser.parse_args(argv)
     if args.threads:
@@ -101,20 +117,26 @@ def main(argv: list[str] | None = None) -> int:
 
     layouts = {
         f"1 x {args.numel:,}": [(args.numel,)],
-        f"{args.tensors} x {args.numel // args.tensors:,}": [(args.numel // args.tensors,)] * args.tensors,
+        f"{args.tensors} x {args.numel // args.tensors:,}": [(args.numel // args.tensors,)]
+        * args.tensors,
     }
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
         f"median of {args.rounds} interleaved rounds, ms per step"
     )
-    header = f"{'optimizer':<10} {'layout':<16}" + "".join(f"{impl:>10}" for impl in IMPLEMENTATIONS) + f"{'ours/loop':>11}"
+    header = (
+        f"{'optimizer':<10} {'layout':<16}"
+        + "".join(f"{impl:>10}" for impl in IMPLEMENTATIONS)
+        + f"{'ours/loop':>11}"
+    )
     print(header)
     print("-" * len(header))
     for name in args.optimizers:
         for layout, shapes in layouts.items():
             medians = bench(name, shapes, args.rounds)
             cells = "".join(
-                f"{medians[impl] * 1e3:>10.2f}" if impl in medians else f"{'-':>10}" for impl in IMPLEMENTATIONS
+                f"{medians[impl] * 1e3:>10.2f}" if impl in medians else f"{'-':>10}"
+                for impl in IMPLEMENTATIONS
             )
             ratio = medians["ours"] / medians["for-loop"]
             print(f"{name:<10} {layout:<16}{cells}{ratio:>11.3f}", flush=True)

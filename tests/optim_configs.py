@@ -73,7 +73,9 @@ def _fresh_copy(value: Any) -> Any:
     return value
 
 
-def _product(name: str, base: Mapping[str, Any], axes: Sequence[Sequence[Mapping[str, Any]]]) -> list[OptimConfig]:
+def _product(
+    name: str, base: Mapping[str, Any], axes: Sequence[Sequence[Mapping[str, Any]]]
+) -> list[OptimConfig]:
     """One config per combination of one choice from each axis (a choice is a dict of kwargs)."""
     return [
         OptimConfig(name, {**base, **{k: v for choice in choices for k, v in choice.items()}})
@@ -110,7 +112,9 @@ RMSPROP_CONFIGS = _product(
         WEIGHT_DECAY_AXIS,
         MAXIMIZE_AXIS,
     ],
-) + [OptimConfig("rmsprop", {"lr": LR, "alpha": 0.9, "eps": 1e-6, "momentum": 0.9, "centered": True})]
+) + [
+    OptimConfig("rmsprop", {"lr": LR, "alpha": 0.9, "eps": 1e-6, "momentum": 0.9, "centered": True})
+]
 ADAM_CONFIGS = _product(
     "adam",
     {"lr": LR},
@@ -145,7 +149,9 @@ REPRESENTATIVE_CONFIGS = [
 FAST_VARIANT_CONFIGS = REPRESENTATIVE_CONFIGS + [
     OptimConfig("sgd", {"lr": LR, "momentum": 0.9, "dampening": 0.1, "maximize": True}),
     OptimConfig("rmsprop", {"lr": LR, "weight_decay": 0.1, "maximize": True}),
-    OptimConfig("adam", {"lr": LR, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+    OptimConfig(
+        "adam", {"lr": LR, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}
+    ),
     OptimConfig("adamw", {"lr": LR, "maximize": True}),
 ]
 
@@ -158,7 +164,9 @@ SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer], lr_scheduler.LRScheduler
     "MultiStepLR": lambda opt: lr_scheduler.MultiStepLR(opt, milestones=[3, 10, 18], gamma=0.3),
     "ExponentialLR": lambda opt: lr_scheduler.ExponentialLR(opt, gamma=0.9),
     "LinearLR": lambda opt: lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=10),
-    "MultiplicativeLR": lambda opt: lr_scheduler.MultiplicativeLR(opt, lr_lambda=lambda epoch: 0.95),
+    "MultiplicativeLR": lambda opt: lr_scheduler.MultiplicativeLR(
+        opt, lr_lambda=lambda epoch: 0.95
+    ),
     "LambdaLR": lambda opt: lr_scheduler.LambdaLR(opt, lr_lambda=lambda epoch: 1.0 / (1.0 + epoch)),
     "CosineAnnealingLR": lambda opt: lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=1e-4),
     "OneCycleLR": lambda opt: lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=STEPS),
@@ -174,10 +182,14 @@ DTYPES = (torch.float32, torch.float64)
 # ---------------------------------------------------------------- the harness
 
 
-def make_params(shapes: Sequence[tuple[int, ...]], dtype: torch.dtype, seed: int = 0) -> list[torch.Tensor]:
+def make_params(
+    shapes: Sequence[tuple[int, ...]], dtype: torch.dtype, seed: int = 0
+) -> list[torch.Tensor]:
     """Deterministic pseudo-random leaf tensors; call twice for two identical sets."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=generator, dtype=dtype).requires_grad_() for shape in shapes]
+    return [
+        torch.randn(shape, generator=generator, dtype=dtype).requires_grad_() for shape in shapes
+    ]
 
 
 def set_grads(param_sets: Sequence[Sequence[torch.Tensor]], step: int, seed: int = 0) -> None:
@@ -195,7 +207,7 @@ def set_grads(param_sets: Sequence[Sequence[torch.Tensor]], step: int, seed: int
 
 
 def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """torch.equal, except that NaNs count as equal where their bits are equal (torch.equal says NaN != NaN)."""
+    """torch.equal, but NaNs count as equal where their bits are (torch.equal: NaN != NaN)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
     if torch.equal(a, b):
@@ -211,35 +223,49 @@ def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 def assert_bitwise_equal_optimizers(
     ours: torch.optim.Optimizer, theirs: torch.optim.Optimizer, context: str = ""
 ) -> None:
-    """Parameters, every state tensor (same keys, dtypes) and the group hyperparameters are identical."""
+    """Parameters, every state tensor (keys, dtypes, values) and group hyperparameters are identical."""
     assert len(ours.param_groups) == len(theirs.param_groups)
-    for group_ours, group_theirs in zip(ours.param_groups, theirs.param_groups):
+    for group_ours, group_theirs in zip(ours.param_groups, theirs.param_groups, strict=True):
         for key in ("lr", "momentum", "betas"):
             if key in group_ours:
                 assert group_ours[key] == group_theirs[key], f"{context}: group {key}"
-        for index, (p_ours, p_theirs) in enumerate(zip(group_ours["params"], group_theirs["params"])):
+        for index, (p_ours, p_theirs) in enumerate(
+            zip(group_ours["params"], group_theirs["params"], strict=True)
+        ):
             assert bitwise_equal(p_ours, p_theirs), f"{context}: parameter {index} differs"
             state_ours, state_theirs = ours.state.get(p_ours, {}), theirs.state.get(p_theirs, {})
-            assert state_ours.keys() == state_theirs.keys(), f"{context}: state keys of parameter {index}"
+            assert state_ours.keys() == state_theirs.keys(), (
+                f"{context}: state keys of parameter {index}"
+            )
             for key, value in state_theirs.items():
                 assert value.dtype == state_ours[key].dtype, f"{context}: dtype of {key}"
-                assert bitwise_equal(state_ours[key], value), f"{context}: state {key} of parameter {index} differs"
+                assert bitwise_equal(state_ours[key], value), (
+                    f"{context}: state {key} of parameter {index} differs"
+                )
 
 
 def assert_close_optimizers(
-    ours: torch.optim.Optimizer, theirs: torch.optim.Optimizer, rtol: float, atol: float, context: str = ""
+    ours: torch.optim.Optimizer,
+    theirs: torch.optim.Optimizer,
+    rtol: float,
+    atol: float,
+    context: str = "",
 ) -> None:
-    """Parameters and every state tensor agree within |a - b| <= atol + rtol * |b| (torch.allclose)."""
-    for group_ours, group_theirs in zip(ours.param_groups, theirs.param_groups):
-        for p_ours, p_theirs in zip(group_ours["params"], group_theirs["params"]):
+    """Parameters and every state tensor agree: |a - b| <= atol + rtol * |b| (torch.allclose)."""
+    for group_ours, group_theirs in zip(ours.param_groups, theirs.param_groups, strict=True):
+        for p_ours, p_theirs in zip(group_ours["params"], group_theirs["params"], strict=True):
             pairs = [("parameter", p_ours, p_theirs)]
             state_ours, state_theirs = ours.state.get(p_ours, {}), theirs.state.get(p_theirs, {})
-            pairs += [(key, state_ours[key].to(value), value) for key, value in state_theirs.items()]
+            pairs += [
+                (key, state_ours[key].to(value), value) for key, value in state_theirs.items()
+            ]
             for what, a, b in pairs:
                 # torch.allclose, not torch.testing.assert_close: ten times faster, same rule.
                 if not torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
                     worst = ((a - b).abs() - rtol * b.abs()).max().item()
-                    raise AssertionError(f"{context}: {what} differs by up to {worst:.3g} beyond rtol * |b|, atol={atol:.3g}")
+                    raise AssertionError(
+                        f"{context}: {what} differs by up to {worst:.3g} beyond rtol * |b|, atol={atol:.3g}"
+                    )
 
 
 def run_side_by_side(
@@ -250,7 +276,9 @@ def run_side_by_side(
     steps: int = STEPS,
     scheduler: str | None = None,
     reference: Mapping[str, Any] = {"foreach": False},  # noqa: B006 (read only)
-    compare: Callable[[torch.optim.Optimizer, torch.optim.Optimizer, str], None] = assert_bitwise_equal_optimizers,
+    compare: Callable[
+        [torch.optim.Optimizer, torch.optim.Optimizer, str], None
+    ] = assert_bitwise_equal_optimizers,
     seed: int = 0,
 ) -> None:
     """Step ours and torch's (with `reference` options) `steps` times, comparing after every step."""

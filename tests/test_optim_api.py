@@ -10,8 +10,6 @@ import importlib
 
 import pytest
 import torch
-
-import tracer.optim
 from optim_configs import (
     REPRESENTATIVE_CONFIGS,
     TORCH_CLASSES,
@@ -22,7 +20,11 @@ from optim_configs import (
     set_grads,
 )
 
-representative = pytest.mark.parametrize("config", REPRESENTATIVE_CONFIGS, ids=lambda config: config.id)
+import tracer.optim
+
+representative = pytest.mark.parametrize(
+    "config", REPRESENTATIVE_CONFIGS, ids=lambda config: config.id
+)
 
 
 def _pair(config: OptimConfig, params_ours, params_theirs):
@@ -32,7 +34,10 @@ def _pair(config: OptimConfig, params_ours, params_theirs):
 @representative
 def test_closure_runs_with_grad_enabled_and_its_loss_is_returned(config):
     target = torch.tensor([1.0, -2.0, 3.0])
-    params_ours, params_theirs = make_params([(3,)], torch.float64), make_params([(3,)], torch.float64)
+    params_ours, params_theirs = (
+        make_params([(3,)], torch.float64),
+        make_params([(3,)], torch.float64),
+    )
     ours, theirs = _pair(config, params_ours, params_theirs)
 
     def closure_for(optimizer, param):
@@ -62,10 +67,15 @@ def test_parameter_groups_with_their_own_options_and_add_param_group(config):
         "adam": {"lr": 0.1, "betas": (0.5, 0.9), "amsgrad": False},
         "adamw": {"lr": 0.1, "weight_decay": 0.5},
     }[config.name]
-    params_ours, params_theirs = make_params([(3,), (2, 2), (5,)], torch.float32), make_params([(3,), (2, 2), (5,)], torch.float32)
+    params_ours, params_theirs = (
+        make_params([(3,), (2, 2), (5,)], torch.float32),
+        make_params([(3,), (2, 2), (5,)], torch.float32),
+    )
     ours = config.make([{"params": params_ours[:1]}, {"params": params_ours[1:2], **overrides}])
     theirs = config.make(
-        [{"params": params_theirs[:1]}, {"params": params_theirs[1:2], **overrides}], impl="torch", foreach=False
+        [{"params": params_theirs[:1]}, {"params": params_theirs[1:2], **overrides}],
+        impl="torch",
+        foreach=False,
     )
     for step in range(12):
         if step == 5:  # a third group joins half way, with its own options
@@ -80,7 +90,10 @@ def test_parameter_groups_with_their_own_options_and_add_param_group(config):
 
 @representative
 def test_parameters_without_a_gradient_are_skipped_and_get_no_state(config):
-    params_ours, params_theirs = make_params([(3,), (4,)], torch.float32), make_params([(3,), (4,)], torch.float32)
+    params_ours, params_theirs = (
+        make_params([(3,), (4,)], torch.float32),
+        make_params([(3,), (4,)], torch.float32),
+    )
     ours, theirs = _pair(config, params_ours, params_theirs)
     frozen_before = params_ours[1].detach().clone()
     for step in range(5):
@@ -112,9 +125,15 @@ def test_step_hooks_fire_around_every_step(name):
     params = make_params([(3,)], torch.float32)
     optimizer = TRACER_CLASSES[name](params)
     calls = []
-    optimizer.register_step_pre_hook(lambda opt, args, kwargs: calls.append(("pre", params[0].detach().clone())))
-    optimizer.register_step_post_hook(lambda opt, args, kwargs: calls.append(("post", params[0].detach().clone())))
-    global_hook = importlib.import_module("torch.optim.optimizer").register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(("global", None)))
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: calls.append(("pre", params[0].detach().clone()))
+    )
+    optimizer.register_step_post_hook(
+        lambda opt, args, kwargs: calls.append(("post", params[0].detach().clone()))
+    )
+    global_hook = importlib.import_module(
+        "torch.optim.optimizer"
+    ).register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(("global", None)))
     try:
         for step in range(3):
             set_grads([params], step)
@@ -140,9 +159,13 @@ def test_our_arithmetic_does_not_call_torch_optims_functional_implementations(mo
     def forbidden(*args, **kwargs):
         raise AssertionError("called torch.optim's functional implementation")
 
-    for module in map(importlib.import_module, ("torch.optim.sgd", "torch.optim.rmsprop", "torch.optim.adam")):
+    for module in map(
+        importlib.import_module, ("torch.optim.sgd", "torch.optim.rmsprop", "torch.optim.adam")
+    ):
         for attribute in dir(module):
-            if attribute.startswith(("_single_tensor_", "_multi_tensor_", "_fused_")) or attribute in ("sgd", "rmsprop", "adam"):
+            if attribute.startswith(
+                ("_single_tensor_", "_multi_tensor_", "_fused_")
+            ) or attribute in ("sgd", "rmsprop", "adam"):
                 monkeypatch.setattr(module, attribute, forbidden)
     for config in REPRESENTATIVE_CONFIGS:
         params = make_params([(3,)], torch.float32)
@@ -162,8 +185,12 @@ def test_our_arithmetic_does_not_call_torch_optims_functional_implementations(mo
 @pytest.mark.parametrize("name", tracer.optim.OPTIMIZER_NAMES)
 @pytest.mark.parametrize("impl", tracer.optim.IMPLEMENTATIONS)
 def test_build_optimizer_makes_ours_or_torchs_for_loop(name, impl):
-    optimizer = tracer.optim.build_optimizer(name, [torch.zeros(2, requires_grad=True)], impl=impl, lr=0.05)
-    expected = {"tracer": TRACER_CLASSES, "torch": TORCH_CLASSES}[impl][{"momentum": "sgd"}.get(name, name)]
+    optimizer = tracer.optim.build_optimizer(
+        name, [torch.zeros(2, requires_grad=True)], impl=impl, lr=0.05
+    )
+    expected = {"tracer": TRACER_CLASSES, "torch": TORCH_CLASSES}[impl][
+        {"momentum": "sgd"}.get(name, name)
+    ]
     assert type(optimizer) is expected
     group = optimizer.param_groups[0]
     assert group["lr"] == 0.05
@@ -176,7 +203,9 @@ def test_build_optimizer_makes_ours_or_torchs_for_loop(name, impl):
 
 
 def test_build_optimizer_momentum_is_overridable():
-    optimizer = tracer.optim.build_optimizer("momentum", [torch.zeros(2, requires_grad=True)], momentum=0.5, nesterov=True)
+    optimizer = tracer.optim.build_optimizer(
+        "momentum", [torch.zeros(2, requires_grad=True)], momentum=0.5, nesterov=True
+    )
     assert optimizer.param_groups[0]["momentum"] == 0.5
     assert optimizer.param_groups[0]["nesterov"] is True
 
@@ -193,7 +222,9 @@ def test_build_optimizer_momentum_is_overridable():
         (tracer.optim.AdamW, "adam"),
         (torch.optim.AdamW, "adam"),
     ],
-    ids=lambda value: getattr(value, "__module__", "") + "." + getattr(value, "__name__", str(value)),
+    ids=lambda value: (
+        getattr(value, "__module__", "") + "." + getattr(value, "__name__", str(value))
+    ),
 )
 def test_optimizer_family(optimizer_class, family):
     optimizer = optimizer_class([torch.zeros(2, requires_grad=True)])

@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from optim_configs import (
     ALL_CONFIGS,
     DTYPES,
@@ -24,7 +23,9 @@ from optim_configs import (
     run_side_by_side,
 )
 
-dtype_params = pytest.mark.parametrize("dtype", DTYPES, ids=lambda dtype: str(dtype).removeprefix("torch."))
+dtype_params = pytest.mark.parametrize(
+    "dtype", DTYPES, ids=lambda dtype: str(dtype).removeprefix("torch.")
+)
 shapes_params = pytest.mark.parametrize("shapes", SHAPE_SETS.values(), ids=SHAPE_SETS.keys())
 
 
@@ -54,7 +55,8 @@ def test_with_every_scheduler_matches_torch_for_loop_bitwise(config, scheduler, 
 # machines' kernels while staying far below what a wrong formula gives.
 ULPS = 64
 FAST_VARIANT_TOLERANCE = {
-    dtype: {"rtol": ULPS * torch.finfo(dtype).eps, "atol": ULPS * torch.finfo(dtype).eps} for dtype in DTYPES
+    dtype: {"rtol": ULPS * torch.finfo(dtype).eps, "atol": ULPS * torch.finfo(dtype).eps}
+    for dtype in DTYPES
 }
 FAST_VARIANT_CASES = [
     pytest.param(config, variant, id=f"{config.id}-{variant}")
@@ -150,7 +152,9 @@ _shape_lists = st.lists(st.lists(st.integers(1, 5), max_size=3).map(tuple), min_
     steps=st.integers(1, 12),
     seed=st.integers(0, 2**16),
 )
-def test_random_valid_configurations_match_torch_for_loop_bitwise(config, shapes, dtype, steps, seed):
+def test_random_valid_configurations_match_torch_for_loop_bitwise(
+    config, shapes, dtype, steps, seed
+):
     run_side_by_side(config, dtype, shapes, steps=steps, seed=seed)
 
 
@@ -165,7 +169,9 @@ COMPLEX_CONFIGS = [
 
 
 @pytest.mark.parametrize("config", COMPLEX_CONFIGS, ids=lambda config: config.id)
-@pytest.mark.parametrize("dtype", (torch.complex64, torch.complex128), ids=("complex64", "complex128"))
+@pytest.mark.parametrize(
+    "dtype", (torch.complex64, torch.complex128), ids=("complex64", "complex128")
+)
 def test_complex_parameters_match_torch_for_loop_bitwise(config, dtype):
     run_side_by_side(config, dtype, SHAPE_SETS["several-tensors"])
 
@@ -175,7 +181,14 @@ def test_complex_parameters_match_torch_for_loop_bitwise(config, dtype):
 TENSOR_HYPERPARAMETER_CONFIGS = [
     OptimConfig("sgd", {"lr": torch.tensor(0.01), "momentum": 0.9, "weight_decay": 0.1}),
     OptimConfig("rmsprop", {"lr": torch.tensor([0.01]), "momentum": 0.5, "centered": True}),
-    OptimConfig("adam", {"lr": torch.tensor(0.01), "betas": (torch.tensor(0.9), torch.tensor([0.999])), "amsgrad": True}),
+    OptimConfig(
+        "adam",
+        {
+            "lr": torch.tensor(0.01),
+            "betas": (torch.tensor(0.9), torch.tensor([0.999])),
+            "amsgrad": True,
+        },
+    ),
     OptimConfig("adamw", {"lr": torch.tensor(0.01), "weight_decay": 0.1}),
 ]
 

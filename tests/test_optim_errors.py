@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import torch
+from optim_configs import TORCH_CLASSES, TRACER_CLASSES
 
 import tracer.optim
-from optim_configs import TORCH_CLASSES, TRACER_CLASSES
 from tracer.errors import TracerError
 
 
@@ -35,30 +35,119 @@ class ErrorCase:
 
 CONSTRUCTOR_ERRORS = [
     ErrorCase("sgd", {"lr": -1.0}, ValueError, r"Invalid learning rate: -1\.0", "negative-lr"),
-    ErrorCase("sgd", {"lr": torch.tensor([0.1, 0.2])}, ValueError, r"Tensor lr must be 1-element", "tensor-lr-2-elements"),
-    ErrorCase("sgd", {"momentum": -0.5}, ValueError, r"Invalid momentum value: -0\.5", "negative-momentum"),
-    ErrorCase("sgd", {"weight_decay": -0.1}, ValueError, r"Invalid weight_decay value: -0\.1", "negative-weight-decay"),
-    ErrorCase("sgd", {"nesterov": True}, ValueError, r"Nesterov momentum requires a momentum and zero dampening", "nesterov-without-momentum"),
     ErrorCase(
-        "sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, ValueError,
-        r"Nesterov momentum requires a momentum and zero dampening", "nesterov-with-dampening",
+        "sgd",
+        {"lr": torch.tensor([0.1, 0.2])},
+        ValueError,
+        r"Tensor lr must be 1-element",
+        "tensor-lr-2-elements",
     ),
-    ErrorCase("rmsprop", {"lr": -1e-3}, ValueError, r"Invalid learning rate: -0\.001", "negative-lr"),
-    ErrorCase("rmsprop", {"eps": -1e-8}, ValueError, r"Invalid epsilon value: -1e-08", "negative-eps"),
-    ErrorCase("rmsprop", {"momentum": -0.1}, ValueError, r"Invalid momentum value: -0\.1", "negative-momentum"),
-    ErrorCase("rmsprop", {"weight_decay": -1.0}, ValueError, r"Invalid weight_decay value: -1\.0", "negative-weight-decay"),
-    ErrorCase("rmsprop", {"alpha": -0.99}, ValueError, r"Invalid alpha value: -0\.99", "negative-alpha"),
+    ErrorCase(
+        "sgd", {"momentum": -0.5}, ValueError, r"Invalid momentum value: -0\.5", "negative-momentum"
+    ),
+    ErrorCase(
+        "sgd",
+        {"weight_decay": -0.1},
+        ValueError,
+        r"Invalid weight_decay value: -0\.1",
+        "negative-weight-decay",
+    ),
+    ErrorCase(
+        "sgd",
+        {"nesterov": True},
+        ValueError,
+        r"Nesterov momentum requires a momentum and zero dampening",
+        "nesterov-without-momentum",
+    ),
+    ErrorCase(
+        "sgd",
+        {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+        ValueError,
+        r"Nesterov momentum requires a momentum and zero dampening",
+        "nesterov-with-dampening",
+    ),
+    ErrorCase(
+        "rmsprop", {"lr": -1e-3}, ValueError, r"Invalid learning rate: -0\.001", "negative-lr"
+    ),
+    ErrorCase(
+        "rmsprop", {"eps": -1e-8}, ValueError, r"Invalid epsilon value: -1e-08", "negative-eps"
+    ),
+    ErrorCase(
+        "rmsprop",
+        {"momentum": -0.1},
+        ValueError,
+        r"Invalid momentum value: -0\.1",
+        "negative-momentum",
+    ),
+    ErrorCase(
+        "rmsprop",
+        {"weight_decay": -1.0},
+        ValueError,
+        r"Invalid weight_decay value: -1\.0",
+        "negative-weight-decay",
+    ),
+    ErrorCase(
+        "rmsprop", {"alpha": -0.99}, ValueError, r"Invalid alpha value: -0\.99", "negative-alpha"
+    ),
     ErrorCase("adam", {"lr": -1e-3}, ValueError, r"Invalid learning rate: -0\.001", "negative-lr"),
     ErrorCase("adam", {"eps": -1.0}, ValueError, r"Invalid epsilon value: -1\.0", "negative-eps"),
-    ErrorCase("adam", {"betas": (1.0, 0.999)}, ValueError, r"Invalid beta parameter at index 0: 1\.0", "beta1-is-1"),
-    ErrorCase("adam", {"betas": (-0.1, 0.999)}, ValueError, r"Invalid beta parameter at index 0: -0\.1", "beta1-negative"),
-    ErrorCase("adam", {"betas": (0.9, 1.5)}, ValueError, r"Invalid beta parameter at index 1: 1\.5", "beta2-above-1"),
-    ErrorCase("adam", {"betas": (0.9, -1e-3)}, ValueError, r"Invalid beta parameter at index 1: -0\.001", "beta2-negative"),
-    ErrorCase("adam", {"weight_decay": -0.1}, ValueError, r"Invalid weight_decay value: -0\.1", "negative-weight-decay"),
-    ErrorCase("adam", {"betas": (0.9, torch.tensor(0.999))}, ValueError, r"betas must be either both floats or both Tensors", "mixed-betas"),
+    ErrorCase(
+        "adam",
+        {"betas": (1.0, 0.999)},
+        ValueError,
+        r"Invalid beta parameter at index 0: 1\.0",
+        "beta1-is-1",
+    ),
+    ErrorCase(
+        "adam",
+        {"betas": (-0.1, 0.999)},
+        ValueError,
+        r"Invalid beta parameter at index 0: -0\.1",
+        "beta1-negative",
+    ),
+    ErrorCase(
+        "adam",
+        {"betas": (0.9, 1.5)},
+        ValueError,
+        r"Invalid beta parameter at index 1: 1\.5",
+        "beta2-above-1",
+    ),
+    ErrorCase(
+        "adam",
+        {"betas": (0.9, -1e-3)},
+        ValueError,
+        r"Invalid beta parameter at index 1: -0\.001",
+        "beta2-negative",
+    ),
+    ErrorCase(
+        "adam",
+        {"weight_decay": -0.1},
+        ValueError,
+        r"Invalid weight_decay value: -0\.1",
+        "negative-weight-decay",
+    ),
+    ErrorCase(
+        "adam",
+        {"betas": (0.9, torch.tensor(0.999))},
+        ValueError,
+        r"betas must be either both floats or both Tensors",
+        "mixed-betas",
+    ),
     ErrorCase("adamw", {"lr": -1.0}, ValueError, r"Invalid learning rate: -1\.0", "negative-lr"),
-    ErrorCase("adamw", {"betas": (0.9, 1.0)}, ValueError, r"Invalid beta parameter at index 1: 1\.0", "beta2-is-1"),
-    ErrorCase("adamw", {"weight_decay": -1e-2}, ValueError, r"Invalid weight_decay value: -0\.01", "negative-weight-decay"),
+    ErrorCase(
+        "adamw",
+        {"betas": (0.9, 1.0)},
+        ValueError,
+        r"Invalid beta parameter at index 1: 1\.0",
+        "beta2-is-1",
+    ),
+    ErrorCase(
+        "adamw",
+        {"weight_decay": -1e-2},
+        ValueError,
+        r"Invalid weight_decay value: -0\.01",
+        "negative-weight-decay",
+    ),
 ]
 
 
@@ -98,7 +187,11 @@ def _sparse_grad_param() -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("rmsprop", r"RMSprop does not support sparse gradients"), ("adam", r"Adam does not support sparse gradients"), ("adamw", r"does not support sparse gradients")],
+    [
+        ("rmsprop", r"RMSprop does not support sparse gradients"),
+        ("adam", r"Adam does not support sparse gradients"),
+        ("adamw", r"does not support sparse gradients"),
+    ],
 )
 @pytest.mark.parametrize("impl", ("tracer", "torch"))
 def test_sparse_gradients_raise_like_torch_and_change_nothing(name, message, impl):
@@ -124,9 +217,18 @@ def test_sgd_supports_sparse_gradients_like_torch(momentum):
 # ---------------------------------------------------------------- build_optimizer, optimizer_family
 
 BUILD_ERRORS = [
-    ({"name": "adagrad"}, r"unknown optimizer 'adagrad'; expected one of: sgd, momentum, rmsprop, adam, adamw"),
-    ({"name": "adam", "impl": "jax"}, r"unknown optimizer implementation 'jax'; expected one of: tracer, torch"),
-    ({"name": "adam", "bettas": (0.9, 0.99)}, r"unknown hyperparameter\(s\) bettas for optimizer 'adam'; expected some of: lr, betas, eps"),
+    (
+        {"name": "adagrad"},
+        r"unknown optimizer 'adagrad'; expected one of: sgd, momentum, rmsprop, adam, adamw",
+    ),
+    (
+        {"name": "adam", "impl": "jax"},
+        r"unknown optimizer implementation 'jax'; expected one of: tracer, torch",
+    ),
+    (
+        {"name": "adam", "bettas": (0.9, 0.99)},
+        r"unknown hyperparameter\(s\) bettas for optimizer 'adam'; expected some of: lr, betas, eps",
+    ),
     ({"name": "sgd", "foreach": True}, r"unknown hyperparameter\(s\) foreach for optimizer 'sgd'"),
 ]
 
@@ -140,5 +242,7 @@ def test_build_optimizer_rejects_unknown_names_with_the_valid_choices(arguments,
 
 def test_optimizer_family_rejects_other_optimizers():
     optimizer = torch.optim.Adagrad([torch.zeros(1, requires_grad=True)])
-    with pytest.raises(TracerError, match=r"unsupported optimizer class torch\.optim\.adagrad\.Adagrad; expected"):
+    with pytest.raises(
+        TracerError, match=r"unsupported optimizer class torch\.optim\.adagrad\.Adagrad; expected"
+    ):
         tracer.optim.optimizer_family(optimizer)

@@ -7,7 +7,6 @@ import io
 
 import pytest
 import torch
-
 from optim_configs import (
     REPRESENTATIVE_CONFIGS,
     SHAPE_SETS,
@@ -35,9 +34,15 @@ def _through_bytes(state_dict: dict) -> dict:
 
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=("float32", "float64"))
-@pytest.mark.parametrize(("source", "target"), [("torch", "tracer"), ("tracer", "torch")], ids=("torch-to-ours", "ours-to-torch"))
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("torch", "tracer"), ("tracer", "torch")],
+    ids=("torch-to-ours", "ours-to-torch"),
+)
 @pytest.mark.parametrize("config", STATE_DICT_CONFIGS, ids=lambda config: config.id)
-def test_state_dict_moves_between_ours_and_torch_and_training_continues_identically(config, source, target, dtype):
+def test_state_dict_moves_between_ours_and_torch_and_training_continues_identically(
+    config, source, target, dtype
+):
     shapes = SHAPE_SETS["several-tensors"]
     extra = {"torch": {"foreach": False}, "tracer": {}}
     source_params = make_params(shapes, dtype)
@@ -49,7 +54,9 @@ def test_state_dict_moves_between_ours_and_torch_and_training_continues_identica
     target_params = [param.detach().clone().requires_grad_() for param in source_params]
     # A fresh target whose hyperparameters differ: loading must bring the saved ones back.
     fresh_kwargs = {**config.kwargs, "lr": 0.5}
-    target_optimizer = OptimConfig(config.name, fresh_kwargs).make(target_params, impl=target, **extra[target])
+    target_optimizer = OptimConfig(config.name, fresh_kwargs).make(
+        target_params, impl=target, **extra[target]
+    )
     target_optimizer.load_state_dict(_through_bytes(copy.deepcopy(source_optimizer.state_dict())))
     assert_bitwise_equal_optimizers(target_optimizer, source_optimizer, "right after loading")
 
@@ -57,7 +64,9 @@ def test_state_dict_moves_between_ours_and_torch_and_training_continues_identica
         set_grads([source_params, target_params], step)
         source_optimizer.step()
         target_optimizer.step()
-        assert_bitwise_equal_optimizers(target_optimizer, source_optimizer, f"{config.id} step {step + 1}")
+        assert_bitwise_equal_optimizers(
+            target_optimizer, source_optimizer, f"{config.id} step {step + 1}"
+        )
 
 
 @pytest.mark.parametrize("config", REPRESENTATIVE_CONFIGS, ids=lambda config: config.id)
@@ -80,7 +89,9 @@ def test_state_dict_has_torchs_layout(config):
             assert step.item() == 1.0
     # Ours keeps exactly torch's hyperparameters, less foreach/fused/capturable/differentiable.
     torch_only = {"foreach", "fused", "capturable", "differentiable"}
-    assert {key for key in ours["param_groups"][0]} == {key for key in theirs["param_groups"][0]} - torch_only
+    assert {key for key in ours["param_groups"][0]} == {
+        key for key in theirs["param_groups"][0]
+    } - torch_only
 
 
 def test_adamw_stays_decoupled_after_loading_an_adam_state_dict():

@@ -77,9 +77,7 @@ def params_with_grad(
         yield param
 
 
-def restore_defaults(
-    optimizer: torch.optim.Optimizer, defaults: dict[str, Any]
-) -> None:
+def restore_defaults(optimizer: torch.optim.Optimizer, defaults: dict[str, Any]) -> None:
     """Fill keys missing from param groups loaded from an older state, as torch's __setstate__.
 
     A `step` stored as a plain number (very old torch) becomes a tensor again.

@@ -10,9 +10,9 @@ from torch.optim.optimizer import ParamsT
 
 from tracer.optim._common import (
     as_scalar,
-    evaluate_closure,
     check_learning_rate,
     check_non_negative,
+    evaluate_closure,
     new_step_counter,
     params_with_grad,
     restore_defaults,
@@ -99,9 +99,7 @@ class Adam(torch.optim.Optimizer):
             all(isinstance(beta, float) for beta in betas)
             or all(isinstance(beta, Tensor) for beta in betas)
         ):
-            raise ValueError(
-                f"betas must be either both floats or both Tensors, got {betas!r}"
-            )
+            raise ValueError(f"betas must be either both floats or both Tensors, got {betas!r}")
         for index, beta in enumerate(betas):
             if isinstance(beta, Tensor) and beta.numel() != 1:
                 raise ValueError(f"Tensor betas[{index}] must be 1-element")
@@ -134,7 +132,9 @@ class Adam(torch.optim.Optimizer):
                 if len(state) == 0:
                     state["step"] = new_step_counter()
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(
+                        param, memory_format=torch.preserve_format
+                    )
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = torch.zeros_like(
                             param, memory_format=torch.preserve_format

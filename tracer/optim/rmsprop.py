@@ -10,9 +10,9 @@ from torch.optim.optimizer import ParamsT
 
 from tracer.optim._common import (
     as_scalar,
-    evaluate_closure,
     check_learning_rate,
     check_non_negative,
+    evaluate_closure,
     new_step_counter,
     params_with_grad,
     restore_defaults,
@@ -117,13 +117,17 @@ class RMSprop(torch.optim.Optimizer):
                 state = self.state[param]
                 if len(state) == 0:
                     state["step"] = new_step_counter()
-                    state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["square_avg"] = torch.zeros_like(
+                        param, memory_format=torch.preserve_format
+                    )
                     if group["momentum"] > 0:
                         state["momentum_buffer"] = torch.zeros_like(
                             param, memory_format=torch.preserve_format
                         )
                     if group["centered"]:
-                        state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                        state["grad_avg"] = torch.zeros_like(
+                            param, memory_format=torch.preserve_format
+                        )
             for param in params:
                 state = self.state[param]
                 rmsprop_update(

@@ -10,9 +10,9 @@ from torch.optim.optimizer import ParamsT
 
 from tracer.optim._common import (
     as_scalar,
-    evaluate_closure,
     check_learning_rate,
     check_non_negative,
+    evaluate_closure,
     params_with_grad,
     restore_defaults,
 )
