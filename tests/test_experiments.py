@@ -97,10 +97,11 @@ def test_select_expands_experiments_and_figures_to_their_runs():
 def test_reproduce_skips_rendering_with_a_notice_when_the_renderer_is_absent(tmp_path, monkeypatch):
     said, traced = [], []
     monkeypatch.setattr(experiments, "render_available", lambda: False)
-    monkeypatch.setattr(experiments, "trace_runs", lambda runs, logs, **_: traced.extend(r.id for r in runs))
+    monkeypatch.setattr(experiments, "_run_catalogue",
+                        lambda runs, figures, *_: traced.append(([r.id for r in runs], figures)))
     experiments.reproduce(["linear-lr"], logs=tmp_path / "logs", figures=tmp_path / "figures",
                           workers=1, say=said.append)
-    assert traced == ["linear-exponential", "linear-step", "linear-linear"]
+    assert traced == [(["linear-exponential", "linear-step", "linear-linear"], ())]
     assert any("tracer.render is not available" in line for line in said)
     assert not (tmp_path / "figures").exists()
 

@@ -218,17 +218,15 @@ def select(names: Iterable[str] | None = None) -> tuple[tuple[CatalogueRun, ...]
 # ------------------------------------------------------------------ running
 
 
-def _worker_init() -> None:
-    # Each worker trains one small model at a time: one thread each keeps two
-    # workers from fighting over the two cores.
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _trace_one(job: tuple[CatalogueRun, pathlib.Path]) -> tuple[str, pathlib.Path, float]:
     from tracer.run import run_experiment
 
+    if _IN_WORKER:
+        # Each worker trains one small model at a time: one thread each keeps
+        # two workers from fighting over two cores.
+        import torch
+
+        torch.set_num_threads(1)
     run, logs = job
     start = time.perf_counter()
     path = run_experiment(run.config(logs))
@@ -250,48 +248,115 @@ def _updates(run: CatalogueRun) -> int:
     return run.epochs * {"orbit": 8, "linear": 100}.get(run.problem, 1)
 
 
-def _map(function, jobs: Sequence, workers: int, *, initializer=None):
-    """Apply `function` to `jobs`, in `workers` processes when more than one; yields results as they come."""
-    if workers <= 1 or len(jobs) <= 1:
-        if initializer is not None:
-            initializer()
-        yield from map(function, jobs)
-        return
-    import multiprocessing
+def _render_cost(figure: CatalogueFigure) -> int:
+    # Animations take seconds each, stills a fraction: start the long ones first.
+    return sum(10 if name.endswith((".gif", ".mp4")) else 1 for name in figure.outputs) * len(figure.runs)
 
-    # Fork is cheap when this process has not loaded torch (the command does
-    # not); otherwise spawn, as forking a process with torch's thread pools
-    # can hang.
-    method = "fork" if "torch" not in sys.modules and sys.platform.startswith("linux") else "spawn"
-    context = multiprocessing.get_context(method)
-    with context.Pool(min(workers, len(jobs)), initializer=initializer) as pool:
-        yield from pool.imap_unordered(function, jobs)
+
+class _Workers:
+    """A process pool of `count` workers (or, for one, this process) with map and submit."""
+
+    def __init__(self, count: int) -> None:
+        self.pool = None
+        if count > 1:
+            import multiprocessing
+
+            # Fork is cheap when this process has not loaded torch (the
+            # command does not); otherwise spawn, as forking a process with
+            # torch's thread pools can hang.
+            linux = sys.platform.startswith("linux")
+            method = "fork" if "torch" not in sys.modules and linux else "spawn"
+            self.pool = multiprocessing.get_context(method).Pool(count, initializer=_worker_init)
+
+    def map_unordered(self, function, jobs: Sequence):
+        if self.pool is None:
+            return map(function, jobs)
+        return self.pool.imap_unordered(function, jobs)
+
+    def submit(self, function, job):
+        """An object whose get() returns function(job); serially, it runs on get()."""
+        if self.pool is None:
+            return _Deferred(function, job)
+        return self.pool.apply_async(function, (job,))
+
+    def __enter__(self) -> "_Workers":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is not None:
+            self.pool.terminate() if exc_info[0] is not None else self.pool.close()
+            self.pool.join()
+
+
+@dataclass
+class _Deferred:
+    function: Any
+    job: Any
+
+    def get(self):
+        return self.function(self.job)
+
+
+_IN_WORKER = False
+
+
+def _worker_init() -> None:
+    global _IN_WORKER
+    _IN_WORKER = True
+
+
+def _check_traces(figures: Sequence[CatalogueFigure], logs: pathlib.Path, tracing: set[str]) -> None:
+    missing = sorted({str(RUNS_BY_ID[r].path(logs)) for f in figures for r in f.runs
+                      if r not in tracing and not RUNS_BY_ID[r].path(logs).exists()})
+    if missing:
+        raise TracerError(f"missing trace(s) {', '.join(missing)}; run `tracer reproduce` to make them")
+
+
+def _run_catalogue(runs: Sequence[CatalogueRun], figures: Sequence[CatalogueFigure], logs: pathlib.Path,
+                   out_dir: pathlib.Path, workers: int, say) -> list[pathlib.Path]:
+    """Trace `runs` (the longest first) and render `figures`, each figure as soon as its traces exist."""
+    logs, out_dir = pathlib.Path(logs), pathlib.Path(out_dir)
+    tracing = {run.id for run in runs}
+    _check_traces(figures, logs, tracing)
+    if runs:
+        logs.mkdir(parents=True, exist_ok=True)
+    if figures:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    waiting = sorted(figures, key=lambda figure: -_render_cost(figure))
+    traced: set[str] = set()
+    submitted = []
+    written: list[pathlib.Path] = []
+    with _Workers(workers) as pool:
+
+        def submit_ready() -> None:
+            for figure in [f for f in waiting if all(r in traced or r not in tracing for r in f.runs)]:
+                waiting.remove(figure)
+                submitted.append(pool.submit(_render_one, (figure, logs, out_dir)))
+
+        submit_ready()
+        jobs = sorted(((run, logs) for run in runs), key=lambda job: -_updates(job[0]))
+        for run_id, path, seconds in pool.map_unordered(_trace_one, jobs):
+            say(f"traced {path} ({seconds:.1f} s)")
+            traced.add(run_id)
+            submit_ready()
+        for result in submitted:
+            figure_id, paths, seconds = result.get()
+            say(f"rendered {', '.join(map(str, paths))} ({seconds:.1f} s)")
+            written += paths
+    return written
 
 
 def trace_runs(runs: Sequence[CatalogueRun], logs: pathlib.Path = LOGS_DIR, *, workers: int = WORKERS,
                say=print) -> list[pathlib.Path]:
-    """Trace `runs` into `logs`, the longest first; returns the trace paths in catalogue order."""
-    pathlib.Path(logs).mkdir(parents=True, exist_ok=True)
-    jobs = sorted(((run, pathlib.Path(logs)) for run in runs), key=lambda job: -_updates(job[0]))
-    for run_id, path, seconds in _map(_trace_one, jobs, workers, initializer=_worker_init):
-        say(f"traced {path} ({seconds:.1f} s)")
+    """Trace `runs` into `logs`; returns the trace paths in catalogue order."""
+    _run_catalogue(runs, (), logs, FIGURES_DIR, workers, say)
     return [run.path(logs) for run in runs]
 
 
 def render_figures(figures: Sequence[CatalogueFigure], logs: pathlib.Path = LOGS_DIR,
                    out_dir: pathlib.Path = FIGURES_DIR, *, workers: int = WORKERS, say=print) -> list[pathlib.Path]:
     """Render `figures` from the traces in `logs` into `out_dir` (no training)."""
-    missing = sorted({str(RUNS_BY_ID[r].path(logs)) for f in figures for r in f.runs
-                      if not RUNS_BY_ID[r].path(logs).exists()})
-    if missing:
-        raise TracerError(f"missing trace(s) {', '.join(missing)}; run `tracer reproduce` to make them")
-    pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    jobs = [(figure, pathlib.Path(logs), pathlib.Path(out_dir)) for figure in figures]
-    written: list[pathlib.Path] = []
-    for figure_id, paths, seconds in _map(_render_one, jobs, workers):
-        say(f"rendered {', '.join(map(str, paths))} ({seconds:.1f} s)")
-        written += paths
-    return written
+    return _run_catalogue((), figures, logs, out_dir, workers, say)
 
 
 def render_available() -> bool:
@@ -307,15 +372,15 @@ def render_available() -> bool:
 
 def reproduce(names: Iterable[str] | None = None, *, render: bool = True, logs: pathlib.Path = LOGS_DIR,
               figures: pathlib.Path = FIGURES_DIR, workers: int = WORKERS, say=print) -> None:
-    """Trace the selected runs, then render the selected figures."""
+    """Trace the selected runs and render the selected figures (each as soon as its traces are written)."""
     runs, selected_figures = select(names)
     start = time.perf_counter()
-    trace_runs(runs, logs, workers=workers, say=say)
-    if render and selected_figures:
-        if render_available():
-            render_figures(selected_figures, logs, figures, workers=workers, say=say)
-        else:
-            say("tracer.render is not available: figures skipped (traces are in place)")
+    if render and selected_figures and not render_available():
+        say("tracer.render is not available: figures skipped (traces are in place)")
+        render = False
+    if not render:
+        selected_figures = ()
+    _run_catalogue(runs, selected_figures, logs, figures, workers, say)
     say(f"done in {time.perf_counter() - start:.1f} s")
 
 
@@ -332,6 +397,69 @@ def describe() -> str:
             figure = FIGURES_BY_ID[figure_id]
             lines.append(f"  figure {figure.id:28} {figure.kind:11} {', '.join(figure.outputs)}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------- the scripts
+
+
+def compare_implementations(run_id: str, logs: pathlib.Path = LOGS_DIR,
+                            torch_logs: pathlib.Path | None = None):
+    """Trace catalogue run `run_id` with ours (into `logs`) and with torch.optim's; return the diff.
+
+    torch's trace goes to `torch_logs` (default: a temporary directory, so
+    logs/ keeps only the reference traces) as <id>.torch.trace.csv.
+    """
+    import tempfile
+
+    from tracer.diff import diff_traces
+    from tracer.run import run_experiment
+
+    run = RUNS_BY_ID[run_id]
+    ours = run_experiment(run.config(logs))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = pathlib.Path(torch_logs or scratch)
+        theirs = run_experiment(run.config(impl="torch", out=folder / f"{run.id}.torch.trace.csv"))
+        return diff_traces(ours, theirs)
+
+
+def compare_main(run_id: str, argv: Sequence[str] | None = None, description: str = "") -> int:
+    """Entry point of scripts/trace_<optimizer>.py: exit 0 when ours and torch's traces are equal."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logs", type=pathlib.Path, default=LOGS_DIR, help="where our trace goes (default logs/)")
+    parser.add_argument("--torch-logs", type=pathlib.Path, default=None,
+                        help="keep torch.optim's trace here (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    result = compare_implementations(run_id, args.logs, args.torch_logs)
+    print(result.report())
+    verdict = "agree bit for bit" if result.equal else "DIFFER"
+    print(f"{run_id}: tracer.optim and torch.optim traces {verdict}")
+    return 0 if result.equal else 1
+
+
+def script_main(names: Sequence[str], argv: Sequence[str] | None = None, description: str = "") -> int:
+    """Entry point of the per-experiment scripts: trace `names` (and render their figures)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    args.only = list(names) + list(args.only or [])
+    return run_command(args)
+
+
+def render_all_main(argv: Sequence[str] | None = None, description: str = "") -> int:
+    """Entry point of scripts/render_all.py: every catalogue figure from the traces in logs/."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logs", type=pathlib.Path, default=LOGS_DIR)
+    parser.add_argument("--figures", type=pathlib.Path, default=FIGURES_DIR)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="experiments or figure ids")
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    args = parser.parse_args(argv)
+    _, figures = select(args.only)
+    try:
+        render_figures(figures, args.logs, args.figures, workers=max(1, args.workers))
+    except TracerError as error:
+        print(f"render_all: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 # ----------------------------------------------------------------- the command
