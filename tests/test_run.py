@@ -56,6 +56,7 @@ INVALID = [
     (["--optimizer", "adam", "--betas", "0.9,0.99", "--beta1", "0.8"], r"either --betas or --beta1/--beta2"),
     (["--optimizer", "adam", "--batch-size", "0"], r"invalid batch size 0"),
     (["--optimizer", "adam", "--problem", "rosenbrock", "--batch-size", "8"], r"bad options for problem"),
+    (["--optimizer", "adam", "--out", "."], r"cannot write the trace to '.': expected a file path"),
 ]
 
 

@@ -85,6 +85,9 @@ def _validate(config: RunConfig):
         raise TracerError(f"invalid learning rate {config.lr!r}; expected a number > 0")
     if not isinstance(config.epochs, int) or config.epochs < 1:
         raise TracerError(f"invalid epochs {config.epochs!r}; expected an integer >= 1")
+    out = pathlib.Path(config.out)
+    if out.is_dir() or (out.parent.exists() and not out.parent.is_dir()):
+        raise TracerError(f"cannot write the trace to {str(out)!r}: expected a file path, not a directory")
     if config.batch_size is not None and (not isinstance(config.batch_size, int) or config.batch_size < 1):
         raise TracerError(f"invalid batch size {config.batch_size!r}; expected an integer >= 1")
     return None if config.scheduler is None else parse_scheduler_spec(config.scheduler)
@@ -201,7 +204,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (orbit: 64)")
     parser.add_argument("--granularity", default="full", help="full (every coordinate) or summary (per tensor)")
     parser.add_argument("--scheduler", default=None, metavar="SPEC",
-                        help="lr scheduler, e.g. multistep:milestones=5,10;gamma=0.5 (see tracer.schedulers)")
+                        help="lr scheduler, e.g. 'multistep:milestones=5,10;gamma=0.5' (see tracer.schedulers); none: no scheduler")
     parser.add_argument("--scheduler-every", default=None, help="step the scheduler per update or per epoch")
     parser.add_argument("--label", default=None, help="legend text (default e.g. 'Adam lr=0.01')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
@@ -225,7 +228,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         )
     return RunConfig(
         problem=args.problem, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, out=args.out,
-        impl=args.impl, hyperparameters=hyperparameters, scheduler=args.scheduler,
+        impl=args.impl, hyperparameters=hyperparameters,
+        scheduler=None if args.scheduler in (None, "", "none") else args.scheduler,
         scheduler_every=args.scheduler_every, batch_size=args.batch_size, seed=args.seed,
         granularity=args.granularity, label=args.label, quiet=args.quiet,
     )
