@@ -139,7 +139,8 @@ class Adam(torch.optim.Optimizer):
                         state["max_exp_avg_sq"] = torch.zeros_like(
                             param, memory_format=torch.preserve_format
                         )
-            beta1, beta2 = group["betas"]
+            lr = as_scalar(group["lr"])  # once per group, as torch
+            beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
             for param in params:
                 state = self.state[param]
                 adam_update(
@@ -149,9 +150,9 @@ class Adam(torch.optim.Optimizer):
                     state["exp_avg_sq"],
                     state.get("max_exp_avg_sq"),
                     state["step"],
-                    lr=as_scalar(group["lr"]),
-                    beta1=as_scalar(beta1),
-                    beta2=as_scalar(beta2),
+                    lr=lr,
+                    beta1=beta1,
+                    beta2=beta2,
                     eps=group["eps"],
                     weight_decay=group["weight_decay"],
                     amsgrad=group["amsgrad"],

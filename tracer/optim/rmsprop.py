@@ -113,6 +113,7 @@ class RMSprop(torch.optim.Optimizer):
 
         for group in self.param_groups:
             params = list(params_with_grad(group, "RMSprop"))
+            lr = as_scalar(group["lr"])  # once per group, as torch
             for param in params:
                 state = self.state[param]
                 if len(state) == 0:
@@ -137,7 +138,7 @@ class RMSprop(torch.optim.Optimizer):
                     state.get("grad_avg"),
                     state.get("momentum_buffer"),
                     state["step"],
-                    lr=as_scalar(group["lr"]),
+                    lr=lr,
                     alpha=group["alpha"],
                     eps=group["eps"],
                     weight_decay=group["weight_decay"],

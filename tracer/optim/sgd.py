@@ -109,6 +109,7 @@ class SGD(torch.optim.Optimizer):
 
         for group in self.param_groups:
             params = list(params_with_grad(group, "SGD", sparse_supported=True))
+            lr = as_scalar(group["lr"])  # once per group, as torch
             for param in params:
                 if group["momentum"] != 0:
                     # Only touch the state when there is a buffer to keep, as
@@ -121,7 +122,7 @@ class SGD(torch.optim.Optimizer):
                     param,
                     param.grad,
                     buffer,
-                    lr=as_scalar(group["lr"]),
+                    lr=lr,
                     momentum=group["momentum"],
                     dampening=group["dampening"],
                     weight_decay=group["weight_decay"],
