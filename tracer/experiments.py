@@ -10,7 +10,7 @@ which runs, rendered into figures/ by `tracer.render.render_figure`).
   E3      Adam with MultiStepLR (and the fixed-lr baselines); Figs 14, 15
   E4      Adam with MultiplicativeLR (baselines shared with E3); Figs 15b, 16
   linear  the linear-regression schedulers article: Exponential, Step, Linear
-  extra   figures beyond the articles (internals, lr-path, a still of paths)
+  extra   beyond the articles: internals, lr-path, a still of paths, Rosenbrock
 
 Runs shared by several experiments are listed once and traced once. Every
 run is deterministic (each problem draws from its own seeded generator), so
@@ -82,6 +82,7 @@ MULTISTEP_08 = "multistep:milestones=4,8,10,12,14,16,18,20,22,24;gamma=0.8"
 MULTISTEP_05 = "multistep:milestones=5,10,15,20;gamma=0.5"
 MULTIPLICATIVE_08 = "multiplicative:factor=0.8;at=6-24/2"
 MULTIPLICATIVE_05 = "multiplicative:factor=0.5;at=5,10,15,20"
+ROSENBROCK_RATES = (0.0015, 0.0003, 0.003, 0.06)   # SGD, Momentum, RMSprop, Adam
 LINEAR_SCHEDULERS = (
     ("exponential", "exponential:gamma=0.9", "ExponentialLR(gamma=0.9)"),
     ("step", "step:step_size=4;gamma=0.9", "StepLR(step_size=4, gamma=0.9)"),
@@ -106,11 +107,16 @@ RUNS: tuple[CatalogueRun, ...] = (
     CatalogueRun("e4-multiplicative-0.5", "orbit", "adam", 0.12, 100, "lr=0.12 MultiplicativeLR 0.5",
                  MULTIPLICATIVE_05),
     *(CatalogueRun(f"linear-{name}", "linear", "sgd", 0.1, 10, label, spec) for name, spec, label in LINEAR_SCHEDULERS),
+    # Beyond the articles: the four optimizers down Rosenbrock's curved valley
+    # (one update per epoch), each at a learning rate that does not diverge.
+    *(CatalogueRun(f"rosenbrock-{name}", "rosenbrock", name, lr, 1000, f"{label} lr={lr:g}")
+      for (name, label), lr in zip(E1_OPTIMIZERS, ROSENBROCK_RATES)),
 )
 
 # ----------------------------------------------------------------- the figures
 
 E1_RUNS = tuple(f"e1-{name}" for name, _ in E1_OPTIMIZERS)
+ROSENBROCK_RUNS = tuple(f"rosenbrock-{name}" for name, _ in E1_OPTIMIZERS)
 E2_SHORT = tuple(_e2_id(lr, 100) for lr in E2_RATES)
 E2_LONG = tuple(_e2_id(lr, 400) for lr in E2_LONGER)
 BASELINES = ("adam-lr0.01", "adam-lr0.12")
@@ -168,6 +174,8 @@ FIGURES: tuple[CatalogueFigure, ...] = (
                     "Adam paths coloured by the learning rate in effect"),
     CatalogueFigure("paths-e1-still", "paths", E1_RUNS, ("paths_e1.png",), {**ORBIT_VIEW, "colors": E1_COLORS},
                     "The four optimizers' whole paths (still)"),
+    CatalogueFigure("rosenbrock-paths", "paths", ROSENBROCK_RUNS, ("rosenbrock_paths.png",),
+                    {"colors": E1_COLORS}, "The four optimizers on Rosenbrock's valley, 1000 updates"),
 )
 
 EXPERIMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -178,7 +186,7 @@ EXPERIMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "E3": (BASELINES + E3_SCHEDULED, ("fig14", "fig15")),
     "E4": (BASELINES + E4_SCHEDULED, ("fig15b", "fig16")),
     "linear": (tuple(f"linear-{name}" for name, _, _ in LINEAR_SCHEDULERS), ("linear-lr",)),
-    "extra": ((), ("internals-adam", "lr-path-multistep", "paths-e1-still")),
+    "extra": (ROSENBROCK_RUNS, ("internals-adam", "lr-path-multistep", "paths-e1-still", "rosenbrock-paths")),
 }
 
 RUNS_BY_ID = {run.id: run for run in RUNS}
@@ -245,7 +253,7 @@ def _render_one(job: tuple[CatalogueFigure, pathlib.Path, pathlib.Path]) -> tupl
 
 
 def _updates(run: CatalogueRun) -> int:
-    return run.epochs * {"orbit": 8, "linear": 100}.get(run.problem, 1)
+    return run.epochs * {"orbit": 8, "linear": 100}.get(run.problem, 1)  # problems' batches per epoch
 
 
 def _render_cost(figure: CatalogueFigure) -> int:
