@@ -6,7 +6,9 @@ gradient, zero_grad, step hooks, build_optimizer and optimizer_family.
 
 from __future__ import annotations
 
+import copy
 import importlib
+import pickle
 
 import pytest
 import torch
@@ -104,6 +106,27 @@ def test_parameters_without_a_gradient_are_skipped_and_get_no_state(config):
         assert_bitwise_equal_optimizers(ours, theirs, f"step {step + 1}")
     assert torch.equal(params_ours[1], frozen_before)
     assert len(ours.state.get(params_ours[1], {})) == 0
+
+
+@representative
+@pytest.mark.parametrize("duplicate", ("deepcopy", "pickle"))
+def test_a_copied_optimizer_continues_identically(config, duplicate):
+    """deepcopy and pickle go through __getstate__/__setstate__, as checkpointing libraries do."""
+    params = make_params([(3,), (2, 2)], torch.float64)
+    optimizer = config.make(params)
+    for step in range(3):
+        set_grads([params], step)
+        optimizer.step()
+    if duplicate == "deepcopy":
+        twin = copy.deepcopy(optimizer)
+    else:
+        twin = pickle.loads(pickle.dumps(optimizer))
+    twin_params = [param for group in twin.param_groups for param in group["params"]]
+    for step in range(3, 8):
+        set_grads([params, twin_params], step)
+        optimizer.step()
+        twin.step()
+        assert_bitwise_equal_optimizers(twin, optimizer, f"step {step + 1}")
 
 
 @pytest.mark.parametrize("name", TRACER_CLASSES)
