@@ -155,9 +155,10 @@ class OrbitProblem(Problem):
             torch.empty((), dtype=torch.int64).random_(generator=self._generator)
             self._perm = torch.randperm(ORBIT_N, generator=self._generator)
             self._next_epoch += 1
+        # One gather per epoch; the batches are views of it.
+        x, y = self.x[self._perm], self.y[self._perm]
         for index, start in enumerate(range(0, ORBIT_N, self.batch_size)):
-            chosen = self._perm[start : start + self.batch_size]
-            yield index, (self.x[chosen], self.y[chosen])
+            yield index, (x[start : start + self.batch_size], y[start : start + self.batch_size])
 
     @staticmethod
     def forward(model, x):
