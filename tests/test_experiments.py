@@ -219,3 +219,28 @@ def test_rosenbrock_extra_adam_reaches_the_minimum_first():
         final = _trace(f"rosenbrock-{name}").final
         distance[name] = np.hypot(final["x"] - 1.0, final["y"] - 1.0)
     assert distance["adam"] < 0.05 and min(distance, key=distance.get) == "adam"
+
+
+SCRIPTS = sorted((LOGS.parent / "scripts").glob("*.py"))
+
+
+def test_every_script_is_a_thin_documented_wrapper():
+    import ast
+
+    names = {path.name for path in SCRIPTS}
+    assert {"trace_sgd.py", "trace_momentum.py", "trace_rmsprop.py", "trace_adam.py", "e2_learning_rates.py",
+            "e3_multistep.py", "e4_multiplicative.py", "linear_schedulers.py", "render_all.py"} <= names
+    for path in SCRIPTS:
+        module = ast.parse(path.read_text())
+        docstring = ast.get_docstring(module)
+        assert docstring and f"python scripts/{path.name}" in docstring, path.name
+        assert len(path.read_text().splitlines()) < 30, f"{path.name} should stay a thin wrapper"
+
+
+def test_render_all_script_runs(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(LOGS.parent / "scripts" / "render_all.py"), "--only", "fig13",
+                           "--logs", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "missing trace" in done.stderr
