@@ -1,7 +1,7 @@
 """Everything torch.optim.Optimizer offers works with ours, and gives torch's numbers.
 
 Closures, parameter groups with their own options, parameters without a
-gradient, zero_grad, step hooks, build_optimizer and optimizer_family.
+gradient, zero_grad, step hooks, build_optimizer.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def test_our_arithmetic_does_not_call_torch_optims_functional_implementations(mo
         torch.optim.Adam(params, foreach=False).step()
 
 
-# ---------------------------------------------------------------- build_optimizer, optimizer_family
+# ---------------------------------------------------------------- build_optimizer
 
 
 @pytest.mark.parametrize("name", tracer.optim.OPTIMIZER_NAMES)
@@ -233,23 +233,3 @@ def test_build_optimizer_momentum_is_overridable():
     assert optimizer.param_groups[0]["nesterov"] is True
 
 
-@pytest.mark.parametrize(
-    ("optimizer_class", "family"),
-    [
-        (tracer.optim.SGD, "sgd"),
-        (torch.optim.SGD, "sgd"),
-        (tracer.optim.RMSprop, "rmsprop"),
-        (torch.optim.RMSprop, "rmsprop"),
-        (tracer.optim.Adam, "adam"),
-        (torch.optim.Adam, "adam"),
-        (tracer.optim.AdamW, "adam"),
-        (torch.optim.AdamW, "adam"),
-    ],
-    ids=lambda value: (
-        getattr(value, "__module__", "") + "." + getattr(value, "__name__", str(value))
-    ),
-)
-def test_optimizer_family(optimizer_class, family):
-    optimizer = optimizer_class([torch.zeros(2, requires_grad=True)])
-    assert tracer.optim.optimizer_family(optimizer) == family
-    assert family in tracer.optim.FAMILIES

@@ -214,7 +214,7 @@ def test_sgd_supports_sparse_gradients_like_torch(momentum):
     assert torch.equal(ours, theirs)
 
 
-# ---------------------------------------------------------------- build_optimizer, optimizer_family
+# ---------------------------------------------------------------- build_optimizer
 
 BUILD_ERRORS = [
     (
@@ -238,11 +238,3 @@ def test_build_optimizer_rejects_unknown_names_with_the_valid_choices(arguments,
     with pytest.raises(TracerError, match=message) as raised:
         tracer.optim.build_optimizer(params=[torch.zeros(1, requires_grad=True)], **arguments)
     assert "\n" not in str(raised.value)
-
-
-def test_optimizer_family_rejects_other_optimizers():
-    optimizer = torch.optim.Adagrad([torch.zeros(1, requires_grad=True)])
-    with pytest.raises(
-        TracerError, match=r"unsupported optimizer class torch\.optim\.adagrad\.Adagrad; expected"
-    ):
-        tracer.optim.optimizer_family(optimizer)

@@ -9,8 +9,9 @@ one single-tensor function (``sgd_update``, ``rmsprop_update``,
 ``adam_update``) with the operations in the order of torch's for-loop
 implementation, which is what makes the results bitwise equal.
 
-``build_optimizer`` makes one by name, ours or torch's; ``optimizer_family``
-tells which algorithm any optimizer instance runs.
+``build_optimizer`` makes one by name, ours or torch's. (Which algorithm an
+optimizer instance runs, ours or torch's, is ``tracer.probes.family_of``: the
+recorder's business, not the optimizers'.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from tracer.optim.rmsprop import RMSprop, rmsprop_update
 from tracer.optim.sgd import SGD, sgd_update
 
 __all__ = [
-    "FAMILIES",
     "IMPLEMENTATIONS",
     "OPTIMIZER_NAMES",
     "SGD",
@@ -36,7 +36,6 @@ __all__ = [
     "RMSprop",
     "adam_update",
     "build_optimizer",
-    "optimizer_family",
     "rmsprop_update",
     "sgd_update",
 ]
@@ -104,35 +103,3 @@ def build_optimizer(
     if impl == "torch":
         return _TORCH_CLASSES[name](params, foreach=False, **arguments)
     return _TRACER_CLASSES[name](params, **arguments)
-
-
-# Checked in order; torch's AdamW subclasses torch's Adam, ours subclasses ours.
-_FAMILIES: tuple[tuple[type[torch.optim.Optimizer], str], ...] = (
-    (SGD, "sgd"),
-    (torch.optim.SGD, "sgd"),
-    (RMSprop, "rmsprop"),
-    (torch.optim.RMSprop, "rmsprop"),
-    (Adam, "adam"),
-    (torch.optim.Adam, "adam"),
-    (torch.optim.AdamW, "adam"),
-)
-FAMILIES = ("sgd", "rmsprop", "adam")
-
-
-def optimizer_family(optimizer: torch.optim.Optimizer) -> str:
-    """The algorithm an optimizer instance runs: "sgd", "rmsprop" or "adam".
-
-    Works for ours and torch's (AdamW is "adam"; SGD with momentum is "sgd":
-    read ``param_groups`` for the hyperparameters).
-
-    Raises:
-        TracerError: the optimizer's class is none of those.
-    """
-    for cls, family in _FAMILIES:
-        if isinstance(optimizer, cls):
-            return family
-    supported = ", ".join(f"{cls.__module__}.{cls.__qualname__}" for cls, _ in _FAMILIES)
-    raise TracerError(
-        f"unsupported optimizer class {type(optimizer).__module__}.{type(optimizer).__qualname__}; "
-        f"expected an instance of one of: {supported}"
-    )
