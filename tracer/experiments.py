@@ -264,16 +264,21 @@ def _render_cost(figure: CatalogueFigure) -> int:
 class _Workers:
     """A process pool of `count` workers (or, for one, this process) with map and submit."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, *, preload_torch: bool = False) -> None:
         self.pool = None
         if count > 1:
             import multiprocessing
 
-            # Fork is cheap when this process has not loaded torch (the
-            # command does not); otherwise spawn, as forking a process with
-            # torch's thread pools can hang.
-            linux = sys.platform.startswith("linux")
-            method = "fork" if "torch" not in sys.modules and linux else "spawn"
+            # Fork when this process has not used torch yet (the command has
+            # not): torch is imported here once, before the fork, so the
+            # workers share the import instead of paying seconds each. A
+            # process that has already run torch code (tests) spawns instead,
+            # as forking after torch's thread pools started can hang.
+            method = "spawn"
+            if sys.platform.startswith("linux") and "torch" not in sys.modules:
+                if preload_torch:
+                    import torch  # noqa: F401
+                method = "fork"
             self.pool = multiprocessing.get_context(method).Pool(count, initializer=_worker_init)
 
     def map_unordered(self, function, jobs: Sequence):
@@ -334,7 +339,7 @@ def _run_catalogue(runs: Sequence[CatalogueRun], figures: Sequence[CatalogueFigu
     traced: set[str] = set()
     submitted = []
     written: list[pathlib.Path] = []
-    with _Workers(workers) as pool:
+    with _Workers(workers, preload_torch=bool(runs)) as pool:
 
         def submit_ready() -> None:
             for figure in [f for f in waiting if all(r in traced or r not in tracing for r in f.runs)]:
