@@ -58,7 +58,7 @@ def test_shared_runs_are_traced_once():
 
 def test_figures_are_the_articles():
     fig = FIGURES_BY_ID
-    assert fig["fig01"].kind == "step-size" and fig["fig01"].options["xlim"] == (0, 600)
+    assert fig["fig01"].kind == "step-size" and fig["fig01"].options["updates"] == (1, 600)
     assert fig["fig01"].options["colors"] == ("gold", "red", "blue", "green")  # SGD, Momentum, RMSprop, Adam
     assert fig["fig02"].options == {"first_steps": 4, "xlim": (0.0, 0.5), "ylim": (1.5, 2.0),
                                     "colors": ("gold", "red", "blue", "green")}
