@@ -205,7 +205,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--granularity", default="full", help="full (every coordinate) or summary (per tensor)")
     parser.add_argument("--scheduler", default=None, metavar="SPEC",
                         help="lr scheduler, e.g. 'multistep:milestones=5,10;gamma=0.5' (see tracer.schedulers); none: no scheduler")
-    parser.add_argument("--scheduler-every", default=None, help="step the scheduler per update or per epoch")
+    parser.add_argument("--scheduler-every", default=None, help="update or epoch: when the scheduler steps (default: per update; linear: per epoch)")
     parser.add_argument("--label", default=None, help="legend text (default e.g. 'Adam lr=0.01')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
 
