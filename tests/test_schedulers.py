@@ -140,3 +140,35 @@ def test_every_scheduler_name_is_documented_in_the_module():
                                     "multiplicative"}
     for example in ("multistep:milestones=4,8,10;gamma=0.8", "multiplicative:factor=0.8;at=6-24/2"):
         assert example in module.__doc__
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_counts = st.lists(
+    st.one_of(
+        st.integers(0, 500).map(str),
+        st.tuples(st.integers(0, 100), st.integers(0, 100), st.integers(1, 9)).map(
+            lambda t: f"{min(t[:2])}-{max(t[:2])}/{t[2]}"
+        ),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    factor=st.floats(0.01, 2.0, allow_nan=False),
+    counts=_counts,
+    milestones=st.lists(st.integers(1, 1000), min_size=1, max_size=6),
+    gamma=st.floats(0.01, 1.0),
+)
+def test_canonical_text_round_trips_for_any_valid_spec(factor, counts, milestones, gamma):
+    for typed in (
+        f"multiplicative:factor={factor!r};at={','.join(counts)}",
+        f"multistep:gamma={gamma!r};milestones={','.join(map(str, milestones))}",
+    ):
+        spec = parse_scheduler_spec(typed)
+        assert parse_scheduler_spec(spec.text) == spec
+        assert parse_scheduler_spec(spec.text).text == spec.text
