@@ -244,3 +244,21 @@ def test_render_all_script_runs(tmp_path):
     done = subprocess.run([sys.executable, str(LOGS.parent / "scripts" / "render_all.py"), "--only", "fig13",
                            "--logs", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and "missing trace" in done.stderr
+
+
+def test_momentum_overshoots_and_turns_back_rmsprop_keeps_jittering():
+    # Article, section 2.1: Momentum bypasses the target and comes back;
+    # RMSprop keeps dancing around it from about update 300 on.
+    momentum = _trace("e1-momentum")["Wa.theta"]
+    assert momentum.max() > ORBIT_A + 0.5 and abs(momentum[-1] - ORBIT_A) < CONVERGENCE
+    late = {name: np.mean(_trace(f"e1-{name}")["step_size"][300:]) for name in ("sgd", "momentum", "rmsprop", "adam")}
+    assert all(late["rmsprop"] > 5 * late[name] for name in ("sgd", "momentum", "adam"))
+
+
+def test_schedulers_let_adam_start_big_and_still_arrive():
+    # Section 3: fixed lr 0.01 is still on its way after 100 epochs; lr 0.12
+    # with either kind of decay arrives.
+    slow = np.hypot(*np.subtract(_final("adam-lr0.01"), (ORBIT_A, ORBIT_B)))
+    assert slow > 0.05
+    for run_id in (*EXPERIMENTS["E3"][0][2:], *EXPERIMENTS["E4"][0][2:]):
+        assert np.hypot(*np.subtract(_final(run_id), (ORBIT_A, ORBIT_B))) < CONVERGENCE
