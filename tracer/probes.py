@@ -59,27 +59,53 @@ def _scalar(value: Any) -> float:
     return value.item() if isinstance(value, Tensor) else float(value)
 
 
-def _state_list(states: Sequence[Mapping[str, Any]], key: str) -> list[Tensor]:
+def gradient_convention(family: str, group: Mapping[str, Any]) -> tuple[float, float]:
+    """``(sign, weight_decay)`` with which the optimizer turns ``grad`` into g = sign * grad + weight_decay * theta.
+
+    ``sign`` is -1 when maximizing; ``weight_decay`` is the coupled decay (0
+    for AdamW's decoupled decay, which acts on d, not on g).
+    """
+    sign = -1.0 if group.get("maximize", False) else 1.0
+    coupled = not (family == "adam" and group.get("decoupled_weight_decay", False))
+    return sign, _scalar(group.get("weight_decay", 0.0)) if coupled else 0.0
+
+
+def moment_keys(family: str, group: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The optimizer state keys of ``v`` and ``s`` for a family and group options (None: no such quantity)."""
+    if family == "adam":
+        return "exp_avg", "exp_avg_sq"
+    momentum = _scalar(group.get("momentum", 0.0))
+    if family == "rmsprop":
+        return ("momentum_buffer" if momentum > 0 else None), "square_avg"
+    return ("momentum_buffer" if momentum != 0 else None), None
+
+
+def state_tensor(state: Mapping[str, Any], key: str) -> Tensor:
+    """One state tensor, or a TracerError saying the state key is not torch's."""
     try:
-        return [state[key] for state in states]
+        return state[key]
     except KeyError:
         raise TracerError(
             f"optimizer state has no {key!r} after step(); the probe expects torch's state keys"
         ) from None
 
 
-def _used_gradient(grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any], coupled: bool) -> list[Tensor]:
+def _state_list(states: Sequence[Mapping[str, Any]], key: str) -> list[Tensor]:
+    return [state_tensor(state, key) for state in states]
+
+
+def _used_gradient(family: str, grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any]) -> list[Tensor]:
     """The gradient as the optimizer used it: negated when maximizing, plus coupled weight decay."""
-    g = torch._foreach_neg(grads) if group.get("maximize", False) else list(grads)
-    weight_decay = _scalar(group.get("weight_decay", 0.0))
-    if coupled and weight_decay != 0:
+    sign, weight_decay = gradient_convention(family, group)
+    g = torch._foreach_neg(grads) if sign < 0 else list(grads)
+    if weight_decay != 0:
         g = torch._foreach_add(g, thetas, alpha=weight_decay)
     return g
 
 
 def probe_sgd(grads, states, group, thetas) -> ProbeResult:
     """SGD, with momentum, dampening and Nesterov: d = g, or v, or g + momentum * v."""
-    g = _used_gradient(grads, thetas, group, coupled=True)
+    g = _used_gradient("sgd", grads, thetas, group)
     momentum = _scalar(group.get("momentum", 0.0))
     if momentum == 0:
         return ProbeResult(g=tuple(g), v=None, s=None, d=tuple(g))
@@ -90,7 +116,7 @@ def probe_sgd(grads, states, group, thetas) -> ProbeResult:
 
 def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
     """RMSprop, centered or not, with or without momentum: d = g / (sqrt(s) + eps), or the momentum buffer."""
-    g = _used_gradient(grads, thetas, group, coupled=True)
+    g = _used_gradient("rmsprop", grads, thetas, group)
     s = _state_list(states, "square_avg")
     momentum = _scalar(group.get("momentum", 0.0))
     v = _state_list(states, "momentum_buffer") if momentum > 0 else None
@@ -111,7 +137,7 @@ def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
 def probe_adam(grads, states, group, thetas) -> ProbeResult:
     """Adam and AdamW (decoupled decay), with AMSGrad: d = v_hat / (sqrt(s_hat) + eps) (+ wd * theta for AdamW)."""
     decoupled = bool(group.get("decoupled_weight_decay", False))
-    g = _used_gradient(grads, thetas, group, coupled=not decoupled)
+    g = _used_gradient("adam", grads, thetas, group)
     v = _state_list(states, "exp_avg")
     s = _state_list(states, "exp_avg_sq")
     beta1, beta2 = (_scalar(beta) for beta in group["betas"])

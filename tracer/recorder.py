@@ -11,10 +11,15 @@ Usage, with no other change to a training loop::
                 rec.note(loss=loss.item(), epoch=epoch, batch=batch)  # optional
                 optimizer.step()
 
-A step pre-hook copies the parameters; the post-hook runs the family's probe
-(``tracer.probes``) on (gradient, state after the step, group options,
-parameters before), and appends one row to the trace file. The recorder only
-reads: a traced run's parameters equal an untraced run's bit for bit.
+A step pre-hook copies the parameters into buffers allocated once; the
+post-hook appends one row to the trace file. Fully traced coordinates go
+through the family's probe (``tracer.probes``), which repeats the optimizer's
+arithmetic in its own op order on (gradient, state after the step, group
+options, parameters before), so that d is the optimizer's own. Summaries
+instead measure d from the displacement: the snapshot becomes
+``theta - theta_next = lr * d`` in place, a few passes over memory per update
+(see ``Recorder._summaries``). The recorder only reads: a traced run's
+parameters equal an untraced run's bit for bit.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
-from tracer.probes import family_of, optimizer_name, probe_group
+from tracer.probes import family_of, gradient_convention, moment_keys, optimizer_name, probe_group, state_tensor
 from tracer.trace import TraceWriter
 
 GRANULARITIES = ("full", "summary")
@@ -48,10 +53,6 @@ SUMMARY_QUANTITIES = (
     "cos_d_prev",
     "cos_g_d",
 )
-# Elements per block of summarised parameters (16 MB of float32): the probe's
-# temporaries (d, denominators, theta_next - theta) exist for one block at a
-# time, not for the whole model. Smaller blocks (cache-sized) measured no faster.
-SUMMARY_BLOCK = 1 << 22
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = ("format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups")
 
@@ -66,12 +67,22 @@ class _Traced:
     full_index: Tensor | None  # flat indices traced in full; None: every coordinate (when full)
     coordinates: list[str]  # fully traced coordinate names
     summarized: bool
-    previous_d: Tensor | None = None
-    previous_d_norm: float | None = None
+    # Summaries: (shaped, flat) views of two buffers: theta before the step,
+    # turned into delta = theta - theta_next in place, and the previous
+    # update's delta; swapped after each update, never copied.
+    delta: tuple[Tensor, Tensor] | None = None
+    previous_delta: tuple[Tensor, Tensor] | None = None
+    previous_delta_norm: float | None = None
+    # 0-dim views into the recorder's results buffer, one per _SLOTS entry.
+    slots: tuple[Tensor, ...] = ()
 
     @property
     def full(self) -> bool:
         return bool(self.coordinates)
+
+
+# The reductions of one summarised parameter, in their slots of the results buffer.
+_SLOTS = ("theta_sq", "delta_sq", "delta_min", "delta_max", "g_dot_delta", "g_sq", "previous_dot_delta", "v_sq", "s_sq")
 
 
 def _coordinate_names(name: str, tensor: Tensor) -> list[str]:
@@ -104,6 +115,15 @@ def _versions() -> dict[str, str | None]:
     }
 
 
+def _squared_norm(tensor: Tensor, out: Tensor) -> None:
+    """|x|^2 into the 0-dim ``out``: a dot product (BLAS, faster than vector_norm) where x is contiguous."""
+    if tensor.is_contiguous():
+        flat = tensor if tensor.dim() == 1 else tensor.view(-1)
+        torch.dot(flat, flat, out=out)
+    else:
+        torch.linalg.vector_norm(tensor, out=out).square_()
+
+
 def _cosine(dot: float, norm_a: float | None, norm_b: float | None) -> float | None:
     if not norm_a or not norm_b or not math.isfinite(norm_a * norm_b):
         return None
@@ -129,6 +149,10 @@ class Recorder:
         on_divergence: "stop" raises DivergenceError from ``step()`` once the
             loss, g, v, s or theta stops being finite (the row is written and
             the trailer says "diverged"); "continue" keeps recording.
+
+    Summaries measure d as (theta - theta_next) / lr (exact up to one
+    rounding; empty d cells while lr = 0, as theta does not move); full
+    granularity recomputes d with the optimizer's own arithmetic.
 
     ``|d|`` (for ``u`` and ``step_size``) is the norm over every traced
     parameter together; with several groups ``step_size`` is the norm of
@@ -164,8 +188,10 @@ class Recorder:
         self._group_lists = [
             [i for i, traced in enumerate(self._params) if traced.group == g] for g in range(len(optimizer.param_groups))
         ]
-        self._full_only = [i for i, traced in enumerate(self._params) if not traced.summarized]
-        self._summary_blocks = self._blocks()
+        self._full_members = [i for i, traced in enumerate(self._params) if traced.full]
+        self._summary_members = [
+            [i for i in members if self._params[i].summarized] for members in self._group_lists
+        ]
         self.columns = self._make_columns()
         self.meta = self._make_meta(meta)
         self.updates = 0
@@ -209,25 +235,6 @@ class Recorder:
         if len({t.name for t in traced}) != len(traced):
             raise TracerError("two parameters have the same name; pass distinct named_parameters")
         return traced
-
-    def _blocks(self) -> list[list[int]]:
-        """Summarised parameters in blocks of one group and about SUMMARY_BLOCK elements."""
-        blocks: list[list[int]] = []
-        for members in self._group_lists:
-            block: list[int] = []
-            size = 0
-            for i in members:
-                if not self._params[i].summarized:
-                    continue
-                numel = self._params[i].tensor.numel()
-                if block and size + numel > SUMMARY_BLOCK:
-                    blocks.append(block)
-                    block, size = [], 0
-                block.append(i)
-                size += numel
-            if block:
-                blocks.append(block)
-        return blocks
 
     def _lr_columns(self) -> list[str]:
         groups = len(self.optimizer.param_groups)
@@ -280,12 +287,41 @@ class Recorder:
         if self._writer is not None:
             raise TracerError("this Recorder has already been started; make a new one per run")
         self._writer = TraceWriter(self.path, self.meta, self.columns)
+        # theta before the step, one buffer per parameter allocated once; a
+        # summarised parameter's buffer becomes theta - theta_next in place.
         self._before = [torch.empty_like(t.tensor, memory_format=torch.contiguous_format) for t in self._params]
+        whole = [i for i in self._full_members if not self._params[i].summarized]
+        self._copy_targets = [self._before[i] for i in whole]
+        self._copy_sources = [self._params[i].tensor for i in whole]
+        self._summarized = [i for members in self._summary_members for i in members]
+        self._results = self._summary_buffers()
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
         ]
         return self
+
+    def _summary_buffers(self) -> dict[tuple[torch.device, torch.dtype], Tensor]:
+        """Give each summarised parameter its second buffer and its result slots; returns the results buffers.
+
+        Every reduction writes into a slot (``out=``) of one buffer per device
+        and dtype, read back with one tolist(): one device sync per update.
+        """
+        counts: dict[tuple[torch.device, torch.dtype], int] = {}
+        for i in self._summarized:
+            tensor = self._params[i].tensor
+            key = (tensor.device, tensor.dtype)
+            counts[key] = counts.get(key, 0) + len(_SLOTS)
+        results = {key: torch.zeros(count, dtype=key[1], device=key[0]) for key, count in counts.items()}
+        slots = {key: iter(buffer.unbind()) for key, buffer in results.items()}
+        for i in self._summarized:
+            traced = self._params[i]
+            snapshot, spare = self._before[i], torch.empty_like(self._before[i])
+            traced.delta = (snapshot, snapshot.view(-1))
+            traced.previous_delta = (spare, spare.view(-1))
+            taken = slots[(traced.tensor.device, traced.tensor.dtype)]
+            traced.slots = tuple(next(taken) for _ in _SLOTS)
+        return results
 
     def close(self, status: str | None = None) -> None:
         """Detach and write the trailer: "complete" (or "diverged" if it diverged) unless told otherwise."""
@@ -322,24 +358,24 @@ class Recorder:
     @torch.no_grad()
     def _pre_step(self, optimizer, args, kwargs) -> None:
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
-        torch._foreach_copy_(self._before, [t.tensor.detach() for t in self._params])
+        if self._copy_targets:
+            torch._foreach_copy_(self._copy_targets, self._copy_sources)
+        # One tensor at a time, so that |theta| reads the snapshot from cache
+        # right after the copy rather than from memory.
+        dot = torch.dot
+        for i in self._summarized:
+            traced = self._params[i]
+            snapshot, flat = traced.delta
+            snapshot.copy_(traced.tensor)
+            dot(flat, flat, out=traced.slots[0])
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
         results: list[tuple[Tensor, Tensor | None, Tensor | None, Tensor] | None] = [None] * len(self._params)
-        self._probe_into(results, optimizer, self._full_only)
-        # Summarised parameters go in blocks (SUMMARY_BLOCK) so that the
-        # temporaries of only one block are alive at a time.
-        summaries: dict[int, dict[str, float | None]] = {}
-        finite_summary = True
-        for block in self._summary_blocks:
-            self._probe_into(results, optimizer, block)
-            block_summaries, block_finite = self._summaries(block, results)
-            summaries.update(block_summaries)
-            finite_summary = finite_summary and block_finite
-            for i in block:
-                if not self._params[i].full:
-                    results[i] = None
+        self._probe_into(results, optimizer, self._full_members)
+        # Read the full values before the summaries turn the snapshots into displacements.
+        full_values, finite_full = self._full_values(results)
+        summaries, finite_summary = self._summaries(optimizer)
         self.updates += 1
         notes, self._notes = self._notes, {}
         loss = notes.get("loss")
@@ -347,7 +383,6 @@ class Recorder:
         cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
         finite = loss is None or math.isfinite(loss)
 
-        full_values, finite_full = self._full_values(results)
         finite = finite and finite_full and finite_summary
 
         # Norms of d and of the displacement over every traced parameter together.
@@ -454,67 +489,97 @@ class Recorder:
                 finite = False
         return values, finite
 
-    def _summaries(self, chosen: list[int], results) -> tuple[dict[int, dict[str, float | None]], bool]:
-        """For parameters ``chosen``: norms, largest |d| and cosines, computed on the tensors' device."""
-        with_grad = [i for i in chosen if results[i] is not None]
-        befores = [self._before[i] for i in chosen]
-        afters = [self._params[i].tensor.detach() for i in chosen]
-        # One list of 0-dim tensors, read back with a single tolist() (one device sync).
-        scalars: list[Tensor] = []
-        scalars += torch._foreach_norm(befores)
-        scalars += torch._foreach_norm(torch._foreach_sub(afters, befores))
-        g_list = [results[i][0] for i in with_grad]
-        d_list = [results[i][3] for i in with_grad]
-        v_list = [results[i][1] for i in with_grad if results[i][1] is not None]
-        s_list = [results[i][2] for i in with_grad if results[i][2] is not None]
-        for tensors in (g_list, d_list, v_list, s_list):
-            if tensors:
-                scalars += torch._foreach_norm(tensors)
-        if d_list:
-            scalars += torch._foreach_norm(d_list, ord=math.inf)
-        for i, g, d in zip(with_grad, g_list, d_list):
-            scalars.append(torch.dot(g.reshape(-1), d.reshape(-1)))
-            previous = self._params[i].previous_d
-            if previous is not None:
-                scalars.append(torch.dot(previous.reshape(-1), d.reshape(-1)))
-        numbers = torch.stack([s.to(torch.float64) for s in scalars]).tolist() if scalars else []
+    def _summaries(self, optimizer) -> tuple[dict[int, dict[str, float | None]], bool]:
+        """Per summarised parameter: norms, largest |d| and cosines, with d measured from the displacement.
 
-        taken = iter(numbers)
-        out: dict[int, dict[str, float | None]] = {
-            i: dict.fromkeys(SUMMARY_QUANTITIES) for i in chosen
-        }
-        for i in chosen:
-            out[i]["theta_norm"] = next(taken)
-        for i in chosen:
-            out[i]["displacement"] = next(taken)
-        for key, present in (
-            ("g_norm", with_grad),
-            ("d_norm", with_grad),
-            ("v_norm", [i for i in with_grad if results[i][1] is not None]),
-            ("s_norm", [i for i in with_grad if results[i][2] is not None]),
-        ):
-            for i in present:
-                out[i][key] = next(taken)
-        if d_list:
-            for i in with_grad:
-                out[i]["d_max"] = next(taken)
+        Summaries do not repeat the optimizer's arithmetic (full granularity
+        does, in the optimizer's own op order, through ``tracer.probes``):
+        the snapshot of theta taken before the step becomes, in place,
+        ``delta = theta - theta_next``, and ``d = delta / lr`` by definition
+        (``theta_next = theta - lr * d``), exact up to one rounding. So
+        ``displacement = |delta|``, ``d_norm = |delta| / lr``, ``d_max =
+        max|delta| / lr``, and the cosines are those of delta. With lr = 0 the
+        step does not move theta and d cannot be measured: its cells are empty.
+
+        Passes over memory per parameter and update (summary granularity):
+        the snapshot copy (read theta, write the buffer) and |theta| from
+        cache in the pre-hook; here delta in place (read the buffer and
+        theta_next, write delta), one read each of g, v, s and the previous
+        delta; every other reduction of delta or g hits the cache because
+        the work goes one tensor at a time. About 9 passes, against the
+        7 of a fused Adam step. The previous delta is kept by swapping two
+        buffers, never copied.
+        """
+        # (index, lr, sign of g, has grad, has previous delta, has v, has s)
+        layout: list[tuple[int, float, float, bool, bool, bool, bool]] = []
+        dot, aminmax = torch.dot, torch.aminmax
+        for group, members, lr in zip(optimizer.param_groups, self._summary_members, self._lrs):
+            if not members:
+                continue
+            sign, weight_decay = gradient_convention(self.family, group)
+            v_key, s_key = moment_keys(self.family, group)
+            for i in members:
+                traced = self._params[i]
+                param, grad = traced.tensor, traced.tensor.grad
+                delta, flat = traced.delta
+                slots = traced.slots
+                g = None
+                if grad is not None and weight_decay != 0:
+                    # sign * (grad + sign * wd * theta) is the g the optimizer used.
+                    g = torch.add(grad, delta, alpha=sign * weight_decay).reshape(-1)
+                delta.sub_(param)
+                dot(flat, flat, out=slots[1])
+                if grad is None:
+                    layout.append((i, lr, sign, False, False, False, False))
+                    continue
+                if g is None:
+                    g = grad if grad.dim() == 1 else grad.reshape(-1)
+                aminmax(flat, out=(slots[2], slots[3]))
+                dot(g, flat, out=slots[4])
+                dot(g, g, out=slots[5])
+                has_previous = traced.previous_delta_norm is not None
+                if has_previous:
+                    dot(traced.previous_delta[1], flat, out=slots[6])
+                state = optimizer.state[param]
+                if v_key is not None:
+                    _squared_norm(state_tensor(state, v_key), slots[7])
+                if s_key is not None:
+                    _squared_norm(state_tensor(state, s_key), slots[8])
+                layout.append((i, lr, sign, True, has_previous, v_key is not None, s_key is not None))
+        # One device-to-host read per results buffer (one in all but mixed-dtype or multi-device models).
+        numbers = {key: buffer.tolist() for key, buffer in self._results.items()}
+        offsets = {key: 0 for key in numbers}
+
+        out: dict[int, dict[str, float | None]] = {}
         finite = True
-        for i, d in zip(with_grad, d_list):
+        sqrt = math.sqrt
+        for i, lr, sign, has_grad, has_previous, has_v, has_s in layout:
             traced = self._params[i]
-            summary = out[i]
-            summary["cos_g_d"] = _cosine(next(taken), summary["g_norm"], summary["d_norm"])
-            if traced.previous_d is not None:
-                summary["cos_d_prev"] = _cosine(next(taken), summary["d_norm"], traced.previous_d_norm)
-            # d may be the optimizer's momentum buffer or the grad itself, both
-            # changed in place later: keep a copy for the next cosine.
-            g, v = results[i][0], results[i][1]
-            aliased = d is g or d is v or d is traced.tensor.grad
-            traced.previous_d = d.clone() if aliased else d
-            traced.previous_d_norm = summary["d_norm"]
-        for i in chosen:
-            if any(
-                value is not None and not math.isfinite(value)
-                for value in (out[i]["theta_norm"], out[i]["g_norm"], out[i]["v_norm"], out[i]["s_norm"])
-            ):
+            key = (traced.tensor.device, traced.tensor.dtype)
+            start = offsets[key]
+            offsets[key] = start + len(_SLOTS)
+            theta_sq, delta_sq, low, high, g_dot_delta, g_sq, previous_dot, v_sq, s_sq = numbers[key][start : start + len(_SLOTS)]
+            summary = out[i] = dict.fromkeys(SUMMARY_QUANTITIES)
+            summary["theta_norm"] = theta_norm = sqrt(theta_sq)
+            summary["displacement"] = displacement = sqrt(delta_sq)
+            if not math.isfinite(theta_norm):
                 finite = False
+            if not has_grad:
+                continue
+            summary["g_norm"] = g_norm = sqrt(g_sq)
+            summary["v_norm"] = sqrt(v_sq) if has_v else None
+            summary["s_norm"] = sqrt(s_sq) if has_s else None
+            if not (math.isfinite(g_norm) and math.isfinite(v_sq if has_v else 0.0) and math.isfinite(s_sq if has_s else 0.0)):
+                finite = False
+            if not lr > 0:
+                continue
+            summary["d_norm"] = displacement / lr
+            summary["d_max"] = (high if high >= -low else -low) / lr if low == low and high == high else math.nan
+            # d points along delta, so cos(g, d) = cos(g, delta).
+            summary["cos_g_d"] = _cosine(sign * g_dot_delta, g_norm, displacement)
+            if has_previous:
+                summary["cos_d_prev"] = _cosine(previous_dot, displacement, traced.previous_delta_norm)
+            traced.delta, traced.previous_delta = traced.previous_delta, traced.delta
+            self._before[i] = traced.delta[0]
+            traced.previous_delta_norm = displacement
         return out, finite
