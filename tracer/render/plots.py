@@ -89,6 +89,9 @@ def _lines_figure(traces: Sequence[Any], options: RenderOptions, out: Path, fmt:
     figure = new_figure(options, PLOT_SIZE)
     ax = figure.add_subplot()
     styles = ["-", "--", ":", "-."]
+    # One trace with several columns (dWa, dWb): a colour per column reads
+    # better than line styles; with several traces the colour names the trace.
+    colour_per_column = len(traces) == 1 and not options.colors
     for trace, label, color in zip(traces, labels, colors):
         columns = columns_of(trace)
         rows = plotted_rows(trace, options.updates)
@@ -97,9 +100,12 @@ def _lines_figure(traces: Sequence[Any], options: RenderOptions, out: Path, fmt:
         for index, (column, name) in enumerate(columns):
             values = trace[column][rows]
             text = label if len(columns) == 1 else f"{label}: {name}"
-            ax.plot(x, values, color=color, lw=1.4, linestyle=styles[index % len(styles)],
-                    drawstyle=drawstyle, label=text)
-            _mark_diverged(ax, trace, x, values, color)
+            line_color = f"C{index % 10}" if colour_per_column else color
+            line_style = "-" if colour_per_column else styles[index % len(styles)]
+            ax.plot(x, values, color=line_color, lw=1.4 if len(columns) == 1 else 1.0,
+                    linestyle=line_style, drawstyle=drawstyle, label=text,
+                    zorder=2 + len(columns) - index)  # the first column on top
+            _mark_diverged(ax, trace, x, values, line_color)
     ax.set_xlabel("epoch" if options.against == "epoch" else "update")
     ax.set_ylabel(ylabel)
     if logy:
