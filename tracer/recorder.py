@@ -294,6 +294,10 @@ class Recorder:
         self._copy_targets = [self._before[i] for i in whole]
         self._copy_sources = [self._params[i].tensor for i in whole]
         self._summarized = [i for members in self._summary_members for i in members]
+        self._full_by_group = [[i for i in members if self._params[i].full] for members in self._group_lists]
+        self._full_scalars = all(
+            self._params[i].tensor.dim() == 0 and self._params[i].full_index is None for i in self._full_members
+        )
         self._results = self._summary_buffers()
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
@@ -371,19 +375,15 @@ class Recorder:
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
-        results: list[tuple[Tensor, Tensor | None, Tensor | None, Tensor] | None] = [None] * len(self._params)
-        self._probe_into(results, optimizer, self._full_members)
         # Read the full values before the summaries turn the snapshots into displacements.
-        full_values, finite_full = self._full_values(results)
-        summaries, finite_summary = self._summaries(optimizer)
+        full_values, finite_full = self._full_values(optimizer)
+        summaries, finite_summary = self._summaries(optimizer) if self._summarized else ({}, True)
         self.updates += 1
         notes, self._notes = self._notes, {}
         loss = notes.get("loss")
         lrs = self._lrs
         cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
-        finite = loss is None or math.isfinite(loss)
-
-        finite = finite and finite_full and finite_summary
+        finite = (loss is None or math.isfinite(loss)) and finite_full and finite_summary
 
         # Norms of d and of the displacement over every traced parameter together.
         d_norms, lr_d_norms, displacements = [], [], []
@@ -391,9 +391,9 @@ class Recorder:
             if traced.summarized:
                 d_norm, displacement = summaries[i]["d_norm"], summaries[i]["displacement"]
             else:
-                values = full_values[i]
-                d_norm = None if values["d"] is None else math.hypot(*values["d"])
-                displacement = math.dist(values["after"], values["theta"])
+                theta, _, _, _, d, after = full_values[i]
+                d_norm = None if d is None else math.hypot(*d)
+                displacement = math.dist(after, theta)
             d_norm = d_norm or 0.0
             d_norms.append(d_norm)
             lr_d_norms.append(lrs[traced.group] * d_norm)
@@ -402,17 +402,16 @@ class Recorder:
 
         for i, traced in enumerate(self._params):
             if traced.full:
-                values = full_values[i]
-                d = values["d"]
-                u = [None] * len(traced.coordinates) if d is None or not d_norm_all else [x / d_norm_all for x in d]
-                columns = [values["theta"], values["g"], values["v"], values["s"], d, u]
-                missing = [None] * len(traced.coordinates)
-                for k in range(len(traced.coordinates)):
-                    cells += [missing[k] if column is None else column[k] for column in columns]
-                for name, value in zip(traced.coordinates, values["after"]):
-                    self.final[name] = value
+                theta, g, v, s, d, after = full_values[i]
+                count = len(traced.coordinates)
+                missing = [None] * count
+                u = missing if d is None or not d_norm_all else [x / d_norm_all for x in d]
+                for row in zip(theta, g or missing, v or missing, s or missing, d or missing, u):
+                    cells += row
+                self.final.update(zip(traced.coordinates, after))
             if traced.summarized:
-                cells += [summaries[i][q] for q in SUMMARY_QUANTITIES]
+                summary = summaries[i]
+                cells += [summary[q] for q in SUMMARY_QUANTITIES]
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         self._writer.write_cells(cells)
 
@@ -426,67 +425,72 @@ class Recorder:
                     f"on_divergence='continue' to keep recording"
                 )
 
-    def _probe_into(self, results, optimizer, indices: list[int]) -> None:
-        """Fill results[i] with the (g, v, s, d) tensors of traced parameters ``indices`` (None without a gradient)."""
-        chosen = set(indices)
-        for group, members in zip(optimizer.param_groups, self._group_lists):
-            with_grad = [i for i in members if i in chosen and self._params[i].tensor.grad is not None]
-            if not with_grad:
-                continue
-            result = probe_group(
-                self.family,
-                [self._params[i].tensor.grad for i in with_grad],
-                [optimizer.state[self._params[i].tensor] for i in with_grad],
-                group,
-                [self._before[i] for i in with_grad],
-            )
-            for k, i in enumerate(with_grad):
-                results[i] = (
-                    result.g[k],
-                    None if result.v is None else result.v[k],
-                    None if result.s is None else result.s[k],
-                    result.d[k],
-                )
+    def _full_values(self, optimizer) -> tuple[dict[int, tuple[list[float] | None, ...]], bool]:
+        """Per fully traced parameter, (theta, g, v, s, d, theta_next) of its traced coordinates as floats.
 
-    def _full_values(self, results) -> tuple[dict[int, dict[str, list[float] | None]], bool]:
-        """The fully traced coordinates' values as Python floats, from one torch.cat and one tolist()."""
+        The probe (``tracer.probes``) gives g, v, s, d in the optimizer's own
+        op order; every value is read back with one torch.stack (or cat) and
+        one tolist(). g, v, s, d are None where the parameter had no gradient
+        or the optimizer has no such quantity.
+        """
         pieces: list[Tensor] = []
-        layout: list[tuple[int, str, int]] = []
-        for i, traced in enumerate(self._params):
-            if not traced.full:
-                continue
-            g, v, s, d = results[i] or (None, None, None, None)
-            tensors = (
-                ("theta", self._before[i]), ("g", g), ("v", v), ("s", s), ("d", d), ("after", traced.tensor.detach())
-            )
-            for key, tensor in tensors:
-                if tensor is None:
-                    layout.append((i, key, 0))
-                    continue
+        layout: list[tuple[int, int, bool, bool, bool]] = []  # (index, count, has grad, has v, has s)
+        for group, members in zip(optimizer.param_groups, self._full_by_group):
+            with_grad = [i for i in members if self._params[i].tensor.grad is not None]
+            result = None
+            if with_grad:
+                result = probe_group(
+                    self.family,
+                    [self._params[i].tensor.grad for i in with_grad],
+                    [optimizer.state[self._params[i].tensor] for i in with_grad],
+                    group,
+                    [self._before[i] for i in with_grad],
+                )
+            k = 0
+            for i in members:
+                traced = self._params[i]
+                has_grad = result is not None and k < len(with_grad) and with_grad[k] == i
+                if has_grad:
+                    tensors = [self._before[i], result.g[k]]
+                    if result.v is not None:
+                        tensors.append(result.v[k])
+                    if result.s is not None:
+                        tensors.append(result.s[k])
+                    tensors += (result.d[k], traced.tensor)
+                    k += 1
+                else:
+                    tensors = [self._before[i], traced.tensor]
                 if traced.full_index is not None:
-                    tensor = tensor.reshape(-1)[traced.full_index]
-                pieces.append(tensor)
-                layout.append((i, key, tensor.numel()))
+                    tensors = [tensor.reshape(-1)[traced.full_index] for tensor in tensors]
+                pieces += tensors
+                layout.append(
+                    (i, len(traced.coordinates), has_grad, has_grad and result.v is not None, has_grad and result.s is not None)
+                )
         if not pieces:
             return {}, True
-        if all(piece.dim() == 0 for piece in pieces):
+        if self._full_scalars:
             joined = torch.stack(pieces)  # scalar parameters: one op instead of one reshape per piece
         else:
             joined = torch.cat([piece.reshape(-1) for piece in pieces])
         # float32 -> Python float is exact; torch.stack/cat promote mixed dtypes.
-        flat_values = joined.tolist()
-        values: dict[int, dict[str, list[float] | None]] = {}
+        flat = joined.tolist()
+        values: dict[int, tuple[list[float] | None, ...]] = {}
         offset = 0
         finite = True
-        for i, key, count in layout:
-            if count == 0:
-                values.setdefault(i, {})[key] = None
-                continue
-            chunk = flat_values[offset : offset + count]
-            offset += count
-            values.setdefault(i, {})[key] = chunk
-            if finite and key in ("theta", "g", "v", "s") and not all(map(math.isfinite, chunk)):
-                finite = False
+        for i, count, has_grad, has_v, has_s in layout:
+            columns: list[list[float] | None] = []
+            for present in (True, has_grad, has_v, has_s, has_grad, True):  # theta, g, v, s, d, theta_next
+                if present:
+                    columns.append(flat[offset : offset + count])
+                    offset += count
+                else:
+                    columns.append(None)
+            theta, g, v, s, d, after = columns
+            values[i] = tuple(columns)
+            if finite:
+                finite = all(map(math.isfinite, theta)) and all(
+                    all(map(math.isfinite, column)) for column in (g, v, s) if column is not None
+                )
         return values, finite
 
     def _summaries(self, optimizer) -> tuple[dict[int, dict[str, float | None]], bool]:

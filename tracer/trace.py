@@ -60,6 +60,8 @@ Cell = float | int | None
 
 def format_cell(value: Cell) -> str:
     """Text of one cell: ints as ints, floats as their repr, None as empty."""
+    if type(value) is float:  # the common case first: one row holds mostly floats
+        return repr(value)
     if value is None:
         return ""
     if isinstance(value, int) and not isinstance(value, bool):
