@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -65,7 +66,14 @@ def test_nan_equals_nan_and_empty_equals_empty(tmp_path):
     assert diff_traces(a, b).equal
     c = _write(tmp_path / "c.trace.csv", [1.0, float("inf")])
     result = diff_traces(a, c, atol=1e9)
-    assert not result.equal and result.columns[0].max_abs == float("inf")
+    # NaN against a number differs under any tolerance; it is counted apart,
+    # not folded into the largest difference as an infinity.
+    column = result.columns[0]
+    assert not result.equal and (column.rows, column.one_sided) == (1, 1)
+    assert math.isnan(column.max_abs)
+    d = _write(tmp_path / "d.trace.csv", [1.5, float("inf")])
+    column = diff_traces(c, d).columns[0]
+    assert (column.one_sided, column.max_abs, column.max_rel) == (0, 0.5, 0.5 / 1.5)
 
 
 # (desc, torch class, kwargs): ours and torch's for-loop implementation trace identically.

@@ -44,8 +44,9 @@ class ColumnDiff:
     column: str
     first_update: int
     rows: int
-    max_abs: float
+    max_abs: float  # over the rows where both sides are numbers; NaN when there are none
     max_rel: float
+    one_sided: int = 0  # rows where one side is empty (or NaN) and the other a number
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,13 @@ class TraceDiff:
             lines.append(f"trailer {key} differs: A={_short(a)} B={_short(b)}")
         if self.columns:
             width = max(len("column"), *(len(c.column) for c in self.columns))
-            lines.append(f"{'column':<{width}}  first update  rows differing  max abs diff  max rel diff")
+            lines.append(
+                f"{'column':<{width}}  first update  rows differing  max abs diff  max rel diff  empty on one side"
+            )
             for c in self.columns:
                 lines.append(
-                    f"{c.column:<{width}}  {c.first_update:>12}  {c.rows:>14}  {c.max_abs:>12.6g}  {c.max_rel:>12.6g}"
+                    f"{c.column:<{width}}  {c.first_update:>12}  {c.rows:>14}  {_number(c.max_abs):>12}"
+                    f"  {_number(c.max_rel):>12}  {c.one_sided:>17}"
                 )
         tolerance = f"rtol={self.rtol!r}, atol={self.atol!r}"
         if self.equal:
@@ -114,6 +118,10 @@ class TraceDiff:
         else:
             lines.append(f"different ({tolerance})")
         return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.6g}"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -171,14 +179,18 @@ def _column_diff(name: str, a: np.ndarray, b: np.ndarray, updates: np.ndarray, r
     if not differs.any():
         return None
     rows = np.flatnonzero(differs)
+    one_sided = np.isnan(a[rows]) != np.isnan(b[rows])
+    both = rows[~one_sided]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        absolute = np.abs(a[rows] - b[rows])
-        absolute[np.isnan(absolute)] = np.inf  # a number against NaN, or inf against -inf
-        relative = absolute / np.abs(b[rows])
+        absolute = np.abs(a[both] - b[both])
+        absolute[np.isnan(absolute)] = np.inf  # inf against -inf, or inf against a number
+        relative = absolute / np.abs(b[both])
         relative[np.isnan(relative)] = np.inf
     first = updates[rows[0]]
     first_update = int(first) if math.isfinite(first) else int(rows[0]) + 1
-    return ColumnDiff(name, first_update, int(rows.size), float(absolute.max()), float(relative.max()))
+    max_abs = float(absolute.max()) if both.size else math.nan
+    max_rel = float(relative.max()) if both.size else math.nan
+    return ColumnDiff(name, first_update, int(rows.size), max_abs, max_rel, int(one_sided.sum()))
 
 
 def _trailer_differences(a: Trace, b: Trace, rtol: float, atol: float) -> tuple[tuple[str, Any, Any], ...]:
