@@ -250,11 +250,12 @@ def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int
     if not rows:
         return np.empty((width, 0), dtype=np.float64)
     # Empty cells become "nan" by text replacement (twice: ",,," holds two),
-    # then one map(float, ...) over every cell: float() reads repr text back
-    # to the identical float64 and rejects anything that is not a number.
+    # then numpy converts every cell at once: its str -> float64 cast parses
+    # as float() does (repr text back to the identical float64, anything that
+    # is not a number rejected), without a Python float object per cell.
     text = ("," + ",".join(rows) + ",").replace(",,", ",nan,").replace(",,", ",nan,")
     try:
-        values = np.array(list(map(float, text[1:-1].split(","))), dtype=np.float64)
+        values = np.array(text[1:-1].split(","), dtype=np.float64)
     except ValueError:
         for offset, row in enumerate(rows):
             for column, cell in enumerate(row.split(",")):
