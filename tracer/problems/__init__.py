@@ -1,4 +1,4 @@
-"""The training problems: orbit, linear, and analytic 2-D surfaces.
+"""The training problems: orbit, linear, analytic 2-D surfaces, and a small MLP.
 
 `get_problem(name, **options)` builds one; importing this package does not
 import torch (the torch side is imported when a problem is built).
@@ -11,7 +11,7 @@ from typing import Any
 from tracer.errors import TracerError
 from tracer.problems.base import Problem
 
-PROBLEM_NAMES: tuple[str, ...] = ("orbit", "linear", "rosenbrock", "beale", "quadratic", "saddle")
+PROBLEM_NAMES: tuple[str, ...] = ("orbit", "linear", "mlp", "rosenbrock", "beale", "quadratic", "saddle")
 
 __all__ = ["PROBLEM_NAMES", "Problem", "get_problem"]
 
@@ -22,6 +22,8 @@ def get_problem(name: str, **options: Any) -> Problem:
         from tracer.problems.orbit import OrbitProblem as factory
     elif name == "linear":
         from tracer.problems.linear import LinearProblem as factory
+    elif name == "mlp":
+        from tracer.problems.mlp import MLPProblem as factory
     elif name in PROBLEM_NAMES:
         from functools import partial
 
