@@ -2,7 +2,8 @@
 
 The fixture traces are written by tests/data/make_render_fixtures.py (numpy
 re-implementations of the optimizers on the orbit samples, a summary trace and
-a per-epoch-schedule trace of the linear problem, an empty one).
+a per-epoch-schedule trace of the linear problem, an empty one, and a user's
+own model: problem null, three coordinates fc.weight[0], fc.weight[1], fc.bias[0]).
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import pytest
 from PIL import Image
 
 import imageio.v3 as iio
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 from tracer.cli import main as tracer_main
 from tracer.errors import RenderError, TracerError
 from tracer.render import FIGURE_KINDS, render_figure
 from tracer.render.animate import frame_indices
+from tracer.render.contour import PLAIN_FACE, plane_of
+from tracer.trace import load_trace
 
 DATA = Path(__file__).resolve().parent / "data"
 ORBIT = [DATA / f"orbit_{name}.trace.csv" for name in ("sgd", "momentum", "rmsprop", "adam")]
@@ -29,9 +34,13 @@ DIVERGED = DATA / "orbit_diverged.trace.csv"
 SUMMARY = DATA / "linear_summary.trace.csv"
 STEPLR = DATA / "linear_steplr.trace.csv"
 EMPTY = DATA / "orbit_empty.trace.csv"
+OWN = DATA / "own_model.trace.csv"
+OWN_PLANE = {"coordinates": ("fc.weight[0]", "fc.bias[0]")}
 SIZE = (480, 360)
 # Colours no contour or decoration uses, so finding them means the trace was drawn.
 COLORS = ("#ff00ff", "#ff0000", "#ff8000", "#0000ff")
+# Colours of the contour's colour map: a contour fills the axes with them.
+VIRIDIS = tuple(to_hex(colormaps["viridis"](k / 8)) for k in range(9))
 ORBIT_ZOOM = {"xlim": (0.0, 2.0), "ylim": (0.8, 2.0)}
 
 # kind, traces, options: every kind, as the catalogue would call it.
@@ -125,10 +134,16 @@ def test_render_does_not_import_torch(tmp_path):
 
 # kind, traces, out name, options, message pattern: each must fail and write nothing.
 ERRORS = [
-    ("paths", [SUMMARY], "p.png", {}, r"no 2-D loss surface|no loss surface"),
+    ("paths", [SUMMARY], "p.png", {}, r"draw two fully traced coordinates .* has 0 \(granularity 'summary'\)"),
+    ("first-steps", [OWN], "f.png", {"coordinates": ("fc.weight[0]", "fc.weight[7]")},
+     r"coordinate 'fc\.weight\[7\]' is not traced in trace .*; traced: fc\.weight\[0\], fc\.weight\[1\], "
+     r"fc\.bias\[0\] \(3 coordinates\)"),
+    ("paths", [ORBIT[0]], "p.gif", {"coordinates": ("Wa", "Wc")}, r"coordinate 'Wc' is not traced .*traced: Wa, Wb"),
+    ("paths", [ORBIT[0]], "p.png", {"coordinates": ("Wa", "Wa")}, r"coordinates must be two different"),
+    ("paths", [OWN, ORBIT[0]], "p.png", {}, r"draw different coordinates by default"),
     ("paths", [ORBIT[0]], "p.png", {"updates": (500, 600)}, r"no update in 500..600"),
     ("dashboard", [ORBIT[0]], "d.png", {}, r"needs per-tensor summary columns"),
-    ("internals", [SUMMARY], "i.gif", {}, r"loss surface"),
+    ("internals", [SUMMARY], "i.gif", {}, r"draw two fully traced coordinates"),
     ("fit", [STEPLR], "f.png", {}, r"problem 'linear', accepted: 'orbit'"),
     ("fit", ORBIT[:2], "f.png", {}, r"at most 1 trace"),
     ("step-size", [EMPTY], "s.png", {}, r"has no update to draw"),
@@ -179,6 +194,42 @@ class _Without:
         return len(self._trace)
 
 
+def test_plane_defaults_and_choice():
+    orbit, own = load_trace(ORBIT[0]), load_trace(OWN)
+    plane = plane_of(orbit)
+    assert (plane.x_name, plane.y_name, plane.surface is not None) == ("Wa", "Wb", True)
+    swapped = plane_of(orbit, ("Wb", "Wa"))  # not the surface's (x, y): no contour
+    assert (swapped.x_name, swapped.surface) == ("Wb", None)
+    plane = plane_of(own)
+    assert (plane.x_name, plane.y_name, plane.surface) == ("fc.weight[0]", "fc.weight[1]", None)
+    assert plane.axis_label("fc.bias[0]") == "fc.bias[0]  (coordinate 3 of 3)"
+    assert plane_of(orbit).axis_label("Wa") == "Wa"
+
+
+def test_unknown_coordinate_lists_the_first_few():
+    class Many:
+        meta = {"coordinates": [f"w[{i}]" for i in range(40)], "problem": None, "label": "many"}
+        columns: list = []
+
+    with pytest.raises(RenderError, match=r"'v' is not traced .*traced: w\[0\], .*w\[5\], \.\.\. \(40 coordinates\)$"):
+        plane_of(Many(), ("w[0]", "v"))
+
+
+@pytest.mark.parametrize("kind, name", [("paths", "p.png"), ("paths", "p.gif"), ("first-steps", "f.png"),
+                                        ("internals", "i.png")])
+def test_own_model_on_a_plain_plane(tmp_path, kind, name):
+    """A trace with no problem: the chosen coordinates on a plain background, deterministic."""
+    options = dict(OWN_PLANE, size=(320, 240), colors=COLORS[:1], frames=8)
+    first = render_figure(kind, [OWN], tmp_path / name, **options)
+    image = pixels(first) if name.endswith("png") else iio.imread(first, index=None, mode="RGB")[-1].astype(np.int16)
+    assert count_color(image, COLORS[0], tolerance=8) >= 3, "the path is not drawn"
+    assert count_color(image, PLAIN_FACE, tolerance=2) > image.shape[0] * image.shape[1] // 10, "no plain background"
+    contour = sum(count_color(image, color, tolerance=6) for color in VIRIDIS)
+    assert contour < image.shape[0] * image.shape[1] // 100, "a contour was drawn"
+    second = render_figure(kind, [OWN], tmp_path / f"again-{name}", **options)
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_cli_render(tmp_path, capsys):
     out = tmp_path / "paths.gif"
     status = tracer_main(["render", "paths", *map(str, ORBIT[:2]), "-o", str(out), "--frames", "6",
@@ -186,6 +237,9 @@ def test_cli_render(tmp_path, capsys):
                           "--title", "two paths", "--labels", "SGD,Momentum"])
     assert status == 0 and out.exists()
     assert iio.imread(out, index=None, mode="RGB").shape[0] == 6
+    own = tmp_path / "own.png"
+    assert tracer_main(["render", "first-steps", str(OWN), "-o", str(own), "--coordinates", "fc.bias[0],fc.weight[1]",
+                        "--first-steps", "3"]) == 0 and own.exists()
     status = tracer_main(["render", "fit", str(SUMMARY), "-o", str(tmp_path / "fit.png")])
     assert status == 2
     assert capsys.readouterr().err.startswith("tracer: error: figure 'fit' draws an orbit fit")

@@ -169,8 +169,43 @@ def linear_fixtures() -> None:
                 status="interrupted")
 
 
+def own_model_fixture() -> None:
+    """A user's own model (meta problem null): Adam on a 2-input linear layer, 3 coordinates."""
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, size=(64, 2))
+    y = x @ np.array([1.3, -0.7]) + 0.4 + 0.05 * rng.standard_normal(64)
+    coords = ["fc.weight[0]", "fc.weight[1]", "fc.bias[0]"]
+    theta = np.array([-0.5, 0.6, 1.2])
+    v, s, lr = np.zeros(3), np.zeros(3), 0.08
+    columns = (["update", "epoch", "batch", "lr", "loss"]
+               + [f"{c}.{q}" for c in coords for q in ("theta", "g", "v", "s", "d", "u")]
+               + ["step_size", "displacement"])
+    rows = []
+    for t in range(1, 41):
+        epoch, batch = divmod(t - 1, 8)
+        xb, yb = x[batch * 8:(batch + 1) * 8], y[batch * 8:(batch + 1) * 8]
+        error = xb @ theta[:2] + theta[2] - yb
+        g = np.append(2 * (error[:, None] * xb).mean(axis=0), 2 * error.mean())
+        v = 0.9 * v + 0.1 * g
+        s = 0.999 * s + 0.001 * g * g
+        d = (v / (1 - 0.9**t)) / (np.sqrt(s / (1 - 0.999**t)) + 1e-8)
+        norm = float(np.linalg.norm(d))
+        row = {"update": t, "epoch": epoch, "batch": batch, "lr": lr, "loss": float((error**2).mean()),
+               "step_size": lr * norm, "displacement": lr * norm}
+        for i, c in enumerate(coords):
+            row.update({f"{c}.theta": float(theta[i]), f"{c}.g": float(g[i]), f"{c}.v": float(v[i]),
+                        f"{c}.s": float(s[i]), f"{c}.d": float(d[i]), f"{c}.u": float(d[i] / norm)})
+        rows.append(row)
+        theta = theta - lr * d
+    write_trace(HERE / "own_model.trace.csv",
+                meta("Adam lr=0.08 (own model)", "adam", lr, None, epochs=5, batch_size=8, coordinates=coords,
+                     parameters=[{"name": "fc.weight", "shape": [1, 2]}, {"name": "fc.bias", "shape": [1]}]),
+                columns, rows, final=dict(zip(coords, map(float, theta))))
+
+
 if __name__ == "__main__":
     orbit_fixtures()
     linear_fixtures()
+    own_model_fixture()
     for path in sorted(HERE.glob("*.trace.csv")):
         print(f"{path.name}: {path.stat().st_size} bytes")

@@ -33,9 +33,9 @@ KINDS: dict[str, FigureKind] = {
     kind.name: kind
     for kind in (
         FigureKind("step-size", "effective step size lr*|d| vs update", draw_step_size, requires_step_size),
-        FigureKind("first-steps", "the first k updates as arrows on the loss contour", draw_first_steps,
+        FigureKind("first-steps", "the first k updates as arrows on the loss contour (or two chosen coordinates)", draw_first_steps,
                    requires_paths),
-        FigureKind("paths", "paths on the loss contour (animated as .gif/.mp4)", draw_paths, requires_paths,
+        FigureKind("paths", "paths on the loss contour or two chosen coordinates (animated as .gif/.mp4)", draw_paths, requires_paths,
                    animated=True),
         FigureKind("fit", "the fitted orbit of one orbit trace", draw_fit, requires_fit, max_traces=1),
         FigureKind("gradients", "g of each traced coordinate vs update", draw_gradients, requires_gradients),
@@ -57,7 +57,9 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
     The format follows `out`'s extension: .png, .svg, .pdf, and for the animated
     kinds ("paths", "internals") also .gif and .mp4. Options: xlim, ylim,
     updates (first, last), first_steps, frames, fps, size (w, h) in pixels, dpi,
-    title, labels, colors, against ("update" or "epoch", for "lr").
+    title, labels, colors, against ("update" or "epoch", for "lr"), coordinates
+    (x, y): the two coordinates the path figures draw (names as in
+    meta["coordinates"]; default the problem surface's, else the first two traced).
     """
     if kind not in KINDS:
         raise RenderError(f"unknown figure kind {kind!r}; accepted: {', '.join(FIGURE_KINDS)}")
@@ -71,7 +73,7 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
     for trace in loaded:
         if len(trace) == 0:
             raise RenderError(f"trace {trace_name(trace)} has no update to draw")
-        check_columns(figure_kind, trace)
+        check_columns(figure_kind, trace, parsed)
     with atomic_output(out) as temporary:
         figure_kind.draw(loaded, parsed, temporary, fmt)
     return out

@@ -25,6 +25,16 @@ def _numbers(kind: Callable, count: int, separator: str = ",") -> Callable[[str]
     return parse
 
 
+def _names(count: int) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        names = tuple(part.strip() for part in text.split(","))
+        if len(names) != count or not all(names):
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated names, got {text!r}")
+        return names
+
+    return parse
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from tracer.render import FIGURE_KINDS, KINDS
 
@@ -47,13 +57,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="A,B,...", help="legend text per trace, comma separated")
     parser.add_argument("--colors", metavar="C1,C2,...", help="colour per trace, comma separated")
     parser.add_argument("--against", choices=("update", "epoch"), help="x axis of the lr figure")
+    parser.add_argument("--coordinates", type=_names(2), metavar="A,B",
+                        help="the two coordinates the path figures draw, as in the trace's <c>.theta columns "
+                             "(default: the problem surface's, else the first two traced)")
 
 
 def run_command(args: argparse.Namespace) -> int:
     from tracer.render import render_figure
 
     options = {name: getattr(args, name) for name in
-               ("xlim", "ylim", "updates", "first_steps", "frames", "fps", "size", "dpi", "title", "against")}
+               ("xlim", "ylim", "updates", "first_steps", "frames", "fps", "size", "dpi", "title", "against",
+                "coordinates")}
     for name in ("labels", "colors"):
         text = getattr(args, name)
         if text is not None:

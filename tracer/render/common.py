@@ -52,6 +52,7 @@ class RenderOptions:
     labels: tuple[str, ...] | None = None
     colors: tuple[str, ...] | None = None
     against: str = "update"  # x axis of the "lr" figure: update or epoch
+    coordinates: tuple[str, str] | None = None  # (x, y) of the path figures; None: the surface's or the first two
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> "RenderOptions":
@@ -83,6 +84,8 @@ class RenderOptions:
         for key in ("labels", "colors"):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key])
+        if "coordinates" in values:
+            values["coordinates"] = _coordinate_pair(values["coordinates"])
         return cls(**values)
 
 
@@ -94,6 +97,13 @@ def _pair(name: str, value: Any, kind: type) -> tuple:
         raise RenderError(f"{name} must be a pair of numbers, got {value!r}") from None
 
 
+def _coordinate_pair(value: Any) -> tuple[str, str]:
+    names = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else [value]
+    if len(names) != 2 or not all(isinstance(n, str) and n for n in names) or names[0] == names[1]:
+        raise RenderError(f"coordinates must be two different coordinate names (x, y), got {value!r}")
+    return names[0], names[1]
+
+
 @dataclass(frozen=True)
 class FigureKind:
     """One figure kind: what it reads and how it is drawn."""
@@ -101,7 +111,7 @@ class FigureKind:
     name: str
     summary: str
     draw: Callable[..., None]  # draw(traces, options, path, fmt) -> None
-    requires: Callable[[Any], list[str]]  # columns read from one trace (may raise RenderError)
+    requires: Callable[[Any, RenderOptions], list[str]]  # columns read from one trace (may raise RenderError)
     animated: bool = False  # also writes .gif and .mp4
     max_traces: int | None = None
 
@@ -128,9 +138,9 @@ def load_traces(traces: Sequence[Any]) -> list[Any]:
     return loaded
 
 
-def check_columns(kind: FigureKind, trace: Any) -> None:
+def check_columns(kind: FigureKind, trace: Any, options: RenderOptions) -> None:
     """RenderError naming the columns `kind` needs and `trace` lacks."""
-    missing = [column for column in kind.requires(trace) if column not in trace]
+    missing = [column for column in kind.requires(trace, options) if column not in trace]
     if missing:
         granularity = trace.meta.get("granularity")
         raise RenderError(

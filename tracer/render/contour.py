@@ -1,15 +1,21 @@
-"""The one loss-surface contour every contour figure draws on.
+"""The one background every path figure draws on: the loss contour, or a plain plane.
 
-The surface comes from the problem named in a trace's metadata
-(`tracer.problems.surfaces.surface_for(meta["problem"])`, numpy only). The loss
-grid is computed once per (problem, range, resolution) in a process: an
-animation, a still and a benchmark of the same problem share it.
+A path figure draws two coordinates of a trace (`Plane`): by default the two of
+the problem's 2-D surface (`tracer.problems.surfaces.surface_for(meta["problem"])`,
+numpy only), else the first two fully traced ones; the `coordinates` option
+picks any two. When the problem has a surface and the two coordinates are the
+surface's, the background is the loss contour; otherwise (a user's own model,
+a problem without a surface, other coordinates) it is a plain plane: the loss
+over two of many coordinates is not known from the trace. The loss grid is
+computed once per (problem, range, resolution) in a process: an animation, a
+still and a benchmark of the same problem share it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,38 +23,101 @@ from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm
 from matplotlib import colormaps
 
-from tracer.errors import RenderError
+from tracer.errors import RenderError, TracerError
 
 GRID_POINTS = 250  # per axis, as the article's backgrounds
 MARGIN = 0.08  # fraction of the span added on each side when the range is fitted
 CONTOUR_LEVELS = 24
 CONTOUR_CMAP = "viridis"
+PLAIN_FACE = "#f4f4f4"  # light grey, so the white start marker and white arrows still show
+LISTED_COORDINATES = 6  # how many traced coordinates an error message names
 
 Range = tuple[float, float]
 
 
-def surface_of(trace: Any) -> Any:
-    """The loss surface of the problem named in `trace.meta["problem"]`.
+@dataclass(frozen=True)
+class Plane:
+    """The two coordinates a path figure draws, and the loss surface over them if known.
 
-    Raises RenderError when the trace names no problem or its problem has no
-    2-D surface (e.g. the linear regression, or a user's own run).
+    `surface` is None when there is no contour to draw: the problem has no
+    2-D surface, or the coordinates chosen are not the surface's two.
+    `traced` is every fully traced coordinate of the trace, in column order.
     """
+
+    x_name: str
+    y_name: str
+    surface: Any | None
+    problem: dict | None
+    traced: tuple[str, ...]
+
+    def axis_label(self, name: str) -> str:
+        """The coordinate's name; with more than two traced, which of how many it is,
+        so a reader sees two axes of a larger space."""
+        if len(self.traced) <= 2:
+            return name
+        return f"{name}  (coordinate {self.traced.index(name) + 1} of {len(self.traced)})"
+
+    @property
+    def landmarks(self) -> list[np.ndarray]:
+        """Points the fitted range must hold besides the paths: the surface's minimum."""
+        return [] if self.surface is None else [np.array(self.surface.minimum, dtype=float)]
+
+
+def surface_of(trace: Any) -> Any | None:
+    """The loss surface of the problem named in `trace.meta["problem"]`, or None when the
+    trace names no problem or its problem has no 2-D surface (e.g. the linear regression)."""
     problem = trace.meta.get("problem")
     if not problem:
-        raise RenderError(
-            f"trace {_name(trace)} names no problem, so there is no loss surface to draw; "
-            "contour figures need a trace of a problem with a 2-D surface"
-        )
+        return None
     from tracer.problems.surfaces import surface_for  # numpy only, imported when needed
 
     try:
         return surface_for(problem)
-    except RenderError:
-        raise
-    except Exception as error:  # the problems module's own error, whatever its type
+    except TracerError:  # a problem without a 2-D surface
+        return None
+    except Exception as error:  # a surface problem whose options cannot be read
         raise RenderError(
             f"trace {_name(trace)} has no loss surface for problem {problem.get('name')!r}: {error}"
         ) from None
+
+
+def traced_coordinates(trace: Any) -> tuple[str, ...]:
+    """The fully traced coordinates: meta["coordinates"], else read from the <c>.theta columns
+    (a file written by hand may omit the list)."""
+    names = trace.meta.get("coordinates") or [c[: -len(".theta")] for c in trace.columns if c.endswith(".theta")]
+    return tuple(names)
+
+
+def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
+    """The plane a path figure draws `trace` on; `coordinates` (x, y) as in meta["coordinates"].
+
+    Default: the surface's two coordinates when the problem has a surface, else the
+    first two traced. RenderError when a coordinate is not traced, or fewer than two are.
+    """
+    traced = traced_coordinates(trace)
+    if len(traced) < 2:
+        raise RenderError(
+            f"path figures draw two fully traced coordinates (columns <c>.theta); trace {_name(trace)} "
+            f"has {len(traced)} (granularity {trace.meta.get('granularity')!r}); record it with granularity "
+            "'full', or 'mixed' with at least two coordinates traced fully"
+        )
+    surface = surface_of(trace)
+    if coordinates is None:
+        if surface is not None and {surface.x_name, surface.y_name} <= set(traced):
+            coordinates = (surface.x_name, surface.y_name)
+        else:
+            coordinates = traced[:2]
+    for name in coordinates:
+        if name not in traced:
+            listed = ", ".join(traced[:LISTED_COORDINATES]) + (", ..." if len(traced) > LISTED_COORDINATES else "")
+            raise RenderError(
+                f"coordinate {name!r} is not traced in trace {_name(trace)}; traced: {listed} "
+                f"({len(traced)} coordinates)"
+            )
+    x_name, y_name = coordinates
+    if surface is not None and (x_name, y_name) != (surface.x_name, surface.y_name):
+        surface = None  # the loss over other coordinates is not known: a plain plane
+    return Plane(x_name, y_name, surface, trace.meta.get("problem"), traced)
 
 
 def _name(trace: Any) -> str:
@@ -110,11 +179,21 @@ def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
     return np.linspace(low, high, count + 1)
 
 
-def draw_contour(ax: Axes, surface: Any, problem: dict, xlim: Range, ylim: Range, *,
-                 cmap: str = CONTOUR_CMAP, colorbar: bool = True, mark_minimum: bool = True) -> None:
-    """Filled loss contour with colour bar, axes named after the surface's coordinates,
-    and the true minimum marked."""
-    xs, ys, loss = loss_grid(problem, xlim, ylim)
+def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
+                    cmap: str = CONTOUR_CMAP, colorbar: bool = True, mark_minimum: bool = True) -> Any | None:
+    """The plane's background over (xlim, ylim), axes named after its coordinates.
+
+    With a surface: the filled loss contour, its colour bar and the true minimum
+    marked; returns the contour. Without: a plain grid and no marker (the minimum
+    is not known); returns None, "no background".
+    """
+    if plane.surface is None:
+        ax.set_facecolor(PLAIN_FACE)
+        ax.grid(True, color="white", lw=1.0)
+        ax.set_axisbelow(True)
+        _name_axes(ax, plane, xlim, ylim)
+        return None
+    xs, ys, loss = loss_grid(plane.problem, xlim, ylim)
     levels = contour_levels(loss)
     cmap = colormaps[cmap]
     norm = BoundaryNorm(levels, cmap.N)
@@ -126,10 +205,15 @@ def draw_contour(ax: Axes, surface: Any, problem: dict, xlim: Range, ylim: Range
         if levels[-1] / max(levels[0], 1e-300) > 10 and levels[0] > 0:
             ticks = levels[:: max(1, len(levels) // 6)]
             bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
+    _name_axes(ax, plane, xlim, ylim)
+    if mark_minimum:
+        ax.plot(*plane.surface.minimum, marker="*", markersize=13, color="white",
+                markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
+    return filled
+
+
+def _name_axes(ax: Axes, plane: Plane, xlim: Range, ylim: Range) -> None:
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel(surface.x_name)
-    ax.set_ylabel(surface.y_name)
-    if mark_minimum:
-        ax.plot(*surface.minimum, marker="*", markersize=13, color="white",
-                markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
+    ax.set_xlabel(plane.axis_label(plane.x_name))
+    ax.set_ylabel(plane.axis_label(plane.y_name))

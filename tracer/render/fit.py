@@ -15,7 +15,7 @@ EARTH_RADIUS = 1.0  # AU, circular orbit
 MARS_RADIUS = 1.5237
 
 
-def requires_fit(trace: Any) -> list[str]:
+def requires_fit(trace: Any, options: RenderOptions) -> list[str]:
     problem = trace.meta.get("problem") or {}
     if problem.get("name") != "orbit":
         raise RenderError(

@@ -1,7 +1,10 @@
-"""Figures on the loss contour: first-steps, paths (still or animated), lr-path, internals.
+"""Path figures: first-steps, paths (still or animated), lr-path, internals.
 
-All of them share one scene: the contour of the problem's surface over a range
-given or fitted to the paths, the start and the true minimum marked.
+All of them share one scene: two coordinates of the traces (the `coordinates`
+option, by default the problem surface's), over a range given or fitted to the
+paths, the start marked; the background is the loss contour with the true
+minimum when the problem has a surface over those two coordinates, a plain
+plane otherwise (a user's own model): `tracer.render.contour`.
 """
 
 from __future__ import annotations
@@ -22,35 +25,48 @@ from tracer.render.common import (
     RenderOptions, TracePath, lr_columns, new_figure, row_mask, save_still, trace_name, trace_path,
     trace_styles,
 )
-from tracer.render.contour import draw_contour, fitted_range, surface_of
+from tracer.render.contour import Plane, draw_background, fitted_range, plane_of
 
 PATH_SIZE = (640, 500)
 INTERNALS_SIZE = (1000, 500)
 
 
-def coordinate_columns(trace: Any, *quantities: str) -> list[str]:
-    """`<x>.<q>`, `<y>.<q>` for the surface's two coordinates (RenderError if there is no surface)."""
-    surface = surface_of(trace)
-    return [f"{name}.{q}" for q in quantities for name in (surface.x_name, surface.y_name)]
+def coordinate_columns(trace: Any, options: RenderOptions, *quantities: str) -> list[str]:
+    """`<x>.<q>`, `<y>.<q>` for the two coordinates drawn (RenderError if they are not traced)."""
+    plane = plane_of(trace, options.coordinates)
+    return [f"{name}.{q}" for q in quantities for name in (plane.x_name, plane.y_name)]
 
 
-def requires_paths(trace: Any) -> list[str]:
-    return coordinate_columns(trace, "theta")
+def requires_paths(trace: Any, options: RenderOptions) -> list[str]:
+    return coordinate_columns(trace, options, "theta")
 
 
-def requires_lr_path(trace: Any) -> list[str]:
-    return coordinate_columns(trace, "theta") + lr_columns(trace)[:1]
+def requires_lr_path(trace: Any, options: RenderOptions) -> list[str]:
+    return coordinate_columns(trace, options, "theta") + lr_columns(trace)[:1]
 
 
-def requires_internals(trace: Any) -> list[str]:
-    return coordinate_columns(trace, "theta", "g", "d") + ["step_size"] + lr_columns(trace)[:1]
+def requires_internals(trace: Any, options: RenderOptions) -> list[str]:
+    return coordinate_columns(trace, options, "theta", "g", "d") + ["step_size"] + lr_columns(trace)[:1]
+
+
+def shared_plane(traces: Sequence[Any], options: RenderOptions) -> Plane:
+    """The one plane every trace is drawn on: same coordinates, and one problem under a contour."""
+    planes = [plane_of(t, options.coordinates) for t in traces]
+    pairs = {(p.x_name, p.y_name) for p in planes}
+    if len(pairs) > 1:
+        listed = ", ".join(f"{x},{y}" for x, y in sorted(pairs))
+        raise RenderError(f"the traces draw different coordinates by default ({listed}); pick two with coordinates")
+    problems = {repr(t.meta.get("problem")) for t in traces}
+    if planes[0].surface is not None and len(problems) > 1:
+        raise RenderError(f"traces of different problems cannot share one contour: {', '.join(sorted(problems))}")
+    return planes[0]
 
 
 @dataclass
 class ContourScene:
     figure: Figure
     ax: Any
-    surface: Any
+    plane: Plane
     paths: list[TracePath]
     labels: list[str]
     colors: list[str]
@@ -59,19 +75,15 @@ class ContourScene:
 
 def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size: tuple[int, int],
                   even: bool = False, fit_points: Sequence[np.ndarray] | None = None,
-                  paths: list[TracePath] | None = None, cmap: str = "viridis",
+                  plane: Plane | None = None, paths: list[TracePath] | None = None, cmap: str = "viridis",
                   grid: tuple[int, int] | None = None, title: str = "",
                   colorbar: bool = True) -> ContourScene:
-    """Figure, contour axes and each trace's path; the range is options' or fitted."""
-    problems = {repr(t.meta.get("problem")) for t in traces}
-    if len(problems) > 1:
-        raise RenderError(f"traces of different problems cannot share one contour: {', '.join(sorted(problems))}")
-    surface = surface_of(traces[0])
+    """Figure, background axes and each trace's path; the range is options' or fitted."""
+    plane = plane if plane is not None else shared_plane(traces, options)
     if paths is None:
-        paths = [trace_path(t, surface.x_name, surface.y_name, options.updates) for t in traces]
+        paths = [trace_path(t, plane.x_name, plane.y_name, options.updates) for t in traces]
     labels, colors = trace_styles(traces, options)
-    fitted = fitted_range(list(fit_points if fit_points is not None else [p.xy for p in paths])
-                          + [np.array(surface.minimum, dtype=float)])
+    fitted = fitted_range(list(fit_points if fit_points is not None else [p.xy for p in paths]) + plane.landmarks)
     xlim = options.xlim or fitted[0]
     ylim = options.ylim or fitted[1]
     figure = new_figure(options, default_size, even=even)
@@ -81,13 +93,13 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
     else:
         spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, wspace=0.6)
         ax = figure.add_subplot(spec[:, 0])
-    draw_contour(ax, surface, traces[0].meta["problem"], xlim, ylim, cmap=cmap, colorbar=colorbar)
+    draw_background(ax, plane, xlim, ylim, cmap=cmap, colorbar=colorbar)
     starts = {tuple(p.xy[0]) for p in paths}
     for index, start in enumerate(sorted(starts)):
         ax.plot(*start, marker="o", markersize=8, color="white", markeredgecolor="black",
                 linestyle="none", label="start" if index == 0 else None, zorder=4)
     ax.set_title(options.title if options.title is not None else title)
-    return ContourScene(figure, ax, surface, paths, labels, colors, spec)
+    return ContourScene(figure, ax, plane, paths, labels, colors, spec)
 
 
 def _mark_divergence(ax: Any, path: TracePath, color: str, *, animated: bool = False) -> Line2D:
@@ -103,9 +115,9 @@ def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, f
     k = options.first_steps
     first = options.updates[0] if options.updates else 1
     window = (first, first + k - 1)
-    probe = surface_of(traces[0])
-    paths = [trace_path(t, probe.x_name, probe.y_name, window) for t in traces]
-    scene = contour_scene(traces, options, default_size=PATH_SIZE, paths=paths,
+    plane = shared_plane(traces, options)
+    paths = [trace_path(t, plane.x_name, plane.y_name, window) for t in traces]
+    scene = contour_scene(traces, options, default_size=PATH_SIZE, plane=plane, paths=paths,
                           title=f"The first {k} updates")
     for path, label, color in zip(scene.paths, scene.labels, scene.colors):
         for start, end in zip(path.xy[:-1], path.xy[1:]):
@@ -118,10 +130,12 @@ def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, f
 
 
 def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """Paths on the loss contour: an animation (.gif, .mp4) or the whole paths as a still."""
+    """Paths on the loss contour (or the plain plane of two coordinates): an animation
+    (.gif, .mp4) or the whole paths as a still."""
     animated = fmt in ("gif", "mp4")
-    scene = contour_scene(traces, options, default_size=PATH_SIZE, even=animated,
-                          title="Paths on the loss surface")
+    plane = shared_plane(traces, options)
+    scene = contour_scene(traces, options, default_size=PATH_SIZE, even=animated, plane=plane,
+                          title="Paths on the loss surface" if plane.surface is not None else "Paths")
     ax = scene.ax
     lines, heads = [], []
     for label, color in zip(scene.labels, scene.colors):
@@ -204,12 +218,13 @@ def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: 
 
 
 def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """At the current point: -g, -v and the step -lr*d as arrows, sqrt(s) as whiskers per axis,
-    next to step size and lr panels with a moving cursor."""
+    """At the current point: -g, -v and the step -lr*d as arrows, sqrt(s) as whiskers per axis
+    (each projected on the two coordinates drawn), next to step size and lr panels with a
+    moving cursor. The step size panel is lr*|d| over every traced coordinate."""
     (trace,) = traces
     animated = fmt in ("gif", "mp4")
-    probe = surface_of(trace)
-    x, y = probe.x_name, probe.y_name
+    plane = plane_of(trace, options.coordinates)
+    x, y = plane.x_name, plane.y_name
     rows = np.flatnonzero(row_mask(trace, options.updates))
     theta = np.column_stack([trace[f"{x}.theta"], trace[f"{y}.theta"]])
     finite = np.isfinite(theta[rows]).all(axis=1)
@@ -219,7 +234,7 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         raise RenderError(f"trace {trace_name(trace)} has no finite update to draw")
     path = TracePath(xy=theta[rows], updates=trace["update"][rows].astype(int) - 1, rows=rows,
                      diverged=trace.status == "diverged" or len(rows) < len(theta))
-    scene = contour_scene(traces, options, default_size=INTERNALS_SIZE, even=animated, paths=[path],
+    scene = contour_scene(traces, options, default_size=INTERNALS_SIZE, even=animated, plane=plane, paths=[path],
                           grid=(2, 2), title="Inside the optimizer")
     figure, ax, color = scene.figure, scene.ax, scene.colors[0]
 

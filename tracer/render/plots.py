@@ -27,15 +27,15 @@ DASHBOARD_PANELS = (
 DASHBOARD_REQUIRED = ("theta_norm", "g_norm", "d_norm", "cos_d_prev", "cos_g_d")
 
 
-def requires_step_size(trace: Any) -> list[str]:
+def requires_step_size(trace: Any, options: RenderOptions) -> list[str]:
     return ["update", "step_size"]
 
 
-def requires_lr(trace: Any) -> list[str]:
+def requires_lr(trace: Any, options: RenderOptions) -> list[str]:
     return ["update", "epoch"] + lr_columns(trace)
 
 
-def requires_gradients(trace: Any) -> list[str]:
+def requires_gradients(trace: Any, options: RenderOptions) -> list[str]:
     coordinates = trace.meta.get("coordinates") or []
     if not coordinates:
         raise RenderError(
@@ -52,7 +52,7 @@ def summarized_parameters(trace: Any) -> list[str]:
     return list(names)
 
 
-def requires_dashboard(trace: Any) -> list[str]:
+def requires_dashboard(trace: Any, options: RenderOptions) -> list[str]:
     names = summarized_parameters(trace)
     if not names:
         raise RenderError(
