@@ -10,7 +10,8 @@ which runs, rendered into figures/ by `tracer.render.render_figure`).
   E3      Adam with MultiStepLR (and the fixed-lr baselines); Figs 14, 15
   E4      Adam with MultiplicativeLR (baselines shared with E3); Figs 15b, 16
   linear  the linear-regression schedulers article: Exponential, Step, Linear
-  extra   beyond the articles: internals, lr-path, a still of paths, Rosenbrock
+  extra   beyond the articles: internals, lr-path, a still of paths, Rosenbrock,
+          a small network traced per tensor (dashboard)
 
 Runs shared by several experiments are listed once and traced once. Every
 run is deterministic (each problem draws from its own seeded generator), so
@@ -45,6 +46,7 @@ class CatalogueRun:
     label: str
     scheduler: str | None = None
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    granularity: str = "full"
 
     def path(self, logs: pathlib.Path = LOGS_DIR) -> pathlib.Path:
         return pathlib.Path(logs) / f"{self.id}.trace.csv"
@@ -56,7 +58,7 @@ class CatalogueRun:
         return RunConfig(
             problem=self.problem, optimizer=self.optimizer, lr=self.lr, epochs=self.epochs,
             out=out or self.path(logs), impl=impl, hyperparameters=dict(self.hyperparameters),
-            scheduler=self.scheduler, label=self.label,
+            scheduler=self.scheduler, label=self.label, granularity=self.granularity,
         )
 
 
@@ -83,6 +85,7 @@ MULTISTEP_05 = "multistep:milestones=5,10,15,20;gamma=0.5"
 MULTIPLICATIVE_08 = "multiplicative:factor=0.8;at=6-24/2"
 MULTIPLICATIVE_05 = "multiplicative:factor=0.5;at=5,10,15,20"
 ROSENBROCK_RATES = (0.0015, 0.0003, 0.003, 0.06)   # SGD, Momentum, RMSprop, Adam
+MLP_OPTIMIZERS = (("momentum", "Momentum"), ("adam", "Adam"))
 LINEAR_SCHEDULERS = (
     ("exponential", "exponential:gamma=0.9", "ExponentialLR(gamma=0.9)"),
     ("step", "step:step_size=4;gamma=0.9", "StepLR(step_size=4, gamma=0.9)"),
@@ -111,12 +114,16 @@ RUNS: tuple[CatalogueRun, ...] = (
     # (one update per epoch), each at a learning rate that does not diverge.
     *(CatalogueRun(f"rosenbrock-{name}", "rosenbrock", name, lr, 1000, f"{label} lr={lr:g}")
       for (name, label), lr in zip(E1_OPTIMIZERS, ROSENBROCK_RATES)),
+    # Beyond the articles: a real (small) network, traced per tensor.
+    *(CatalogueRun(f"mlp-{name}", "mlp", name, 0.01, 60, f"{label} lr=0.01", granularity="summary")
+      for name, label in MLP_OPTIMIZERS),
 )
 
 # ----------------------------------------------------------------- the figures
 
 E1_RUNS = tuple(f"e1-{name}" for name, _ in E1_OPTIMIZERS)
 ROSENBROCK_RUNS = tuple(f"rosenbrock-{name}" for name, _ in E1_OPTIMIZERS)
+MLP_RUNS = tuple(f"mlp-{name}" for name, _ in MLP_OPTIMIZERS)
 E2_SHORT = tuple(_e2_id(lr, 100) for lr in E2_RATES)
 E2_LONG = tuple(_e2_id(lr, 400) for lr in E2_LONGER)
 BASELINES = ("adam-lr0.01", "adam-lr0.12")
@@ -176,6 +183,8 @@ FIGURES: tuple[CatalogueFigure, ...] = (
                     "The four optimizers' whole paths (still)"),
     CatalogueFigure("rosenbrock-paths", "paths", ROSENBROCK_RUNS, ("rosenbrock_paths.png",),
                     {"colors": E1_COLORS}, "The four optimizers on Rosenbrock's valley, 1000 updates"),
+    CatalogueFigure("mlp-dashboard", "dashboard", MLP_RUNS, ("mlp_dashboard.png",), {},
+                    "Per-tensor norms and cosines of Momentum and Adam training a 2-32-32-1 network"),
 )
 
 EXPERIMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -186,7 +195,8 @@ EXPERIMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "E3": (BASELINES + E3_SCHEDULED, ("fig14", "fig15")),
     "E4": (BASELINES + E4_SCHEDULED, ("fig15b", "fig16")),
     "linear": (tuple(f"linear-{name}" for name, _, _ in LINEAR_SCHEDULERS), ("linear-lr",)),
-    "extra": (ROSENBROCK_RUNS, ("internals-adam", "lr-path-multistep", "paths-e1-still", "rosenbrock-paths")),
+    "extra": (ROSENBROCK_RUNS + MLP_RUNS,
+              ("internals-adam", "lr-path-multistep", "paths-e1-still", "rosenbrock-paths", "mlp-dashboard")),
 }
 
 RUNS_BY_ID = {run.id: run for run in RUNS}
