@@ -1,7 +1,7 @@
 """The `tracer` command: a thin dispatcher over the subcommand modules.
 
 Each subcommand's module is imported only when that subcommand runs, so
-`tracer render` and `tracer diff` never import torch. A module provides
+`tracer render`, `tracer diff` and `tracer info` never import torch. A module provides
 `configure_parser(parser)` and `run_command(args) -> int`.
 """
 
@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("tracer.experiments", "trace every reference experiment and render every figure"),
     "render": ("tracer.render.cli", "render figures and animations from trace files"),
     "diff": ("tracer.diff", "compare two trace files; exit 0 when equal within tolerance"),
+    "info": ("tracer.info", "what a trace holds: run, optimizer, loss, lr, step size, final values"),
 }
 
 EXIT_USAGE = 2
