@@ -7,19 +7,17 @@ tensors (`hidden1.weight`, `hidden1.bias`, ..., `output.bias`): too many to
 draw coordinate by coordinate, which is what the recorder's `summary`
 granularity and the renderer's `dashboard` are for.
 
-As in `linear`, three generators derived from `seed` keep the data, the
-initial weights and the shuffling apart.
+Batches are reshuffled every epoch, with the seeding of `ShuffledDataProblem`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Iterator
 
 import torch
 
-from tracer.problems.base import Problem
+from tracer.problems.base import ShuffledDataProblem
 
 SAMPLES = 512
 HIDDEN = 32
@@ -29,17 +27,15 @@ TURNS = 1.5  # how many times each spiral winds around the origin
 NOISE = 0.05
 
 
-class MLPProblem(Problem):
+class MLPProblem(ShuffledDataProblem):
     """Two-spirals classification with a 2-32-32-1 tanh network."""
 
     name = "mlp"
     scheduler_every = "update"
 
     def __init__(self, seed: int = MLP_SEED, batch_size: int = MLP_BATCH_SIZE) -> None:
-        super().__init__({"seed": int(seed), "batch_size": int(batch_size)})
-        self.batch_size = int(batch_size)
-        self._seed = int(seed)
-        data = torch.Generator().manual_seed(self._seed)
+        super().__init__(seed, batch_size)
+        data = torch.Generator().manual_seed(self.seed)
         half = SAMPLES // 2
         angle = torch.linspace(0.25, 1.0, half) * (2 * math.pi * TURNS)
         radius = angle / (2 * math.pi * TURNS)
@@ -48,15 +44,11 @@ class MLPProblem(Problem):
         self.features = points + NOISE * torch.randn(points.shape, generator=data)
         self.labels = torch.cat((torch.zeros(half, 1), torch.ones(half, 1)))
 
-    @property
-    def batches_per_epoch(self) -> int:
-        return -(-SAMPLES // self.batch_size)
-
     def build_model(self) -> torch.nn.Module:
         # Seeding the global generator only around the initialisation keeps
         # torch's default (Kaiming-uniform) init while staying reproducible.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed + 1)
+            torch.manual_seed(self.seed + 1)
             layers = OrderedDict(
                 hidden1=torch.nn.Linear(2, HIDDEN),
                 tanh1=torch.nn.Tanh(),
@@ -65,13 +57,6 @@ class MLPProblem(Problem):
                 output=torch.nn.Linear(HIDDEN, 1),
             )
             return torch.nn.Sequential(layers)
-
-    def batches(self, epoch: int) -> Iterator[tuple[int, Any]]:
-        shuffle = torch.Generator().manual_seed(self._seed + 2 + epoch)
-        perm = torch.randperm(SAMPLES, generator=shuffle)
-        for index, start in enumerate(range(0, SAMPLES, self.batch_size)):
-            chosen = perm[start : start + self.batch_size]
-            yield index, (self.features[chosen], self.labels[chosen])
 
     def loss(self, model, batch) -> torch.Tensor:
         features, labels = batch
