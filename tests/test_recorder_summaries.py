@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tracer import load_trace
+from tracer import Recorder, load_trace
 from tracer.testing import record_small_run
 
 # Summaries measure d from the displacement, d = (theta - theta_next) / lr,
@@ -85,3 +85,21 @@ def test_summary_with_zero_learning_rate_leaves_d_empty(tmp_path):
     for quantity in ("d_norm", "d_max", "cos_g_d", "cos_d_prev"):
         assert np.isnan(trace[f"w0.{quantity}"]).all(), quantity
     assert np.isfinite(trace["w0.g_norm"]).all() and np.isfinite(trace["w0.v_norm"]).all()
+
+
+def test_half_precision_summaries_are_reduced_in_float32(tmp_path):
+    # |theta|^2 = 100 * 300^2 overflows float16 (largest 65504): the reductions run in float32.
+    param = torch.full((100,), 300.0, dtype=torch.float16, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    path = tmp_path / "half.trace.csv"
+    with Recorder(optimizer, path, granularity="summary"):
+        for _ in range(2):
+            param.grad = torch.ones(100, dtype=torch.float16)
+            optimizer.step()
+    trace = load_trace(path)
+    assert trace.status == "complete"
+    np.testing.assert_allclose(trace["p0.theta_norm"], [3000.0, 2995.0], rtol=1e-6)
+    np.testing.assert_allclose(trace["p0.g_norm"], [10.0, 10.0], rtol=1e-6)
+    np.testing.assert_allclose(trace["p0.d_norm"], [10.0, 10.0], rtol=1e-6)
+    np.testing.assert_allclose(trace["p0.d_max"], [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(trace["p0.cos_d_prev"][1:], [1.0], rtol=1e-6)
