@@ -2,8 +2,9 @@
 
 The fixture traces are written by tests/data/make_render_fixtures.py (numpy
 re-implementations of the optimizers on the orbit samples, a summary trace and
-a per-epoch-schedule trace of the linear problem, an empty one, and a user's
-own model: problem null, three coordinates fc.weight[0], fc.weight[1], fc.bias[0]).
+a per-epoch-schedule trace of the linear problem, an empty one, a user's
+own model: problem null, three coordinates fc.weight[0], fc.weight[1], fc.bias[0],
+and a summary trace of four tensors, one of them a single element).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from tracer.cli import main as tracer_main
 from tracer.errors import RenderError, TracerError
 from tracer.render import FIGURE_KINDS, render_figure
 from tracer.render.animate import frame_indices
+from tracer.render.common import RenderOptions
 from tracer.render.contour import PLAIN_FACE, plane_of
+from tracer.render.plots import one_element, rolling_mean, smoothing_window
 from tracer.trace import load_trace
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -35,12 +38,15 @@ SUMMARY = DATA / "linear_summary.trace.csv"
 STEPLR = DATA / "linear_steplr.trace.csv"
 EMPTY = DATA / "orbit_empty.trace.csv"
 OWN = DATA / "own_model.trace.csv"
+TENSORS = DATA / "tensors_summary.trace.csv"  # 4 tensors (layer2.bias has one element), 200 updates
 OWN_PLANE = {"coordinates": ("fc.weight[0]", "fc.bias[0]")}
 SIZE = (480, 360)
 # Colours no contour or decoration uses, so finding them means the trace was drawn.
 COLORS = ("#ff00ff", "#ff0000", "#ff8000", "#0000ff")
 # Colours of the contour's colour map: a contour fills the axes with them.
 VIRIDIS = tuple(to_hex(colormaps["viridis"](k / 8)) for k in range(9))
+# The dashboard's colours name tensors (C0, C1, ... in order), not traces.
+TENSOR_COLORS = tuple(to_hex(f"C{i}") for i in range(6))
 ORBIT_ZOOM = {"xlim": (0.0, 2.0), "ylim": (0.8, 2.0)}
 
 # kind, traces, options: every kind, as the catalogue would call it.
@@ -77,7 +83,8 @@ def test_still_png(tmp_path, kind, traces, options):
     image = pixels(out)
     assert image.shape == (SIZE[1], SIZE[0], 3)
     assert image.std() > 10, "blank image"
-    for color in COLORS[: len(traces)]:
+    drawn = TENSOR_COLORS[:2] if kind == "dashboard" else COLORS[: len(traces)]  # SUMMARY: weight, bias
+    for color in drawn:
         assert count_color(image, color) >= 3, f"colour {color} of a trace is not in the image"
     assert [p.name for p in tmp_path.iterdir()] == [f"{kind}.png"]  # no temporary left behind
 
@@ -152,6 +159,8 @@ ERRORS = [
     ("step-size", ORBIT[:1], "s.gif", {}, r"cannot be written as 's.gif'"),
     ("step-size", ORBIT[:1], "s.png", {"zoom": 2}, r"unknown render option\(s\) zoom"),
     ("paths", ORBIT[:1], "p.png", {"xlim": (2, 1)}, r"xlim must be increasing"),
+    ("dashboard", [SUMMARY], "d.png", {"smooth": 0}, r"smooth must be a whole number of updates >= 1 .*got 0$"),
+    ("dashboard", [SUMMARY], "d.png", {"smooth": 2.5}, r"smooth must be a whole number .*got 2\.5$"),
 ]
 
 
@@ -243,3 +252,66 @@ def test_cli_render(tmp_path, capsys):
     status = tracer_main(["render", "fit", str(SUMMARY), "-o", str(tmp_path / "fit.png")])
     assert status == 2
     assert capsys.readouterr().err.startswith("tracer: error: figure 'fit' draws an orbit fit")
+
+
+@pytest.mark.parametrize("traces", [[SUMMARY], [TENSORS], [TENSORS, SUMMARY]], ids=["linear", "tensors", "two"])
+def test_dashboard_colour_per_tensor_and_determinism(tmp_path, traces):
+    """Each tensor has its colour (the same in every trace's column); re-rendering gives the same bytes."""
+    names = list(dict.fromkeys(n for t in traces for n in load_trace(t).meta["summarized"]))
+    first = render_figure("dashboard", traces, tmp_path / "a.png")
+    image = pixels(first)
+    for color, name in zip(TENSOR_COLORS, names):
+        assert count_color(image, color, tolerance=12) >= 50, f"tensor {name} ({color}) is not drawn"
+    second = render_figure("dashboard", traces, tmp_path / "b.png")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_dashboard_leaves_one_element_tensors_out_of_the_cosines(tmp_path):
+    trace = load_trace(TENSORS)
+    assert [one_element(trace, n) for n in trace.meta["summarized"]] == [False, False, False, True]
+    image = pixels(render_figure("dashboard", [TENSORS], tmp_path / "d.png", smooth=1))
+    height, width = image.shape[:2]
+    # One trace: a 2 x 3 grid over the tensors' legend; the cosines are the bottom row's right two panels.
+    cosines = image[height // 2: int(height * 0.88), width // 3:]
+    norms = image[: height // 2]
+    layer2_bias, layer2_weight = TENSOR_COLORS[3], TENSOR_COLORS[2]
+    assert count_color(norms, layer2_bias, tolerance=12) >= 50
+    assert count_color(cosines, layer2_weight, tolerance=12) >= 50
+    assert count_color(cosines, layer2_bias, tolerance=12) == 0
+
+
+def test_dashboard_smoothing_window():
+    trace = load_trace(TENSORS)
+    assert smoothing_window([trace], RenderOptions()) == 4  # 200 updates / 50
+    assert smoothing_window([trace], RenderOptions(smooth=1)) == 1
+    assert smoothing_window([trace], RenderOptions(updates=(1, 20))) == 1
+
+
+def test_rolling_mean_against_a_loop():
+    """The cumsum version against the plain definition: mean of the finite values in a centred
+    window cut at the ends, NaN when the window has none (the first update's empty cos_d_prev)."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(57)
+    values[[0, 1, 2, 9, 30]] = np.nan
+    values[12] = np.inf
+    for window in (1, 2, 3, 4, 9, 100):
+        expected = []
+        for i in range(len(values)):
+            lo = max(0, i - window // 2)
+            part = values[lo: max(0, i - window // 2 + window)]
+            part = part[np.isfinite(part)]
+            expected.append(part.mean() if part.size else np.nan)
+        got = rolling_mean(values, window)
+        if window == 1:
+            np.testing.assert_array_equal(got, values)
+            continue
+        # Differences of a cumulative sum round differently from a direct sum: a few ulps.
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.isnan(rolling_mean(np.array([np.nan, np.nan, 1.0]), 2)[0])
+
+
+def test_cli_dashboard_smooth(tmp_path, capsys):
+    out = tmp_path / "d.png"
+    assert tracer_main(["render", "dashboard", str(TENSORS), "-o", str(out), "--smooth", "5"]) == 0 and out.exists()
+    assert tracer_main(["render", "dashboard", str(TENSORS), "-o", str(tmp_path / "e.png"), "--smooth", "0"]) == 2
+    assert capsys.readouterr().err.startswith("tracer: error: smooth must be a whole number of updates >= 1")

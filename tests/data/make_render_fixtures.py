@@ -169,6 +169,39 @@ def linear_fixtures() -> None:
                 status="interrupted")
 
 
+def tensors_summary_fixture() -> None:
+    """A summary trace of four tensors, one of them a single element (its cosines are ±1):
+    noisy per-update norms and cosines as a real network's, for the dashboard."""
+    rng = np.random.default_rng(5)
+    tensors = [("layer1.weight", [8, 2], 2.0), ("layer1.bias", [8], 0.8), ("layer2.weight", [1, 8], 1.5),
+               ("layer2.bias", [1], 0.1)]
+    quantities = ("theta_norm", "g_norm", "d_norm", "displacement", "cos_d_prev", "cos_g_d")
+    columns = ["update", "epoch", "batch", "lr", "loss"] + [f"{p}.{q}" for p, _, _ in tensors for q in quantities]
+    lr, rows = 0.05, []
+
+    def cell(value: float) -> float:  # four significant digits keep the file small
+        return float(f"{value:.4g}")
+
+    for t in range(1, 201):
+        row = {"update": t, "epoch": (t - 1) // 20, "batch": (t - 1) % 20, "lr": lr,
+               "loss": cell(0.7 * math.exp(-t / 60) + 0.05 * rng.random())}
+        for index, (name, shape, size) in enumerate(tensors):
+            g = 0.3 * (index + 1) * math.exp(-t / 80) * rng.lognormal(0.0, 0.6)
+            one = int(np.prod(shape)) == 1
+            cos_prev = float(rng.choice([-1.0, 1.0], p=[0.3, 0.7])) if one else float(
+                np.clip(0.6 + 0.35 * rng.standard_normal(), -1, 1))
+            row.update({f"{name}.theta_norm": cell(size * (1 + 0.5 * (1 - math.exp(-t / 70)))),
+                        f"{name}.g_norm": cell(g), f"{name}.d_norm": cell(g * 3), f"{name}.displacement": cell(lr * g * 3),
+                        f"{name}.cos_d_prev": None if t == 1 else cell(cos_prev),
+                        f"{name}.cos_g_d": 1.0 if one else cell(float(np.clip(0.4 + 0.3 * rng.standard_normal(), -1, 1)))})
+        rows.append(row)
+    write_trace(HERE / "tensors_summary.trace.csv",
+                meta("Momentum lr=0.05 (4 tensors)", "momentum", lr, None, epochs=10, batch_size=16,
+                     granularity="summary", coordinates=[], summarized=[name for name, _, _ in tensors],
+                     parameters=[{"name": name, "shape": shape} for name, shape, _ in tensors]),
+                columns, rows)
+
+
 def own_model_fixture() -> None:
     """A user's own model (meta problem null): Adam on a 2-input linear layer, 3 coordinates."""
     rng = np.random.default_rng(11)
@@ -207,5 +240,6 @@ if __name__ == "__main__":
     orbit_fixtures()
     linear_fixtures()
     own_model_fixture()
+    tensors_summary_fixture()
     for path in sorted(HERE.glob("*.trace.csv")):
         print(f"{path.name}: {path.stat().st_size} bytes")

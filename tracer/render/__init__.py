@@ -59,7 +59,10 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
     updates (first, last), first_steps, frames, fps, size (w, h) in pixels, dpi,
     title, labels, colors, against ("update" or "epoch", for "lr"), coordinates
     (x, y): the two coordinates the path figures draw (names as in
-    meta["coordinates"]; default the problem surface's, else the first two traced).
+    meta["coordinates"]; default the problem surface's, else the first two traced),
+    smooth (an int >= 1, "dashboard": the rolling mean drawn over the faint
+    per-update values, 1 = off; default about 1/50 of the updates). In the
+    dashboard the colours name the tensors, so `colors` does not apply there.
     """
     if kind not in KINDS:
         raise RenderError(f"unknown figure kind {kind!r}; accepted: {', '.join(FIGURE_KINDS)}")

@@ -60,6 +60,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinates", type=_names(2), metavar="A,B",
                         help="the two coordinates the path figures draw, as in the trace's <c>.theta columns "
                              "(default: the problem surface's, else the first two traced)")
+    parser.add_argument("--smooth", type=int, metavar="N",
+                        help="dashboard: rolling mean over N updates drawn over the faint per-update values "
+                             "(1: off; default about 1/50 of the updates)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -67,7 +70,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     options = {name: getattr(args, name) for name in
                ("xlim", "ylim", "updates", "first_steps", "frames", "fps", "size", "dpi", "title", "against",
-                "coordinates")}
+                "coordinates", "smooth")}
     for name in ("labels", "colors"):
         text = getattr(args, name)
         if text is not None:

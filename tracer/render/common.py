@@ -53,6 +53,7 @@ class RenderOptions:
     colors: tuple[str, ...] | None = None
     against: str = "update"  # x axis of the "lr" figure: update or epoch
     coordinates: tuple[str, str] | None = None  # (x, y) of the path figures; None: the surface's or the first two
+    smooth: int | None = None  # dashboard rolling mean over this many updates; 1: off; None: about 1/50 of them
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> "RenderOptions":
@@ -79,6 +80,11 @@ class RenderOptions:
         for key, low in (("first_steps", 1), ("frames", 2), ("fps", 0.1), ("dpi", 10)):
             if key in values and not values[key] >= low:
                 raise RenderError(f"{key} must be at least {low}, got {values[key]!r}")
+        if "smooth" in values:
+            smooth = values["smooth"]
+            if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or smooth < 1:
+                raise RenderError(f"smooth must be a whole number of updates >= 1 (1: no smoothing), got {smooth!r}")
+            values["smooth"] = int(smooth)
         if values.get("against", "update") not in ("update", "epoch"):
             raise RenderError(f"against must be 'update' or 'epoch', got {values['against']!r}")
         for key in ("labels", "colors"):

@@ -91,7 +91,16 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
     if grid is None:
         ax = figure.add_subplot()
     else:
-        spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, wspace=0.6)
+        # The panels beside the contour carry their ticks and labels on their right (see
+        # draw_internals), so the gap holds only the colour bar's ticks and label, whatever
+        # the panels' numbers. Margins and gap are in pixels (tick labels and axis labels do
+        # not scale with the figure), capped so that a small figure keeps room for the contour.
+        width = figure.get_figwidth() * figure.dpi
+        left, right = min(0.125, 75 / width), 1 - min(0.12, 105 / width)
+        inner = (right - left) * width
+        gap = min(100.0, inner / 5)  # the colour bar's tick labels and its label
+        spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, left=left, right=right,
+                                   wspace=2 * gap / (inner - gap))  # wspace: a fraction of the mean width
         ax = figure.add_subplot(spec[:, 0])
     draw_background(ax, plane, xlim, ylim, cmap=cmap, colorbar=colorbar)
     starts = {tuple(p.xy[0]) for p in paths}
@@ -284,6 +293,8 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     for position, (values, name) in enumerate(((trace["step_size"][rows], "step size  lr·|d|"), (lr, "lr"))):
         panel = figure.add_subplot(spec[position, 1])
         panel.plot(updates, values, color=color, lw=1.2)
+        panel.yaxis.tick_right()  # away from the contour's colour bar and its label
+        panel.yaxis.set_label_position("right")
         panel.set_ylabel(name)
         panel.set_xlim(updates[0], max(updates[-1], updates[0] + 1))
         if position == 1:
