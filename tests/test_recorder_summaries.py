@@ -103,3 +103,23 @@ def test_half_precision_summaries_are_reduced_in_float32(tmp_path):
     np.testing.assert_allclose(trace["p0.d_norm"], [10.0, 10.0], rtol=1e-6)
     np.testing.assert_allclose(trace["p0.d_max"], [1.0, 1.0], rtol=1e-6)
     np.testing.assert_allclose(trace["p0.cos_d_prev"][1:], [1.0], rtol=1e-6)
+
+
+def test_cosines_stay_within_minus_one_and_one(tmp_path):
+    # A constant gradient in an awkward direction: every d is parallel to the
+    # previous one and to g, and float32 reductions of the dot product and of
+    # the norms round differently, which used to give cosines of 1 + a few ulp.
+    generator = torch.Generator().manual_seed(3)
+    direction = torch.randn(1000, generator=generator)
+    param = torch.zeros(1000, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    path = tmp_path / "parallel.trace.csv"
+    with Recorder(optimizer, path, granularity="summary"):
+        for _ in range(20):
+            param.grad = direction.clone()
+            optimizer.step()
+    trace = load_trace(path)
+    for column in ("p0.cos_d_prev", "p0.cos_g_d"):
+        values = trace[column][np.isfinite(trace[column])]
+        assert values.size and np.all(np.abs(values) <= 1.0), column
+        np.testing.assert_allclose(values, 1.0, rtol=1e-5)

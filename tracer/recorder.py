@@ -146,9 +146,12 @@ def _squared_norm(tensor: Tensor, out: Tensor) -> None:
 
 
 def _cosine(dot: float, norm_a: float | None, norm_b: float | None) -> float | None:
+    """dot / (|a| |b|), clamped to [-1, 1]: the dot product and the norms are
+    reduced separately in the parameters' dtype, so parallel vectors can come
+    out a few ulp beyond 1, which no reader should see."""
     if not norm_a or not norm_b or not math.isfinite(norm_a * norm_b):
         return None
-    return dot / (norm_a * norm_b)
+    return min(1.0, max(-1.0, dot / (norm_a * norm_b)))
 
 
 class Recorder:
