@@ -222,6 +222,8 @@ def test_rosenbrock_extra_adam_reaches_the_minimum_first():
 
 
 SCRIPTS = sorted((LOGS.parent / "scripts").glob("*.py"))
+# Examples of a user's own code, not wrappers of the catalogue (tested on their own).
+EXAMPLES = {"trace_own_model.py"}
 
 
 def test_every_script_is_a_thin_documented_wrapper():
@@ -234,7 +236,8 @@ def test_every_script_is_a_thin_documented_wrapper():
         module = ast.parse(path.read_text())
         docstring = ast.get_docstring(module)
         assert docstring and f"python scripts/{path.name}" in docstring, path.name
-        assert len(path.read_text().splitlines()) < 30, f"{path.name} should stay a thin wrapper"
+        if path.name not in EXAMPLES:
+            assert len(path.read_text().splitlines()) < 30, f"{path.name} should stay a thin wrapper"
 
 
 def test_render_all_script_runs(tmp_path):
