@@ -157,6 +157,16 @@ _counts = st.lists(
 )
 
 
+@pytest.mark.parametrize(("typed", "canonical"), [
+    ("multiplicative:factor=0.5;at=0-0/2", "multiplicative:factor=0.5;at=0"),  # found by hypothesis
+    ("multiplicative:factor=0.5;at=3-4/2", "multiplicative:factor=0.5;at=3"),
+    ("multiplicative:factor=0.5;at=6-25/2", "multiplicative:factor=0.5;at=6-24/2"),
+])
+def test_ranges_are_written_in_canonical_form(typed, canonical):
+    assert parse_scheduler_spec(typed).text == canonical
+    assert parse_scheduler_spec(canonical) == parse_scheduler_spec(typed)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     factor=st.floats(0.01, 2.0, allow_nan=False),

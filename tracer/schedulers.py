@@ -108,7 +108,11 @@ def _parse_counts(text: str) -> tuple[IntRange, ...]:
             raise ValueError(expected) from None
         if step < 1 or last < first or (stride and not dash):
             raise ValueError(expected + " with START <= STOP and STRIDE >= 1")
-        items.append(IntRange(first, last, step))
+        # Canonical form: STOP is the last count the range holds, and a range
+        # of one count has stride 1 ("3-4/2" is "3"), so the spec's text
+        # reparses to the identical spec.
+        last = first + (last - first) // step * step
+        items.append(IntRange(first, last, step if last > first else 1))
     return tuple(items)
 
 
