@@ -90,6 +90,12 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
     spec = None
     if grid is None:
         ax = figure.add_subplot()
+        if colorbar:
+            # The colour bar is carved out of the axes; its tick labels and its
+            # label stand to its right and need about 80 pixels whatever the
+            # figure's size (matplotlib's default right margin is 10%).
+            width = figure.get_figwidth() * figure.dpi
+            figure.subplots_adjust(right=1 - min(0.2, 80 / width))
     else:
         # The panels beside the contour carry their ticks and labels on their right (see
         # draw_internals), so the gap holds only the colour bar's ticks and label, whatever
