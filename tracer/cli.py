@@ -27,10 +27,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 EXIT_USAGE = 2
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tracer")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracer", description="See what a neural-network optimizer does inside."
     )
+    parser.add_argument("--version", action="version", version=f"tracer {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
