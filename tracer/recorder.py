@@ -388,8 +388,7 @@ class Recorder:
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
         if self._copy_targets:
             torch._foreach_copy_(self._copy_targets, self._copy_sources)
-        # One tensor at a time, so that |theta| reads the snapshot from cache
-        # right after the copy rather than from memory.
+        # |theta| of the snapshot: the theta this update starts from.
         for i in self._summarized:
             traced = self._params[i]
             snapshot, flat = traced.delta

@@ -63,10 +63,12 @@ def load_orbit_samples() -> tuple[np.ndarray, np.ndarray]:
 
 
 def orbit_curve(wa: float, wb: float, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """The upper half of the ellipse with semi-axes (wa, wb) and the Sun at the focus."""
-    x = np.linspace(-abs(wa) - ORBIT_C, abs(wa) - ORBIT_C, points)
-    q = np.clip(1.0 - (x + ORBIT_C) ** 2 / wa**2, 0.0, None)
-    return x, np.sqrt(q) * wb
+    """(x, y) of the upper half of the ellipse with semi-axes (wa, wb), centred at x = -c.
+
+    Drawn by angle rather than by x, so the curve stays smooth where it meets
+    the x axis (y = wb * sqrt(q) is vertical there)."""
+    angle = np.linspace(0.0, np.pi, points)
+    return abs(wa) * np.cos(angle) - ORBIT_C, abs(wb) * np.sin(angle)
 
 
 def orbit_loss_grid(was: np.ndarray, wbs: np.ndarray) -> np.ndarray:

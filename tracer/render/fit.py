@@ -39,20 +39,14 @@ def fitted_axes(trace: Any) -> tuple[float, float]:
     return float(wa[finite[-1]]), float(wb[finite[-1]])
 
 
-def _upper_half_ellipse(a: float, b: float, centre: float, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    angle = np.linspace(0.0, np.pi, points)
-    return centre + abs(a) * np.cos(angle), abs(b) * np.sin(angle)
-
-
 def draw_fit(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
     """Samples, the fitted upper half ellipse, the true one, Earth's and Mars' orbits, the Sun."""
-    from tracer.problems.orbit import ORBIT_A, ORBIT_B, ORBIT_C, load_orbit_samples  # numpy only
+    from tracer.problems.orbit import ORBIT_A, ORBIT_B, ORBIT_C, load_orbit_samples, orbit_curve  # numpy only
 
     (trace,) = traces
     labels, colors = trace_styles(traces, options)
     wa, wb = fitted_axes(trace)
-    samples = load_orbit_samples()
-    x, y = (samples["x"], samples["y"]) if isinstance(samples, dict) else samples
+    x, y = load_orbit_samples()
     figure = new_figure(options, FIT_SIZE)
     ax = figure.add_subplot()
     circle = np.linspace(0.0, 2 * np.pi, 400)
@@ -61,9 +55,9 @@ def draw_fit(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str)
         ax.plot(radius * np.cos(circle), radius * np.sin(circle), color=color, lw=1, linestyle=":",
                 label=name)
     ax.scatter(np.asarray(x, float), np.asarray(y, float), s=6, color="#7f7f7f", label="samples", zorder=3)
-    ax.plot(*_upper_half_ellipse(ORBIT_A, ORBIT_B, -ORBIT_C), color="black", lw=1.5, linestyle="--",
+    ax.plot(*orbit_curve(ORBIT_A, ORBIT_B), color="black", lw=1.5, linestyle="--",
             label=f"truth  a={ORBIT_A:.4f}, b={ORBIT_B:.4f}", zorder=4)
-    ax.plot(*_upper_half_ellipse(wa, wb, -ORBIT_C), color=colors[0], lw=2.2,
+    ax.plot(*orbit_curve(wa, wb), color=colors[0], lw=2.2,
             label=f"fit: {labels[0]}", zorder=5)
     ax.plot(0, 0, marker="o", markersize=12, color="#ffbf00", markeredgecolor="#b35900",
             linestyle="none", label="Sun", zorder=6)
