@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
-from tracer.probes import family_of, optimizer_name
+from tracer.families import family_of
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
 from tracer.recording.summary import SummaryReducer
@@ -152,10 +152,12 @@ class Recorder:
             except TypeError:
                 pass
         optimizer_meta = {
-            "name": optimizer_name(optimizer),
+            "name": self.family.display_name(optimizer.param_groups[0]),
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "impl": "tracer" if cls.__module__.startswith("tracer.") else "torch",
             "hyperparameters": hyperparameters,
+            "d": self.family.d_source,
+            "state_keys": dict(zip(("v", "s"), self.family.moment_keys(optimizer.param_groups[0]))),
         }
         optimizer_meta.update(caller.pop("optimizer", None) or {})
         meta = {

@@ -1,9 +1,9 @@
 """Full granularity: every traced coordinate's theta, g, v, s, d and theta_next, read as floats.
 
-The family's probe (``tracer.probes``) repeats the optimizer's arithmetic in
-its own op order on (gradient, state after the step, group options, theta
-before the step), so d is the optimizer's own. Every value of an update is
-read back with one torch.stack (or cat) and one tolist().
+The family (``tracer.families``) gives g, v, s and d: d recomputed in the
+optimizer's own op order where that is sound, otherwise measured from the
+displacement. Every value of an update is read back with one torch.stack (or
+cat) and one tolist().
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from tracer.probes import probe_group
+from tracer.families import Family, read_group
 from tracer.recording.selection import TracedParameter
 
 
@@ -24,7 +24,8 @@ class FullValues:
     """One fully traced parameter at one update: its traced coordinates as floats.
 
     ``g``, ``v``, ``s`` and ``d`` are None where the parameter had no gradient
-    (the optimizer skipped it) or the optimizer keeps no such quantity.
+    (the optimizer skipped it) or the optimizer keeps no such quantity; ``d``
+    also where it is measured and lr = 0 (theta does not move).
     """
 
     theta: list[float]  # before the step
@@ -49,6 +50,7 @@ class _Read:
     has_grad: bool
     has_v: bool
     has_s: bool
+    has_d: bool
 
 
 class FullReader:
@@ -77,7 +79,7 @@ class FullReader:
             torch._foreach_copy_(self._copy_targets, self._copy_sources)
 
     def read(
-        self, optimizer: torch.optim.Optimizer, family: str, summary_snapshots: Mapping[int, Tensor]
+        self, optimizer: torch.optim.Optimizer, family: Family, summary_snapshots: Mapping[int, Tensor]
     ) -> tuple[dict[int, FullValues], bool]:
         """Per fully traced parameter (by index), its values at the update just made; and whether all are finite.
 
@@ -92,12 +94,13 @@ class FullReader:
             with_grad = [p for p in members if p.tensor.grad is not None]
             result = None
             if with_grad:
-                result = probe_group(
+                result = read_group(
                     family,
                     [p.tensor.grad for p in with_grad],
                     [optimizer.state[p.tensor] for p in with_grad],
                     group,
                     [before[p.index] for p in with_grad],
+                    [p.tensor for p in with_grad],
                 )
             k = 0
             for parameter in members:
@@ -108,7 +111,9 @@ class FullReader:
                         tensors.append(result.v[k])
                     if result.s is not None:
                         tensors.append(result.s[k])
-                    tensors += (result.d[k], parameter.tensor)
+                    if result.d is not None:
+                        tensors.append(result.d[k])
+                    tensors.append(parameter.tensor)
                     k += 1
                 else:
                     tensors = [before[parameter.index], parameter.tensor]
@@ -116,7 +121,13 @@ class FullReader:
                     tensors = [tensor.reshape(-1)[parameter.full_index] for tensor in tensors]
                 pieces += tensors
                 reads.append(
-                    _Read(parameter, has_grad, has_grad and result.v is not None, has_grad and result.s is not None)
+                    _Read(
+                        parameter,
+                        has_grad,
+                        has_v=has_grad and result.v is not None,
+                        has_s=has_grad and result.s is not None,
+                        has_d=has_grad and result.d is not None,
+                    )
                 )
         if not pieces:
             return {}, True
@@ -132,7 +143,7 @@ class FullReader:
         for read in reads:
             count = len(read.parameter.coordinates)
             columns: list[list[float] | None] = []
-            for present in (True, read.has_grad, read.has_v, read.has_s, read.has_grad, True):
+            for present in (True, read.has_grad, read.has_v, read.has_s, read.has_d, True):
                 if present:
                     columns.append(flat[offset : offset + count])
                     offset += count

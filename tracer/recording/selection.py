@@ -66,6 +66,11 @@ def select_parameters(
         for tensor in group["params"]:
             position = len(traced)
             name = names.get(id(tensor), f"p{position}")
+            if tensor.is_complex():
+                raise TracerError(
+                    f"cannot trace complex parameter {name!r} ({tensor.dtype}); the recorder accepts real "
+                    f"floating-point parameters only (optimize torch.view_as_real of it instead)"
+                )
             coordinates = coordinate_names(name, tensor)
             if full is None:
                 chosen = coordinates if granularity == "full" else []

@@ -24,7 +24,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from tracer.probes import gradient_convention, moment_keys, state_tensor
+from tracer.families import Family
+from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.selection import TracedParameter
 from tracer.trace import SUMMARY_QUANTITIES
 
@@ -238,7 +239,7 @@ class SummaryReducer:
         return {index: buffers.snapshot for index, buffers in self._buffers.items()}
 
     def summarize(
-        self, optimizer: torch.optim.Optimizer, family: str, lrs: Sequence[float]
+        self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
     ) -> tuple[dict[int, Summary], bool]:
         """Per summarised parameter (by index), its Summary of the update just made; and whether all are finite."""
         inputs: list[ReductionInput] = []
@@ -246,12 +247,14 @@ class SummaryReducer:
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
             if not members:
                 continue
-            sign, weight_decay = gradient_convention(family, group)
-            v_key, s_key = moment_keys(family, group)
+            sign, weight_decay = gradient_convention(group)
+            v_key, s_key = family.moment_keys(group)
             for parameter in members:
                 buffers = self._buffers[parameter.index]
                 grad = parameter.tensor.grad
                 has_grad = grad is not None
+                if has_grad and grad.is_sparse:  # SparseAdam's
+                    grad = grad.to_dense()
                 has_previous = has_grad and buffers.previous_delta_norm is not None
                 state = optimizer.state[parameter.tensor] if has_grad else {}
                 v = state_tensor(state, v_key) if has_grad and v_key is not None else None
