@@ -156,7 +156,7 @@ class Recorder:
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "impl": "tracer" if cls.__module__.startswith("tracer.") else "torch",
             "hyperparameters": hyperparameters,
-            "d": self.family.d_source,
+            "d": self.family.d_source([p.tensor.dtype for p in self._params]),
             "state_keys": dict(zip(("v", "s"), self.family.moment_keys(optimizer.param_groups[0]))),
         }
         optimizer_meta.update(caller.pop("optimizer", None) or {})
@@ -212,7 +212,7 @@ class Recorder:
     def note(self, *, loss: float | Tensor | None = None, epoch: int | None = None, batch: int | None = None) -> None:
         """Values for the next row only (call before ``step()``); a tensor loss is read with ``.item()``."""
         if loss is not None:
-            self._notes["loss"] = float(loss)
+            self._notes["loss"] = float(loss.detach() if isinstance(loss, Tensor) else loss)
         if epoch is not None:
             self._notes["epoch"] = int(epoch)
         if batch is not None:
