@@ -136,7 +136,7 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     }
     out = pathlib.Path(config.out)
     recorder = Recorder(optimizer, out, named_parameters=model.named_parameters(),
-                        granularity=config.granularity, meta=meta)
+                        granularity=config.granularity, meta=meta, if_exists="overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress(config.epochs * problem.batches_per_epoch, out.name, enabled=not config.quiet)
     try:
