@@ -14,9 +14,10 @@ Usage, with no other change to a training loop::
 A step pre-hook snapshots the parameters; the post-hook appends one row to
 the trace file. The recorder orchestrates (life cycle, hooks, row assembly,
 divergence policy); its parts live in ``tracer.recording``: ``selection``
-(what is traced), ``full`` (every coordinate, d recomputed by the family's
-probe in the optimizer's own op order) and ``summary`` (per-tensor
-reductions, d measured from the displacement). The recorder only reads: a
+(what is traced), ``full`` (every coordinate, d as the optimizer's family in
+``tracer.families`` says: recomputed in the optimizer's own op order, or
+measured) and ``summary`` (per-tensor reductions, d measured from the
+displacement). The recorder only reads: a
 traced run's parameters equal an untraced run's bit for bit.
 """
 
@@ -91,8 +92,10 @@ class Recorder:
     """Record what an optimizer does at every update into a trace file.
 
     Args:
-        optimizer: a torch.optim.SGD, RMSprop, Adam or AdamW (any flags,
-            foreach and fused included) or tracer.optim's.
+        optimizer: any optimizer of ``tracer.families.FAMILIES`` (torch's
+            SGD, RMSprop, Adam, AdamW, NAdam, RAdam, Adamax, Adagrad,
+            Adadelta, ASGD, Rprop, SparseAdam with any flags, foreach and
+            fused included, or tracer.optim's); others raise TracerError.
         path: the trace file to write (tracer.trace format, schema version 1).
         named_parameters: (name, tensor) pairs, e.g. ``model.named_parameters()``;
             parameters not named there are called p0, p1, ... by their
@@ -120,7 +123,8 @@ class Recorder:
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
-    granularity recomputes d with the optimizer's own arithmetic.
+    granularity recomputes d with the optimizer's own arithmetic where the
+    family has a probe, and measures it otherwise.
 
     ``|d|`` (for ``u`` and ``step_size``) is the norm over every traced
     parameter together; with several groups ``step_size`` is the norm of
