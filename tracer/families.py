@@ -34,7 +34,7 @@ from torch import Tensor
 
 import tracer.optim as ours
 from tracer.errors import TracerError
-from tracer.probes import Probe, ProbeResult, _scalar, probe_adam, probe_rmsprop, probe_sgd, state_tensor, used_gradient
+from tracer.probes import Probe, ProbeResult, option_value, probe_adam, probe_rmsprop, probe_sgd, state_tensor, used_gradient
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -74,13 +74,13 @@ class Family:
 
     def moment_keys(self, group: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """The state keys of v and s under these group options (None: no such quantity)."""
-        if self.momentum_v and _scalar(group.get("momentum", 0.0)) == 0:
+        if self.momentum_v and option_value(group.get("momentum", 0.0)) == 0:
             return None, self.s_key
         return self.v_key, self.s_key
 
 
 def _sgd_name(group: Mapping[str, Any]) -> str:
-    return "momentum" if _scalar(group.get("momentum", 0.0)) != 0 else "sgd"
+    return "momentum" if option_value(group.get("momentum", 0.0)) != 0 else "sgd"
 
 
 def _adam_name(group: Mapping[str, Any]) -> str:
@@ -149,7 +149,7 @@ def read_group(
     v_key, s_key = family.moment_keys(group)
     v = None if v_key is None else tuple(state_tensor(state, v_key) for state in states)
     s = None if s_key is None else tuple(state_tensor(state, s_key) for state in states)
-    lr = _scalar(group["lr"])
+    lr = option_value(group["lr"])
     d = None
     if lr > 0:
         d = tuple((b.double() - a.double()) / lr for b, a in zip(before, after))
