@@ -59,6 +59,7 @@ class CatalogueRun:
             problem=self.problem, optimizer=self.optimizer, lr=self.lr, epochs=self.epochs,
             out=out or self.path(logs), impl=impl, hyperparameters=dict(self.hyperparameters),
             scheduler=self.scheduler, label=self.label, granularity=self.granularity,
+            overwrite=True,  # the catalogue regenerates its own traces by design
         )
 
 
