@@ -9,6 +9,13 @@ a problem without a surface, other coordinates) it is a plain plane: the loss
 over two of many coordinates is not known from the trace. The loss grid is
 computed once per (problem, range, resolution) in a process: an animation, a
 still and a benchmark of the same problem share it.
+
+Each grid cell holds the mean of the loss over the cell (OVERSAMPLE x
+OVERSAMPLE samples), not its value at one point. The orbit loss jumps each
+time Wa passes a sample's |x + c| (the mask q < 0 keeps one more point), every
+~0.0025 in Wa: finer than a grid cell, so point samples alias into jagged
+vertical streaks near Wa = 0.1. The cell means show the shape a reader can
+see at the figure's resolution, and are the point values where the loss is smooth.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib import colormaps
 
 from tracer.errors import RenderError, TracerError
+from tracer.render.common import trace_name
 
 GRID_POINTS = 250  # per axis, as the article's backgrounds
+OVERSAMPLE = 6  # loss samples per cell and axis, averaged (see the module's docstring)
 MARGIN = 0.08  # fraction of the span added on each side when the range is fitted
 CONTOUR_LEVELS = 24
 CONTOUR_CMAP = "viridis"
@@ -77,7 +86,7 @@ def surface_of(trace: Any) -> Any | None:
         return None
     except Exception as error:  # a surface problem whose options cannot be read
         raise RenderError(
-            f"trace {_name(trace)} has no loss surface for problem {problem.get('name')!r}: {error}"
+            f"trace {trace_name(trace)} has no loss surface for problem {problem.get('name')!r}: {error}"
         ) from None
 
 
@@ -94,12 +103,14 @@ def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
     Default: the surface's two coordinates when the problem has a surface, else the
     first two traced. RenderError when a coordinate is not traced, or fewer than two are.
     """
+    if coordinates is not None and len(coordinates) != 2:
+        raise RenderError(f"path figures draw two coordinates (x, y); got {len(coordinates)}: {', '.join(coordinates)}")
     traced = traced_coordinates(trace)
     if len(traced) < 2:
         raise RenderError(
-            f"path figures draw two fully traced coordinates (columns <c>.theta); trace {_name(trace)} "
-            f"has {len(traced)} (granularity {trace.meta.get('granularity')!r}); record it with granularity "
-            "'full', or 'mixed' with at least two coordinates traced fully"
+            f"path figures draw two fully traced coordinates (columns <c>.theta); trace {trace_name(trace)} "
+            f"has {len(traced)} (granularity {trace.meta.get('granularity')!r}); record with "
+            "Recorder(granularity='full'), or name at least two coordinates in Recorder(full=[...])"
         )
     surface = surface_of(trace)
     if coordinates is None:
@@ -111,18 +122,13 @@ def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
         if name not in traced:
             listed = ", ".join(traced[:LISTED_COORDINATES]) + (", ..." if len(traced) > LISTED_COORDINATES else "")
             raise RenderError(
-                f"coordinate {name!r} is not traced in trace {_name(trace)}; traced: {listed} "
+                f"coordinate {name!r} is not traced in trace {trace_name(trace)}; traced: {listed} "
                 f"({len(traced)} coordinates)"
             )
     x_name, y_name = coordinates
     if surface is not None and (x_name, y_name) != (surface.x_name, surface.y_name):
         surface = None  # the loss over other coordinates is not known: a plain plane
     return Plane(x_name, y_name, surface, trace.meta.get("problem"), traced)
-
-
-def _name(trace: Any) -> str:
-    path = getattr(trace, "path", None)
-    return f"'{path}'" if path is not None else repr(trace.meta.get("label"))
 
 
 def fitted_range(points: Sequence[np.ndarray], margin: float = MARGIN) -> tuple[Range, Range]:
@@ -140,16 +146,31 @@ def fitted_range(points: Sequence[np.ndarray], margin: float = MARGIN) -> tuple[
     return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
 
 
+def _cell_samples(low: float, high: float, points: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centres, samples): `points` cell centres from low to high, and `oversample` evenly
+    spaced samples inside each cell (cell j spans centre_j +- half a cell)."""
+    centres = np.linspace(low, high, points)
+    step = (high - low) / (points - 1)
+    offsets = (np.arange(oversample) - (oversample - 1) / 2) * step / oversample
+    return centres, (centres[:, None] + offsets[None, :]).ravel()
+
+
 @functools.lru_cache(maxsize=16)
 def _grid(problem_key: str, xlim: Range, ylim: Range, points: int) -> tuple[np.ndarray, ...]:
     from tracer.problems.surfaces import surface_for
 
     surface = surface_for(json.loads(problem_key))
-    xs = np.linspace(xlim[0], xlim[1], points)
-    ys = np.linspace(ylim[0], ylim[1], points)
-    loss = np.asarray(surface.loss_grid(xs, ys), dtype=float)
-    if loss.shape != (points, points):
-        raise RenderError(f"surface loss grid has shape {loss.shape}, expected {(points, points)}")
+    xs, fine_xs = _cell_samples(*xlim, points, OVERSAMPLE)
+    ys, fine_ys = _cell_samples(*ylim, points, OVERSAMPLE)
+    fine = np.asarray(surface.loss_grid(fine_xs, fine_ys), dtype=float)
+    if fine.shape != (len(fine_ys), len(fine_xs)):
+        raise RenderError(f"surface loss grid has shape {fine.shape}, expected {(len(fine_ys), len(fine_xs))}")
+    cells = fine.reshape(points, OVERSAMPLE, points, OVERSAMPLE)
+    kept = np.isfinite(cells)
+    count = kept.sum(axis=(1, 3))
+    # The mean of a cell's finite samples; NaN where none is (no orbit sample kept at Wa ~ 0).
+    with np.errstate(invalid="ignore"):
+        loss = np.where(kept, cells, 0.0).sum(axis=(1, 3)) / count
     for array in (xs, ys, loss):
         array.setflags(write=False)  # shared by every caller: keep it intact
     return xs, ys, loss
@@ -180,7 +201,7 @@ def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
 
 
 def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
-                    cmap: str = CONTOUR_CMAP, colorbar: bool = True, mark_minimum: bool = True) -> Any | None:
+                    cmap: str = CONTOUR_CMAP, colorbar: bool = True) -> Any | None:
     """The plane's background over (xlim, ylim), axes named after its coordinates.
 
     With a surface: the filled loss contour, its colour bar and the true minimum
@@ -206,9 +227,8 @@ def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
             ticks = levels[:: max(1, len(levels) // 6)]
             bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
     _name_axes(ax, plane, xlim, ylim)
-    if mark_minimum:
-        ax.plot(*plane.surface.minimum, marker="*", markersize=13, color="white",
-                markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
+    ax.plot(*plane.surface.minimum, marker="*", markersize=13, color="white",
+            markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
     return filled
 
 
