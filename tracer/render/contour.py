@@ -10,12 +10,14 @@ over two of many coordinates is not known from the trace. The loss grid is
 computed once per (problem, range, resolution) in a process: an animation, a
 still and a benchmark of the same problem share it.
 
-Each grid cell holds the mean of the loss over the cell (OVERSAMPLE x
-OVERSAMPLE samples), not its value at one point. The orbit loss jumps each
-time Wa passes a sample's |x + c| (the mask q < 0 keeps one more point), every
-~0.0025 in Wa: finer than a grid cell, so point samples alias into jagged
-vertical streaks near Wa = 0.1. The cell means show the shape a reader can
-see at the figure's resolution, and are the point values where the loss is smooth.
+The loss is drawn as an image at (at least) the axes' pixel resolution, each
+pixel the mean of OVERSAMPLE x OVERSAMPLE loss samples inside it, with the
+contour's discrete colour bands. The orbit loss jumps each time Wa passes a
+sample's |x + c| (the mask q < 0 keeps one more point), every ~0.0025 in Wa:
+a 250-point grid samples those jumps at a coarser, unrelated spacing, and
+filled contours then alias them into jagged vertical streaks near
+Wa = 0.1-0.15. Per-pixel means show the real shape (a fine sawtooth of the
+level lines where few samples are kept, smooth bands elsewhere).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from matplotlib import colormaps
 from tracer.errors import RenderError, TracerError
 from tracer.render.common import trace_name
 
-GRID_POINTS = 250  # per axis, as the article's backgrounds
-OVERSAMPLE = 6  # loss samples per cell and axis, averaged (see the module's docstring)
+GRID_POINTS = 250  # per axis at least, as the article's backgrounds; more where the axes have more pixels
+OVERSAMPLE = 3  # loss samples per cell and axis, averaged (see the module's docstring)
 MARGIN = 0.08  # fraction of the span added on each side when the range is fitted
 CONTOUR_LEVELS = 24
 CONTOUR_CMAP = "viridis"
@@ -156,16 +158,17 @@ def _cell_samples(low: float, high: float, points: int, oversample: int) -> tupl
 
 
 @functools.lru_cache(maxsize=16)
-def _grid(problem_key: str, xlim: Range, ylim: Range, points: int) -> tuple[np.ndarray, ...]:
+def _grid(problem_key: str, xlim: Range, ylim: Range, points: tuple[int, int]) -> tuple[np.ndarray, ...]:
     from tracer.problems.surfaces import surface_for
 
     surface = surface_for(json.loads(problem_key))
-    xs, fine_xs = _cell_samples(*xlim, points, OVERSAMPLE)
-    ys, fine_ys = _cell_samples(*ylim, points, OVERSAMPLE)
+    (x_points, y_points), k = points, OVERSAMPLE
+    xs, fine_xs = _cell_samples(*xlim, x_points, k)
+    ys, fine_ys = _cell_samples(*ylim, y_points, k)
     fine = np.asarray(surface.loss_grid(fine_xs, fine_ys), dtype=float)
     if fine.shape != (len(fine_ys), len(fine_xs)):
         raise RenderError(f"surface loss grid has shape {fine.shape}, expected {(len(fine_ys), len(fine_xs))}")
-    cells = fine.reshape(points, OVERSAMPLE, points, OVERSAMPLE)
+    cells = fine.reshape(y_points, k, x_points, k)
     kept = np.isfinite(cells)
     count = kept.sum(axis=(1, 3))
     # The mean of a cell's finite samples; NaN where none is (no orbit sample kept at Wa ~ 0).
@@ -176,10 +179,12 @@ def _grid(problem_key: str, xlim: Range, ylim: Range, points: int) -> tuple[np.n
     return xs, ys, loss
 
 
-def loss_grid(problem: dict, xlim: Range, ylim: Range, points: int = GRID_POINTS):
-    """(xs, ys, loss) on a points x points grid; cached per (problem, range)."""
+def loss_grid(problem: dict, xlim: Range, ylim: Range, points: int | tuple[int, int] = GRID_POINTS):
+    """(xs, ys, loss): cell centres and the mean loss over each cell, shape (len(ys), len(xs));
+    `points` per axis, or (x points, y points); cached per (problem, range, points)."""
     key = json.dumps(problem, sort_keys=True)
-    return _grid(key, (float(xlim[0]), float(xlim[1])), (float(ylim[0]), float(ylim[1])), points)
+    pair = (points, points) if isinstance(points, int) else (int(points[0]), int(points[1]))
+    return _grid(key, (float(xlim[0]), float(xlim[1])), (float(ylim[0]), float(ylim[1])), pair)
 
 
 def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
@@ -204,8 +209,8 @@ def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
                     cmap: str = CONTOUR_CMAP, colorbar: bool = True) -> Any | None:
     """The plane's background over (xlim, ylim), axes named after its coordinates.
 
-    With a surface: the filled loss contour, its colour bar and the true minimum
-    marked; returns the contour. Without: a plain grid and no marker (the minimum
+    With a surface: the loss in the contour's colour bands (an image, see the
+    module's docstring), its colour bar and the true minimum marked; returns the image. Without: a plain grid and no marker (the minimum
     is not known); returns None, "no background".
     """
     if plane.surface is None:
@@ -214,12 +219,16 @@ def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
         ax.set_axisbelow(True)
         _name_axes(ax, plane, xlim, ylim)
         return None
-    xs, ys, loss = loss_grid(plane.problem, xlim, ylim)
+    # At least one cell per pixel of the axes (before a colour bar narrows them).
+    extent = ax.get_window_extent()
+    points = (max(GRID_POINTS, int(np.ceil(extent.width))), max(GRID_POINTS, int(np.ceil(extent.height))))
+    xs, ys, loss = loss_grid(plane.problem, xlim, ylim, points)
     levels = contour_levels(loss)
     cmap = colormaps[cmap]
     norm = BoundaryNorm(levels, cmap.N)
-    filled = ax.contourf(xs, ys, np.clip(loss, levels[0], levels[-1]), levels=levels,
-                         cmap=cmap, norm=norm)
+    half_x, half_y = (xs[1] - xs[0]) / 2, (ys[1] - ys[0]) / 2
+    filled = ax.imshow(np.clip(loss, levels[0], levels[-1]), origin="lower", aspect="auto", cmap=cmap, norm=norm,
+                       interpolation="nearest", extent=(xs[0] - half_x, xs[-1] + half_x, ys[0] - half_y, ys[-1] + half_y))
     if colorbar:
         bar = ax.figure.colorbar(filled, ax=ax, pad=0.02, fraction=0.05)
         bar.set_label("loss")
