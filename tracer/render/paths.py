@@ -92,10 +92,10 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
     if grid is None:
         ax = figure.add_subplot()
         if colorbar:
-            # The colour bar is carved out of the axes; its tick labels and its
-            # label stand to its right and need about 0.8 inch whatever the
+            # The colour bar is carved out of the axes; its tick labels ("1.3e+03")
+            # and its label stand to its right and need about an inch whatever the
             # figure's size (matplotlib's default right margin is 10%).
-            figure.subplots_adjust(right=1 - min(0.2, 0.8 / width))
+            figure.subplots_adjust(right=1 - min(0.22, 1.05 / width))
     else:
         # The panels beside the contour carry their ticks and labels on their right (see
         # draw_internals), so the gap holds only the colour bar's ticks and label, whatever
