@@ -215,6 +215,19 @@ def diverged_label(update: int | None) -> str:
     return f"diverged at update {update}"
 
 
+def divergence_marker(ax: Any, color: str, diverged_at: int | None, point: Sequence[float] | None = None) -> Any:
+    """The X on a diverged run's last finite point, labelled "diverged at update N" (unlabelled
+    when `diverged_at` is None). Empty until `set_data` unless `point` is given: an animation
+    shows it when its clock reaches the update."""
+    (marker,) = ax.plot([], [], marker="X", markersize=11, color=color, markeredgecolor="black",
+                        linestyle="none", zorder=6)
+    if diverged_at is not None:
+        marker.set_label(diverged_label(diverged_at))
+    if point is not None:
+        marker.set_data([point[0]], [point[1]])
+    return marker
+
+
 def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | None = None, *,
                with_final: bool = True) -> TracePath:
     """The finite path of coordinates (x_name, y_name) over `updates`; `with_final` False leaves
@@ -393,7 +406,7 @@ def atomic_output(out: Path) -> Iterator[Path]:
 
 __all__ = [
     "ANIMATED_FORMATS", "CORNERS", "LINE_STYLES", "STILL_FORMATS", "FigureKind", "RenderOptions", "TracePath",
-    "atomic_output", "check_columns", "diverged_label", "is_animated", "load_traces", "lr_columns", "new_figure",
+    "atomic_output", "check_columns", "divergence_marker", "diverged_label", "is_animated", "load_traces", "lr_columns", "new_figure",
     "output_format", "place_in_clear_corners",
     "row_mask", "save_still", "trace_name", "trace_path", "trace_styles",
 ]

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from tracer.errors import RenderError
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import (
-    LINE_STYLES, RenderOptions, TracePath, diverged_label, is_animated, lr_columns, new_figure,
+    LINE_STYLES, RenderOptions, TracePath, divergence_marker, is_animated, lr_columns, new_figure,
     place_in_clear_corners, save_still, trace_path, trace_styles,
 )
 from tracer.render.contour import Plane, draw_background, fitted_range, plane_of
@@ -114,16 +114,6 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
                 linestyle="none", label="start" if index == 0 else None, zorder=4)
     ax.set_title(options.title if options.title is not None else title)
     return ContourScene(figure, ax, plane, paths, labels, colors, spec)
-
-
-def divergence_marker(ax: Any, color: str, diverged_at: int | None) -> Line2D:
-    """The X drawn on a diverged run's last finite point, labelled as the trailer says it;
-    empty until `set_data` (an animation shows it when its clock reaches the update)."""
-    (marker,) = ax.plot([], [], marker="X", markersize=11, color=color, markeredgecolor="black",
-                        linestyle="none", zorder=6)
-    if diverged_at is not None:
-        marker.set_label(diverged_label(diverged_at))
-    return marker
 
 
 def _marked_points(scene: ContourScene, *extra: np.ndarray) -> list[np.ndarray]:
@@ -239,9 +229,8 @@ def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: 
         mappable = scene.ax.add_collection(collection)
         scene.ax.plot(*path.xy[-1], marker="o", markersize=8, color=color, markeredgecolor="black",
                       linestyle="none", zorder=6)
-        cross = divergence_marker(scene.ax, color, path.diverged_at)
         if path.diverged:
-            cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
+            divergence_marker(scene.ax, color, path.diverged_at, path.xy[-1])
             crosses.append(path.xy[-1:])
         scene.ax.plot([], [], color=CONSTANT_LR_COLOR if constant else "black", linestyle=style, marker="o",
                       markerfacecolor=color, markeredgecolor="black", label=f"{label} (end ●)")

@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
 from tracer.render.common import (
-    LINE_STYLES, RenderOptions, diverged_label, lr_columns, new_figure, row_mask, save_still, trace_name,
+    LINE_STYLES, RenderOptions, divergence_marker, lr_columns, new_figure, row_mask, save_still, trace_name,
     trace_styles,
 )
 
@@ -106,14 +106,10 @@ def plotted_rows(trace: Any, updates: tuple[int, int] | None) -> np.ndarray:
 
 
 def _mark_diverged(ax: Any, trace: Any, x: np.ndarray, values: np.ndarray, color: str) -> None:
-    """An X at the last finite value of a diverged trace, labelled as the trailer says it."""
-    if trace.status != "diverged":
-        return
+    """The divergence X at the last finite value of a diverged trace."""
     finite = np.flatnonzero(np.isfinite(values))
-    if finite.size:
-        last = finite[-1]
-        ax.plot(x[last], values[last], marker="X", markersize=10, color=color, markeredgecolor="black",
-                linestyle="none", zorder=5, label=diverged_label(trace.diverged_at))
+    if trace.status == "diverged" and finite.size:
+        divergence_marker(ax, color, trace.diverged_at, (x[finite[-1]], values[finite[-1]]))
 
 
 def _x_values(trace: Any, rows: np.ndarray, against: str) -> np.ndarray:
