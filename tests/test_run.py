@@ -72,7 +72,7 @@ BAD_OUTPUTS = [
     ("run.png", r"a trace is a CSV file named \*\.trace\.csv, got the suffix '\.png' \(figures are drawn"),
     ("run.trace", r"got the suffix '\.trace'"),
     ("missing/run.trace.csv", r"directory '.*missing' does not exist \(it is not created; make it first\)"),
-    ("/proc/x.trace.csv", r"cannot write the trace to '/proc/x\.trace\.csv': \w"),
+    ("/proc/x.trace.csv", r"cannot write the trace to '/proc/x\.trace\.csv': cannot create a file in '/proc': \w"),
     ("existing.trace.csv", r"the file exists; pass --overwrite"),
 ]
 
@@ -163,7 +163,9 @@ def test_divergence_is_a_result_not_an_error(tmp_path, capsys):
     again = tmp_path / "again.trace.csv"
     assert main(["trace", "--problem", "saddle", "--optimizer", "sgd", "--lr", "0.5", "--epochs", "400",
                  "--out", str(again)]) == 0
-    err = capsys.readouterr().err
+    said = capsys.readouterr()
+    assert said.out.startswith(f"wrote {again}: {len(trace)} updates, diverged at update {trace.diverged_at}, final ")
+    err = said.err
     assert f"tracer: {again}: diverged at update {trace.diverged_at}: " in err
     assert "pass --on-divergence continue" in err and "on_divergence=" not in err
     # --on-divergence continue records every update; the trailer still says where it diverged.

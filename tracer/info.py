@@ -160,7 +160,8 @@ def format_summary(facts: dict[str, Any]) -> str:
     if facts["diverged_at"] is not None:
         run += f" at update {facts['diverged_at']}"
     if facts["epochs"] is not None:
-        run = f"{facts['epochs']} epochs (batch size {facts['batch_size']}), " + run
+        batch = f" (batch size {facts['batch_size']})" if facts["batch_size"] is not None else ""
+        run = f"{facts['epochs']} epochs{batch}, " + run
     traced = _listed(facts["coordinates"] or []) or "-"
     if facts["summarized"]:
         traced += f"; summarized: {_listed(facts['summarized'])}"

@@ -131,7 +131,7 @@ def check_output(out: pathlib.Path, overwrite: bool) -> None:
         probe.open("x").close()
         probe.unlink()
     except OSError as error:
-        raise TracerError(f"{where}: {error.strerror or error}") from None
+        raise TracerError(f"{where}: cannot create a file in {str(parent)!r}: {error.strerror or error}") from None
 
 
 def _partial_path(out: pathlib.Path) -> pathlib.Path:
@@ -326,5 +326,6 @@ def run_command(args: argparse.Namespace) -> int:
 
         trace = load_trace(out)
         final = ", ".join(f"{name}={value:.6g}" for name, value in (trace.final or {}).items())
-        print(f"wrote {out}: {len(trace)} updates, {trace.status}" + (f", final {final}" if final else ""))
+        status = trace.status if trace.diverged_at is None else f"{trace.status} at update {trace.diverged_at}"
+        print(f"wrote {out}: {len(trace)} updates, {status}" + (f", final {final}" if final else ""))
     return 0
