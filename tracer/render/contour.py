@@ -232,7 +232,7 @@ def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
     if colorbar:
         bar = ax.figure.colorbar(filled, ax=ax, pad=0.02, fraction=0.05)
         bar.set_label("loss")
-        if levels[-1] / max(levels[0], 1e-300) > 10 and levels[0] > 0:
+        if levels[0] > 0 and levels[-1] / levels[0] > 10:  # geometric levels: ticks at every few
             ticks = levels[:: max(1, len(levels) // 6)]
             bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
     _name_axes(ax, plane, xlim, ylim)
