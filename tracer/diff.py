@@ -273,8 +273,10 @@ def _select(columns: Sequence[str] | None, a: Trace, b: Trace) -> tuple[list[str
     else:
         wanted_a, wanted_b = [], []
         for pattern in columns:
-            hits_a = fnmatch.filter(a.columns, pattern)
-            hits_b = fnmatch.filter(b.columns, pattern)
+            # A column's own name first: "weight[0].theta" is a name, not the glob class [0].
+            exact = pattern in a.columns or pattern in b.columns
+            hits_a = [pattern] if pattern in a.columns else [] if exact else fnmatch.filter(a.columns, pattern)
+            hits_b = [pattern] if pattern in b.columns else [] if exact else fnmatch.filter(b.columns, pattern)
             if not hits_a and not hits_b:
                 raise TracerError(f"column {pattern!r} is in neither trace ({a.path}, {b.path})")
             wanted_a += [c for c in hits_a if c not in wanted_a]
