@@ -27,8 +27,9 @@ tolerance, so a tolerance never hides where and how fast two runs part.
 Metadata differences are always reported but, by default, do not make traces
 unequal: the same run traced with ours and with torch's optimizer differs in
 ``optimizer.class`` and ``label`` while every number agrees, and the
-``versions`` block differs between machines. ``strict_meta=True``
-(``--strict-meta``) counts every metadata difference except ``versions``.
+``versions`` and ``platform`` blocks differ between machines (the platform
+is reported on its own). ``strict_meta=True`` (``--strict-meta``) counts
+every metadata difference except those two.
 
 Exit status of ``tracer diff``: 0 equal, 1 different, 2 unusable input.
 This module never imports torch.
@@ -419,7 +420,7 @@ def diff_traces(
             run); all zero (the default) means bit for bit.
         columns: names or glob patterns (``"Wa.*"``) of the columns to
             compare; default all. A name matching neither trace raises TracerError.
-        strict_meta: count metadata differences (except ``versions``) toward
+        strict_meta: count metadata differences (except ``versions`` and ``platform``) toward
             inequality; by default they are reported only.
     """
     ulps = Tolerance(ulps=ulps).ulps
@@ -475,7 +476,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--columns", nargs="+", metavar="COLUMN", help="compare only these columns (names or globs like 'Wa.*')"
     )
     parser.add_argument(
-        "--strict-meta", action="store_true", help="count metadata differences (except versions) as differences"
+        "--strict-meta", action="store_true", help="count metadata differences (except versions and platform) as differences"
     )
     parser.epilog = "exit status: 0 equal, 1 different, 2 unusable input"
 
