@@ -36,8 +36,8 @@ import torch
 from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
-from tracer.probes import family_of, gradient_convention, moment_keys, optimizer_name, probe_group, state_tensor
 from tracer.platform import platform_meta
+from tracer.probes import family_of, gradient_convention, moment_keys, optimizer_name, probe_group, state_tensor
 from tracer.trace import TraceWriter
 
 GRANULARITIES = ("full", "summary")
