@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tracer.platform import UNKNOWN, platform_of
 from tracer.trace import Trace, load_trace
 
 
@@ -89,6 +90,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "step_size": _span(trace, "step_size") if "step_size" in trace and len(trace) else None,
         "final": trace.final,
         "versions": meta.get("versions"),
+        "platform": platform_of(meta),
     }
     return _finite_or_none(facts)
 
@@ -154,6 +156,15 @@ def _scheduler_text(facts: dict[str, Any]) -> str:
     return f"{scheduler} (steps per {facts['scheduler_every']})"
 
 
+def _platform_text(entry: dict[str, Any] | None) -> str:
+    """The platform a trace was made on (``tracer.platform``): kernel fingerprint first, then what it ran on."""
+    if entry is None:
+        return f"{UNKNOWN} (written before traces recorded it)"
+    details = [f"{key} {entry[key]}" for key in ("cpu_capability", "cpu", "machine", "torch", "torch_git")
+               if entry.get(key)]
+    return f"fingerprint {entry['fingerprint']}" + (f", {', '.join(details)}" if details else "")
+
+
 def format_summary(facts: dict[str, Any]) -> str:
     """The text block `tracer info` prints for one trace."""
     run = f"{facts['updates']} updates, {facts['status']}"
@@ -181,6 +192,7 @@ def format_summary(facts: dict[str, Any]) -> str:
         ("step size", _span_text(facts["step_size"])),
         ("final", final_text or "-"),
         ("versions", " ".join(f"{k} {v}" for k, v in (facts["versions"] or {}).items()) or "-"),
+        ("platform", _platform_text(facts["platform"])),
     ]
     return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in rows)])
 

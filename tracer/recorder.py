@@ -35,6 +35,7 @@ from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
+from tracer.platform import platform_meta
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
 from tracer.recording.summary import SummaryReducer
@@ -197,6 +198,7 @@ class Recorder:
             "summarized": [p.name for p in self._params if p.summarized],
             "param_groups": len(optimizer.param_groups),
             "versions": _versions(),
+            "platform": platform_meta(),
         }
         meta.update(caller)
         return meta
