@@ -22,6 +22,7 @@ import shutil
 from typing import Sequence
 
 from tracer.diff import diff_traces
+from tracer.optimizer_check import assert_optimizers_match, compare_optimizers  # noqa: F401 (re-exported)
 
 REGENERATE_VARIABLE = "TRACER_REGENERATE"
 
