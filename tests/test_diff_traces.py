@@ -11,6 +11,7 @@ import torch
 from tracer import diff_traces, load_trace
 from tracer.cli import main
 from tracer.errors import TracerError
+from tracer.diff import Tolerance
 from tracer.testing import assert_trace_matches, record_small_run
 from tracer.trace import write_trace
 
@@ -20,11 +21,16 @@ except ImportError:  # pragma: no cover - tracer.optim is written concurrently
     ours = None
 
 COLUMNS = ["update", "loss", "Wa.theta", "Wa.v"]
+HERE = {"fingerprint": "0123456789ab", "cpu_capability": "AVX2", "torch": "2.13.0+cpu", "cpu": "Test CPU"}
+THERE = {"fingerprint": "ba9876543210", "cpu_capability": "AVX512", "torch": "2.13.0+cpu", "cpu": "Other CPU"}
 
 
-def _write(path, loss_values, **kwargs):
+def _write(path, loss_values, *, platform=HERE, **kwargs):
     rows = [{"update": i + 1, "loss": v, "Wa.theta": 0.5} for i, v in enumerate(loss_values)]
-    return write_trace(path, kwargs.pop("meta", {"label": "a"}), kwargs.pop("columns", COLUMNS), rows, **kwargs)
+    meta = kwargs.pop("meta", {"label": "a"})
+    if platform is not None:
+        meta = {**meta, "platform": platform}
+    return write_trace(path, meta, kwargs.pop("columns", COLUMNS), rows, **kwargs)
 
 
 def test_one_ulp_is_a_difference_at_zero_tolerance_only(tmp_path):
@@ -134,3 +140,83 @@ def test_assert_trace_matches_and_regeneration(tmp_path, monkeypatch):
         assert_trace_matches(other, committed)
     assert_trace_matches(other, committed, rtol=1e-5)
     assert len(load_trace(committed)) == 2
+
+
+# ------------------------------------------------------------- across platforms
+
+def test_assert_trace_matches_says_which_comparison_applied(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRACER_REGENERATE", raising=False)
+    losses = [float(np.float32(v)) for v in (0.3, 0.2, 0.1)]  # float32 values, as a float32 run records
+    nudged = [losses[0], float(np.nextafter(np.float32(0.2), np.float32(1))), losses[2]]  # one ulp at update 2
+    committed = _write(tmp_path / "committed.trace.csv", losses)
+    same = _write(tmp_path / "same.trace.csv", losses)
+    assert assert_trace_matches(same, committed) == "bit for bit on the same platform 0123456789ab"
+    # Same platform, one ulp apart: caught.
+    one_ulp = _write(tmp_path / "one_ulp.trace.csv", nudged)
+    with pytest.raises(AssertionError, match=r"beyond bit for bit on the same platform[\s\S]*loss\s+2\s+1"):
+        assert_trace_matches(one_ulp, committed)
+    # Another platform: bit for bit does not apply, and without a declared tolerance that is a failure
+    # naming both platforms and how to declare one.
+    there = _write(tmp_path / "there.trace.csv", nudged, platform=THERE)
+    with pytest.raises(AssertionError, match=r"different platforms[\s\S]*fresh ba9876543210 \(AVX512, Other CPU, "
+                                             r"torch 2.13.0\+cpu\); committed 0123456789ab[\s\S]*cross_platform=Tolerance"):
+        assert_trace_matches(there, committed)
+    assert assert_trace_matches(there, committed, cross_platform=Tolerance(ulps=1)) == (
+        "ulps=1 across platforms (fresh ba9876543210, committed 0123456789ab)")
+    # A declared tolerance still catches a real difference.
+    moved = _write(tmp_path / "moved.trace.csv", [losses[0], 0.21, losses[2]], platform=THERE)
+    with pytest.raises(AssertionError, match=r"beyond ulps=1 across platforms"):
+        assert_trace_matches(moved, committed, cross_platform=Tolerance(ulps=1))
+    # A trace written before traces recorded their platform counts as another platform, said plainly.
+    old = _write(tmp_path / "old.trace.csv", losses, platform=None)
+    with pytest.raises(AssertionError, match=r"committed platform unknown \(the trace has no platform entry\)"):
+        assert_trace_matches(same, old)
+    assert assert_trace_matches(same, old, cross_platform=Tolerance()).startswith("bit for bit across platforms")
+
+
+def test_ulps_count_units_in_the_last_place_of_the_runs_precision(tmp_path):
+    value = np.float32(0.2)
+    three_ulps = float(value + 3 * np.spacing(value))
+    a = _write(tmp_path / "a.trace.csv", [0.3, float(value)])
+    b = _write(tmp_path / "b.trace.csv", [0.3, three_ulps])
+    result = diff_traces(b, a, ulps=2)
+    assert result.precision == "float32" and not result.equal  # Wa.theta = 0.5 is float32 exactly
+    assert "ulps=2 (float32 ulps)" in result.report()
+    assert diff_traces(b, a, ulps=3).equal
+    # A float64 run: the same difference is millions of float64 ulps.
+    wide = {"update": 1, "loss": 0.3, "Wa.theta": 0.1}
+    c = write_trace(tmp_path / "c.trace.csv", {"platform": HERE}, COLUMNS, [wide, {**wide, "loss": float(value)}])
+    d = write_trace(tmp_path / "d.trace.csv", {"platform": HERE}, COLUMNS, [wide, {**wide, "loss": three_ulps}])
+    assert diff_traces(d, c).precision == "float64" and not diff_traces(d, c, ulps=10**6).equal
+
+
+@pytest.mark.parametrize("ulps", [-1, 1.5, True, "3"])
+def test_bad_ulps_is_a_tracer_error(ulps):
+    with pytest.raises(TracerError, match=f"invalid ulps {ulps!r}; accepted: an integer >= 0"):
+        Tolerance(ulps=ulps)
+
+
+def test_report_names_both_platforms_and_where_the_drift_starts_and_grows(tmp_path):
+    rows = 150
+    base = [{"update": i + 1, "loss": 0.1, "Wa.theta": 1.0} for i in range(rows)]
+    # Differs from update 5 on, by 1e-7 up to update 99 and by 1e-4 after.
+    drifted = [{**row, "Wa.theta": 1.0 + (1e-4 if i >= 99 else 1e-7 if i >= 4 else 0.0)} for i, row in enumerate(base)]
+    a = write_trace(tmp_path / "a.trace.csv", {"platform": HERE}, COLUMNS, base)
+    b = write_trace(tmp_path / "b.trace.csv", {"platform": THERE}, COLUMNS, drifted)
+    result = diff_traces(b, a, atol=1e-3)
+    assert result.equal and not result.same_platform
+    report = result.report()
+    assert "platforms DIFFER" in report and "0123456789ab (AVX2, Test CPU" in report
+    assert "ba9876543210 (AVX512, Other CPU" in report
+    assert result.drift.first_update == 5 and result.drift.first_column == "Wa.theta"
+    assert [(first, last) for first, last, _, _ in result.drift.by_decade] == [(1, 9), (10, 99), (100, 150)]
+    assert [absolute for _, _, absolute, _ in result.drift.by_decade] == pytest.approx([1e-7, 1e-7, 1e-4], rel=1e-6)
+    assert "drift: first differs at update 5 (Wa.theta)" in report and report.endswith("equal: 4 columns agree "
+                                                                                       "at every update (rtol=0.0, "
+                                                                                       "atol=0.001)")
+    same = diff_traces(a, a)
+    assert same.same_platform and "platform: the same for both, 0123456789ab" in same.report()
+    assert "drift: none" in same.report()
+    # 1e-4 is 839 float32 ulps of 1.0: that many pass, fewer do not.
+    assert main(["diff", str(b), str(a), "--ulps", "838"]) == 1
+    assert main(["diff", str(b), str(a), "--ulps", "839"]) == 0

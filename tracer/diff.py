@@ -1,10 +1,28 @@
 """Compare two trace files with tolerances: ``tracer diff A B`` and ``diff_traces``.
 
 Two traces are equal when they have the same columns and row count, every
-compared column agrees at every update within ``|a - b| <= atol + rtol * |b|``
+compared column agrees at every update within
+
+    |a - b| <= atol + rtol * |b| + ulps * ulp(b)
+
 (NaN equals NaN, an empty cell equals an empty cell, ``-0.0`` equals ``0.0``),
 and their trailers agree (status, ``diverged_at``, ``final`` within the same
 tolerance). The default tolerance is zero: bit-for-bit equality.
+
+``ulp(b)`` is the unit in the last place of ``b`` in the run's precision: the
+narrower of float32 and float64 that holds every value of the traced
+parameters (``*.theta``, ``*.theta_norm``) exactly, float32 for every
+catalogue run. Columns computed in float64 from float32 tensors (``u``,
+``step_size``, ``displacement``) are measured in the same float32 ulps: their
+inputs carry float32 precision, not float64.
+
+Traces record the platform that made them (``tracer.platform``): torch's
+float32 kernels round differently on different CPUs, so two traces of the
+same run agree bit for bit only when their kernel fingerprints match. The
+report says when they do not, and how the difference grows: the first update
+where any column differs in any bit, and the largest difference of the
+parameters in each decade of updates (1-9, 10-99, ...), whatever the
+tolerance, so a tolerance never hides where and how fast two runs part.
 
 Metadata differences are always reported but, by default, do not make traces
 unequal: the same run traced with ours and with torch's optimizer differs in
@@ -28,13 +46,79 @@ from typing import Any, Sequence
 import numpy as np
 
 from tracer.errors import TracerError
+from tracer.platform import describe_platform, fingerprint_of
 from tracer.trace import Trace, load_trace
 
 ABSENT = "<absent>"
 """Stands for a metadata key one trace lacks, in TraceDiff.meta and the report."""
 
-IGNORED_META = ("versions",)
-"""Metadata keys that never count as a difference, even with strict_meta."""
+IGNORED_META = ("versions", "platform")
+"""Metadata keys that never count as a difference, even with strict_meta (the platform is reported apart)."""
+
+PRECISIONS = (np.float32, np.float64)
+"""Candidate precisions of a run, narrowest first (see ``run_precision``). float16 and bfloat16 runs
+count in float32 ulps, which are finer than theirs: a tolerance in ulps is then stricter, never looser."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far two traces may differ: ``|a - b| <= atol + rtol * |b| + ulps * ulp(b)``.
+
+    ``ulps`` counts units in the last place of the run's precision (float32
+    for a float32 run, see ``run_precision``); all zero means bit for bit.
+    """
+
+    ulps: int = 0
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ulps, bool) or not isinstance(self.ulps, (int, np.integer)) or self.ulps < 0:
+            raise TracerError(f"invalid ulps {self.ulps!r}; accepted: an integer >= 0")
+        _check_tolerance("rtol", self.rtol)
+        _check_tolerance("atol", self.atol)
+
+    @property
+    def exact(self) -> bool:
+        """Whether this tolerance asks for bit-for-bit equality."""
+        return self.ulps == 0 and self.rtol == 0 and self.atol == 0
+
+    def __str__(self) -> str:
+        if self.exact:
+            return "bit for bit"
+        parts = [f"ulps={self.ulps}"] if self.ulps else []
+        parts += [f"rtol={self.rtol!r}"] if self.rtol else []
+        parts += [f"atol={self.atol!r}"] if self.atol else []
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Where two traces part and how fast: bitwise, whatever the tolerance.
+
+    ``first_update`` is the first update where any compared column differs in
+    any bit (None: none does), ``first_column`` that column. ``by_decade``
+    holds, for updates 1-9, 10-99, 100-999, ..., the largest ``|a - b|`` over
+    the parameter columns (``*.theta``, else ``*.theta_norm``) and the same in
+    ulps of the run's precision.
+    """
+
+    first_update: int | None
+    first_column: str | None
+    parameters: tuple[str, ...]
+    by_decade: tuple[tuple[int, int, float, float], ...]  # (first update, last update, max |diff|, max ulps)
+
+    def report(self, precision: str) -> list[str]:
+        if self.first_update is None:
+            return ["drift: none, every compared value is identical bit for bit"]
+        lines = [f"drift: first differs at update {self.first_update} ({self.first_column})"]
+        if self.by_decade and self.parameters:
+            shown = ", ".join(self.parameters[:4]) + (", ..." if len(self.parameters) > 4 else "")
+            lines.append(f"  largest parameter difference ({shown}) per decade of updates:")
+            for first, last, absolute, ulps in self.by_decade:
+                lines.append(f"  updates {first:>6}-{last:<6} max |diff| {_number(absolute):>12}"
+                             f"  = {_ulps(ulps)} {precision} ulps")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -58,6 +142,12 @@ class TraceDiff:
     rtol: float
     atol: float
     strict_meta: bool
+    ulps: int = 0
+    precision: str = "float32"
+    platform_a: str | None = None  # kernel fingerprints; None: platform unknown
+    platform_b: str | None = None
+    platforms: tuple[str, str] = ("", "")  # how each platform is described in the report
+    drift: Drift | None = None
     meta: tuple[tuple[str, Any, Any], ...] = ()
     only_in_a: tuple[str, ...] = ()
     only_in_b: tuple[str, ...] = ()
@@ -75,6 +165,15 @@ class TraceDiff:
         return tuple(m for m in self.meta if m[0].split(".")[0] not in IGNORED_META)
 
     @property
+    def same_platform(self) -> bool:
+        """Whether both traces carry the same kernel fingerprint (an unknown platform is never the same)."""
+        return self.platform_a is not None and self.platform_a == self.platform_b
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(ulps=self.ulps, rtol=self.rtol, atol=self.atol)
+
+    @property
     def equal(self) -> bool:
         return not (
             self.counted_meta
@@ -88,6 +187,16 @@ class TraceDiff:
     def report(self) -> str:
         """A readable account of every difference, ending with the verdict."""
         lines = [f"A: {self.a} ({self.rows_a} updates)", f"B: {self.b} ({self.rows_b} updates)"]
+        if self.same_platform:
+            lines.append(f"platform: the same for both, {self.platforms[0]}")
+        else:
+            lines += [
+                "platforms DIFFER: bit-for-bit equality is not expected (float32 kernels round differently);",
+                f"  A: {self.platforms[0]}",
+                f"  B: {self.platforms[1]}",
+                "  compare within a measured tolerance: --ulps N (units in the last place of "
+                f"{self.precision}) and/or --rtol/--atol",
+            ]
         if self.meta:
             counted = "" if self.strict_meta else " (reported only; --strict-meta counts them)"
             lines.append(f"metadata differs{counted}:")
@@ -112,7 +221,11 @@ class TraceDiff:
                     f"{c.column:<{width}}  {c.first_update:>12}  {c.rows:>14}  {_number(c.max_abs):>12}"
                     f"  {_number(c.max_rel):>12}  {c.one_sided:>17}"
                 )
+        if self.drift is not None:
+            lines += self.drift.report(self.precision)
         tolerance = f"rtol={self.rtol!r}, atol={self.atol!r}"
+        if self.ulps:
+            tolerance += f", ulps={self.ulps} ({self.precision} ulps)"
         if self.equal:
             lines.append(f"equal: {len(self.compared)} columns agree at every update ({tolerance})")
         else:
@@ -122,6 +235,10 @@ class TraceDiff:
 
 def _number(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.6g}"
+
+
+def _ulps(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.3g}"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -168,14 +285,40 @@ def _select(columns: Sequence[str] | None, a: Trace, b: Trace) -> tuple[list[str
     return compared, [c for c in wanted_a if c not in in_b], [c for c in wanted_b if c not in in_a]
 
 
-def _differing(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+def ulp(values: np.ndarray, precision: type = np.float32) -> np.ndarray:
+    """The unit in the last place of each value in ``precision`` (float64 out; inf where it overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = np.abs(np.asarray(values, dtype=np.float64)).astype(precision)
+        return np.spacing(rounded).astype(np.float64)
+
+
+def run_precision(trace: Trace) -> type:
+    """float32 when every parameter value of ``trace`` is a float32 exactly, else (or with none traced) float64."""
+    names = [c for c in trace.columns if c.endswith((".theta", ".theta_norm"))]
+    values = np.concatenate([trace[c] for c in names]) if names else np.empty(0)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.float64
+    for precision in PRECISIONS:
+        with np.errstate(over="ignore"):
+            if np.array_equal(values.astype(precision).astype(np.float64), values):
+                return precision
+    return np.float64
+
+
+def _differing(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, ulps: int = 0,
+               precision: type = np.float32) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
-        close = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= atol + rtol * np.abs(b))
+        allowed = atol + rtol * np.abs(b)
+        if ulps:
+            allowed = allowed + ulps * ulp(b, precision)
+        close = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= allowed)
     return ~close
 
 
-def _column_diff(name: str, a: np.ndarray, b: np.ndarray, updates: np.ndarray, rtol: float, atol: float) -> ColumnDiff | None:
-    differs = _differing(a, b, rtol, atol)
+def _column_diff(name: str, a: np.ndarray, b: np.ndarray, updates: np.ndarray, rtol: float, atol: float,
+                 ulps: int = 0, precision: type = np.float32) -> ColumnDiff | None:
+    differs = _differing(a, b, rtol, atol, ulps, precision)
     if not differs.any():
         return None
     rows = np.flatnonzero(differs)
@@ -193,7 +336,40 @@ def _column_diff(name: str, a: np.ndarray, b: np.ndarray, updates: np.ndarray, r
     return ColumnDiff(name, first_update, int(rows.size), max_abs, max_rel, int(one_sided.sum()))
 
 
-def _trailer_differences(a: Trace, b: Trace, rtol: float, atol: float) -> tuple[tuple[str, Any, Any], ...]:
+def _drift(a: Trace, b: Trace, compared: Sequence[str], rows: int, updates: np.ndarray, precision: type) -> Drift:
+    """Where the compared columns first differ in any bit, and the parameters' largest difference per decade."""
+    first_row, first_column = rows, None
+    for name in compared:
+        differs = _differing(a[name][:rows], b[name][:rows], 0.0, 0.0)
+        if differs.any():
+            row = int(np.argmax(differs))
+            if row < first_row:
+                first_row, first_column = row, name
+    if first_column is None:
+        return Drift(None, None, (), ())
+    parameters = tuple(c for c in compared if c.endswith(".theta")) or tuple(
+        c for c in compared if c.endswith(".theta_norm"))
+    by_decade = []
+    if parameters:
+        with np.errstate(invalid="ignore", over="ignore"):
+            absolute = np.stack([np.abs(a[c][:rows] - b[c][:rows]) for c in parameters])
+            in_ulps = absolute / np.stack([ulp(b[c][:rows], precision) for c in parameters])
+        absolute = np.nanmax(np.where(np.isnan(absolute), -np.inf, absolute), axis=0)
+        in_ulps = np.nanmax(np.where(np.isnan(in_ulps), -np.inf, in_ulps), axis=0)
+        first, number = 1, 0
+        while first <= rows:
+            last = min(10 ** (number + 1) - 1, rows)
+            window = slice(first - 1, last)
+            by_decade.append((int(updates[first - 1]) if math.isfinite(updates[first - 1]) else first,
+                              int(updates[last - 1]) if math.isfinite(updates[last - 1]) else last,
+                              float(max(absolute[window].max(), 0.0)), float(max(in_ulps[window].max(), 0.0))))
+            first, number = last + 1, number + 1
+    first = updates[first_row]
+    return Drift(int(first) if math.isfinite(first) else first_row + 1, first_column, parameters, tuple(by_decade))
+
+
+def _trailer_differences(a: Trace, b: Trace, rtol: float, atol: float, ulps: int = 0,
+                         precision: type = np.float32) -> tuple[tuple[str, Any, Any], ...]:
     out = []
     if a.status != b.status:
         out.append(("status", a.status, b.status))
@@ -209,7 +385,7 @@ def _trailer_differences(a: Trace, b: Trace, rtol: float, atol: float) -> tuple[
             keys = sorted(final_a)
             values_a = np.array([final_a[k] for k in keys], dtype=np.float64)
             values_b = np.array([final_b[k] for k in keys], dtype=np.float64)
-            for key, bad in zip(keys, _differing(values_a, values_b, rtol, atol)):
+            for key, bad in zip(keys, _differing(values_a, values_b, rtol, atol, ulps, precision)):
                 if bad:
                     out.append((f"final.{key}", final_a[key], final_b[key]))
     return tuple(out)
@@ -230,20 +406,25 @@ def diff_traces(
     atol: float = 0.0,
     columns: Sequence[str] | None = None,
     strict_meta: bool = False,
+    ulps: int = 0,
 ) -> TraceDiff:
     """Compare trace ``a`` with trace ``b`` (paths or loaded Traces).
 
     Args:
-        rtol, atol: a value differs when ``|a - b| > atol + rtol * |b|``; both
-            zero (the default) means bit-for-bit.
+        rtol, atol, ulps: a value differs when
+            ``|a - b| > atol + rtol * |b| + ulps * ulp(b)``, ``ulp`` in the
+            run's precision (``run_precision`` of ``b``: float32 for a float32
+            run); all zero (the default) means bit for bit.
         columns: names or glob patterns (``"Wa.*"``) of the columns to
             compare; default all. A name matching neither trace raises TracerError.
         strict_meta: count metadata differences (except ``versions``) toward
             inequality; by default they are reported only.
     """
+    ulps = Tolerance(ulps=ulps).ulps
     rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
     trace_a = a if isinstance(a, Trace) else load_trace(a)
     trace_b = b if isinstance(b, Trace) else load_trace(b)
+    precision = run_precision(trace_b)
     compared, only_a, only_b = _select(columns, trace_a, trace_b)
     rows = min(len(trace_a), len(trace_b))
     if "update" in trace_a:
@@ -252,7 +433,7 @@ def diff_traces(
         updates = np.arange(1, rows + 1, dtype=np.float64)
     column_diffs = []
     for name in compared:
-        found = _column_diff(name, trace_a[name][:rows], trace_b[name][:rows], updates, rtol, atol)
+        found = _column_diff(name, trace_a[name][:rows], trace_b[name][:rows], updates, rtol, atol, ulps, precision)
         if found is not None:
             column_diffs.append(found)
     return TraceDiff(
@@ -261,13 +442,19 @@ def diff_traces(
         rtol=rtol,
         atol=atol,
         strict_meta=strict_meta,
-        meta=_meta_differences(trace_a.meta, trace_b.meta),
+        ulps=ulps,
+        precision=np.dtype(precision).name,
+        platform_a=fingerprint_of(trace_a.meta),
+        platform_b=fingerprint_of(trace_b.meta),
+        platforms=(describe_platform(trace_a.meta), describe_platform(trace_b.meta)),
+        drift=_drift(trace_a, trace_b, compared, rows, updates, precision),
+        meta=tuple(m for m in _meta_differences(trace_a.meta, trace_b.meta) if m[0].split(".")[0] != "platform"),
         only_in_a=tuple(only_a),
         only_in_b=tuple(only_b),
         rows_a=len(trace_a),
         rows_b=len(trace_b),
         columns=tuple(column_diffs),
-        trailer=_trailer_differences(trace_a, trace_b, rtol, atol) if columns is None else (),
+        trailer=_trailer_differences(trace_a, trace_b, rtol, atol, ulps, precision) if columns is None else (),
         compared=tuple(compared),
     )
 
@@ -278,6 +465,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", help="second trace file (relative tolerance is taken against its values)")
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: bit for bit)")
     parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    parser.add_argument(
+        "--ulps", type=int, default=0,
+        help="tolerance in units in the last place of the run's precision (float32 for a float32 run; default 0)",
+    )
     parser.add_argument(
         "--columns", nargs="+", metavar="COLUMN", help="compare only these columns (names or globs like 'Wa.*')"
     )
@@ -290,7 +481,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Print the report; 0 when the traces are equal within tolerance, 1 otherwise."""
     result = diff_traces(
-        args.a, args.b, rtol=args.rtol, atol=args.atol, columns=args.columns, strict_meta=args.strict_meta
+        args.a, args.b, rtol=args.rtol, atol=args.atol, ulps=args.ulps, columns=args.columns,
+        strict_meta=args.strict_meta,
     )
     print(result.report())
     return 0 if result.equal else 1

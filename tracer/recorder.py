@@ -37,6 +37,7 @@ from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
 from tracer.probes import family_of, gradient_convention, moment_keys, optimizer_name, probe_group, state_tensor
+from tracer.platform import platform_meta
 from tracer.trace import TraceWriter
 
 GRANULARITIES = ("full", "summary")
@@ -300,6 +301,7 @@ class Recorder:
             "summarized": [t.name for t in self._params if t.summarized],
             "param_groups": len(optimizer.param_groups),
             "versions": _versions(),
+            "platform": platform_meta(),
         }
         meta.update(caller)
         return meta

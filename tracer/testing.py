@@ -4,7 +4,11 @@
 
     def test_adam_orbit(tmp_path):
         fresh = run_experiment(RunConfig(..., out=tmp_path / "adam.trace.csv"))
-        assert_trace_matches(fresh, "logs/adam.trace.csv")
+        assert_trace_matches(fresh, "logs/adam.trace.csv", cross_platform=Tolerance(ulps=64))
+
+Bit for bit when both traces were made on the same platform (same kernel
+fingerprint, ``tracer.platform``); across platforms only within the
+``cross_platform`` tolerance the caller declares (measured, not guessed).
 
 Regenerating the committed traces after an intended change: run the tests
 with the environment variable ``TRACER_REGENERATE=1``; each call then copies
@@ -21,8 +25,10 @@ import pathlib
 import shutil
 from typing import Sequence
 
-from tracer.diff import diff_traces
+from tracer.diff import Tolerance, diff_traces
 from tracer.optimizer_check import assert_optimizers_match, compare_optimizers  # noqa: F401 (re-exported)
+from tracer.platform import describe_platform, fingerprint_of, same_platform
+from tracer.trace import load_trace
 
 REGENERATE_VARIABLE = "TRACER_REGENERATE"
 
@@ -39,33 +45,64 @@ def assert_trace_matches(
     rtol: float = 0.0,
     atol: float = 0.0,
     columns: Sequence[str] | None = None,
-) -> None:
-    """Fail with the diff report unless ``fresh`` equals ``committed`` within tolerance.
+    cross_platform: Tolerance | None = None,
+) -> str:
+    """Fail with the diff report unless ``fresh`` matches ``committed``; return which comparison applied.
 
-    The default tolerance is zero (bit for bit). Metadata differences are
-    shown in the report but do not fail (see ``tracer.diff``). When the
-    environment variable ``TRACER_REGENERATE=1`` is set, the fresh trace is
-    copied over the committed one instead (the directory is created if
-    needed) and nothing is compared.
+    When both traces carry the same platform fingerprint (``tracer.platform``)
+    they must agree bit for bit, or within ``rtol``/``atol`` if given. When
+    the fingerprints differ, or a trace has none (written before traces
+    recorded their platform: "platform unknown"), bit-for-bit equality is not
+    to be expected: they are compared within ``cross_platform``, a measured
+    tolerance the caller declares, and without one the assertion fails saying
+    so. Metadata differences are shown in the report but do not fail (see
+    ``tracer.diff``). When the environment variable ``TRACER_REGENERATE=1``
+    is set, the fresh trace is copied over the committed one instead (the
+    directory is created if needed) and nothing is compared.
+
+    Returns:
+        One line saying which comparison applied, e.g. ``"bit for bit on
+        platform 37da3e4cd346"``.
 
     Raises:
-        AssertionError: the traces differ, or the committed trace is missing.
+        AssertionError: the traces differ beyond the tolerance that applies,
+            the platforms differ and no ``cross_platform`` tolerance is given,
+            or the committed trace is missing.
     """
     fresh, committed = pathlib.Path(fresh), pathlib.Path(committed)
     if regenerating():
         committed.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fresh, committed)
-        return
+        return f"regenerated {committed} from {fresh} ({REGENERATE_VARIABLE}=1)"
     if not committed.exists():
         raise AssertionError(
             f"no committed trace {committed}; create it by running the tests with {REGENERATE_VARIABLE}=1"
         )
-    result = diff_traces(fresh, committed, rtol=rtol, atol=atol, columns=columns)
+    fresh_trace, committed_trace = load_trace(fresh), load_trace(committed)
+    if same_platform(fresh_trace.meta, committed_trace.meta):
+        tolerance = Tolerance(rtol=rtol, atol=atol)
+        applied = f"{tolerance} on the same platform {fingerprint_of(committed_trace.meta)}"
+    elif cross_platform is None:
+        raise AssertionError(
+            f"trace {fresh} and the committed {committed} come from different platforms, so bit-for-bit "
+            f"equality does not apply: fresh {describe_platform(fresh_trace.meta)}; committed "
+            f"{describe_platform(committed_trace.meta)}. Declare a measured tolerance with "
+            f"assert_trace_matches(..., cross_platform=Tolerance(ulps=..., rtol=..., atol=...)) "
+            f"(measure it with `tracer diff FRESH COMMITTED`), or regenerate the committed trace on "
+            f"this platform with {REGENERATE_VARIABLE}=1"
+        )
+    else:
+        tolerance = cross_platform
+        applied = (f"{tolerance} across platforms (fresh {fingerprint_of(fresh_trace.meta) or 'unknown'}, "
+                   f"committed {fingerprint_of(committed_trace.meta) or 'unknown'})")
+    result = diff_traces(fresh_trace, committed_trace, rtol=tolerance.rtol, atol=tolerance.atol,
+                         ulps=tolerance.ulps, columns=columns)
     if not result.equal:
         raise AssertionError(
-            f"trace {fresh} differs from the committed {committed} "
+            f"trace {fresh} differs from the committed {committed} beyond {applied} "
             f"(if the change is intended, regenerate with {REGENERATE_VARIABLE}=1):\n{result.report()}"
         )
+    return applied
 
 
 def record_small_run(
