@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib
 import inspect
 import math
@@ -100,15 +101,15 @@ class TensorDifference:
     candidate_value: Any = None
     reference_value: Any = None
     detail: str = ""
+    state_key: str | None = None
 
     def describe(self) -> str:
         if self.detail:
             return f"{self.what}: {self.detail}"
         where = f" at element {self.element}" if self.element else ""
         return (
-            f"{self.what}: differs by up to {_format_ulps(self.ulps)} ulps "
-            f"({self.absolute:.3g} absolute){where}: candidate {self.candidate_value!r}, "
-            f"reference {self.reference_value!r}"
+            f"{self.what}: differs by up to {self.absolute:.3g} ({_format_ulps(self.ulps)} ulps of "
+            f"max(|reference|, 1)){where}: candidate {self.candidate_value!r}, reference {self.reference_value!r}"
         )
 
 
@@ -135,6 +136,7 @@ class CheckResult:
     only_in_candidate: set[str] = field(default_factory=set)
     only_in_reference: set[str] = field(default_factory=set)
     compared_state_keys: set[str] = field(default_factory=set)
+    state_key_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def equal(self) -> bool:
@@ -155,6 +157,9 @@ class CheckResult:
                 f"{self.update} of {self.steps}, {self.case.describe()}:"
             )
             lines += [f"  {difference.describe()}" for difference in self.differences]
+            agreeing = sorted(self.compared_state_keys - {d.state_key for d in self.differences})
+            if agreeing:
+                lines.append(f"  equal at this update: state {', '.join(agreeing)} (of every parameter)")
         state = ", ".join(sorted(self.compared_state_keys)) or "none"
         lines.append(f"state keys compared: {state}")
         if self.only_in_candidate:
@@ -164,11 +169,12 @@ class CheckResult:
         if not self.equal:
             assert self.case is not None
             scheduler = f"{{{self.case.scheduler!r}: ...}}" if self.case.scheduler else "{}"
+            key_map = f", state_key_map={self.state_key_map!r}" if self.state_key_map else ""
             lines.append(
                 f"re-run this case alone: assert_optimizers_match(candidate, reference, "
                 f"configs=[{dict(self.case.config)!r}], shapes={self.shapes!r}, "
                 f"dtypes=[torch.{_dtype_name(self.case.dtype)}], steps={self.update}, "
-                f"schedulers={scheduler}, seed={self.seed}, ulps={self.ulps:g})"
+                f"schedulers={scheduler}, seed={self.seed}, ulps={self.ulps:g}{key_map})"
             )
         return "\n".join(lines)
 
@@ -226,6 +232,7 @@ def compare_optimizers(
         cases=cases,
         shapes=[tuple(shape) for shape in shapes],
         seed=seed,
+        state_key_map=key_map,
     )
     for case in cases:
         _run_case(candidate, reference, case, result, schedulers, key_map)
@@ -377,10 +384,10 @@ def _compare(
 ) -> list[TensorDifference]:
     differences: list[TensorDifference] = []
 
-    def check(what: str, a: Any, b: Any) -> None:
+    def check(what: str, a: Any, b: Any, state_key: str | None = None) -> None:
         difference = _difference(what, a, b, result.ulps)
         if difference is not None:
-            differences.append(difference)
+            differences.append(dataclasses.replace(difference, state_key=state_key))
 
     for index, (p_candidate, p_reference) in enumerate(zip(candidate_params, reference_params)):
         check(f"parameter {index}", p_candidate.detach(), p_reference.detach())
@@ -390,7 +397,7 @@ def _compare(
         result.only_in_reference |= state_reference.keys() - state_candidate.keys()
         for key in sorted(state_candidate.keys() & state_reference.keys()):
             result.compared_state_keys.add(key)
-            check(f"parameter {index} state {key!r}", state_candidate[key], state_reference[key])
+            check(f"parameter {index} state {key!r}", state_candidate[key], state_reference[key], key)
     for index, (group_candidate, group_reference) in enumerate(
         zip(candidate.param_groups, reference.param_groups)
     ):
