@@ -20,6 +20,7 @@ import torch
 from torch.optim import lr_scheduler
 
 import tracer.optim
+from tracer.optimizer_check import bitwise_equal
 from tracer.testing import assert_optimizers_match
 
 TRACER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
@@ -206,20 +207,6 @@ def set_grads(param_sets: Sequence[Sequence[torch.Tensor]], step: int, seed: int
         grad.mul_(1.0 + (step + index) % 3)
         for params in param_sets:
             params[index].grad = grad.clone()
-
-
-def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """torch.equal, but NaNs count as equal where their bits are (torch.equal: NaN != NaN)."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if torch.equal(a, b):
-        return True
-    if a.is_complex():
-        a, b = torch.view_as_real(a), torch.view_as_real(b)
-    if not a.is_floating_point():
-        return False
-    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-    return torch.equal(a.detach().view(bits), b.detach().view(bits))
 
 
 def assert_bitwise_equal_optimizers(

@@ -435,12 +435,15 @@ def _difference(what: str, a: Any, b: Any, ulps: float) -> TensorDifference | No
                 return difference
         return None
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(b, bool):
-            a, b = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
-        elif a == b:
-            return None
-        else:
+        numbers = [x for x in (a, b) if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        tensors = [x for x in (a, b) if isinstance(x, torch.Tensor)]
+        if len(numbers) + len(tensors) < 2:  # anything else (a string, None): equal or not
+            if a == b:
+                return None
             return TensorDifference(what, math.inf, math.inf, detail=f"candidate {a!r}, reference {b!r}")
+        # A number against a number (lr) or a tensor (a tensor lr on one side): compare values.
+        dtype = tensors[0].dtype if tensors else torch.float64
+        a, b = (x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=dtype) for x in (a, b))
     a, b = a.detach(), b.detach()
     if a.shape != b.shape and not (a.numel() == b.numel() == 1):
         return TensorDifference(
@@ -451,7 +454,7 @@ def _difference(what: str, a: Any, b: Any, ulps: float) -> TensorDifference | No
             what, math.inf, math.inf, detail=f"dtype {_dtype_name(a.dtype)} in the candidate, {_dtype_name(b.dtype)} in the reference"
         )
     a, b = a.reshape(b.shape).cpu(), b.cpu()
-    if _bitwise_equal(a, b):
+    if bitwise_equal(a, b):
         return None
     if a.is_complex():
         a, b = torch.view_as_real(a), torch.view_as_real(b)
@@ -481,8 +484,10 @@ def _difference(what: str, a: Any, b: Any, ulps: float) -> TensorDifference | No
     )
 
 
-def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Identical bits: torch.equal, except that NaNs with the same bits count as equal."""
+def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, shape and bits: torch.equal, except that NaNs with the same bits count as equal."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
     if torch.equal(a, b):
         return True
     if a.is_complex():
@@ -490,7 +495,7 @@ def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     if not a.is_floating_point():
         return False
     bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-    return torch.equal(a.view(bits), b.view(bits))
+    return torch.equal(a.detach().view(bits), b.detach().view(bits))
 
 
 # ---------------------------------------------------------------- input checks
@@ -646,7 +651,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"keyword arguments given to both; repeat for several configurations (default: their defaults). {CONFIG_GRAMMAR}",
     )
     parser.add_argument("--steps", type=int, default=25, help="updates per case, compared after each (default 25)")
-    parser.add_argument("--ulps", type=float, default=0, help="accepted difference in ulps (default 0: bit for bit)")
+    parser.add_argument("--ulps", type=float, default=0, help="accepted difference, in ulps of max(|reference|, 1) (default 0: bit for bit)")
     parser.add_argument(
         "--dtype", action="append", choices=("float32", "float64"), help="repeatable (default: float32 and float64)"
     )
