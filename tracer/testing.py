@@ -26,11 +26,20 @@ import shutil
 from typing import Sequence
 
 from tracer.diff import Tolerance, diff_traces
-from tracer.optimizer_check import assert_optimizers_match, compare_optimizers  # noqa: F401 (re-exported)
 from tracer.platform import describe_platform, fingerprint_of, same_platform
 from tracer.trace import load_trace
 
 REGENERATE_VARIABLE = "TRACER_REGENERATE"
+
+
+def __getattr__(name: str):
+    """``assert_optimizers_match`` and ``compare_optimizers`` (tracer.optimizer_check), imported on first
+    use: they need torch, and comparing traces here must not import it."""
+    if name in ("assert_optimizers_match", "compare_optimizers"):
+        from tracer import optimizer_check
+
+        return getattr(optimizer_check, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def regenerating() -> bool:
