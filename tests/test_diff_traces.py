@@ -220,3 +220,11 @@ def test_report_names_both_platforms_and_where_the_drift_starts_and_grows(tmp_pa
     # 1e-4 is 839 float32 ulps of 1.0: that many pass, fewer do not.
     assert main(["diff", str(b), str(a), "--ulps", "838"]) == 1
     assert main(["diff", str(b), str(a), "--ulps", "839"]) == 0
+
+
+def test_a_column_name_with_brackets_is_a_name_not_a_glob(tmp_path):
+    columns = ["update", "weight[0].theta", "weight[1].theta"]
+    a = write_trace(tmp_path / "a.trace.csv", {}, columns, [{"update": 1, "weight[0].theta": 1.0, "weight[1].theta": 2.0}])
+    b = write_trace(tmp_path / "b.trace.csv", {}, columns, [{"update": 1, "weight[0].theta": 1.0, "weight[1].theta": 3.0}])
+    assert diff_traces(a, b, columns=["weight[0].theta"]).equal
+    assert [c.column for c in diff_traces(a, b, columns=["weight[*"]).columns] == ["weight[1].theta"]

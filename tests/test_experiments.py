@@ -12,7 +12,7 @@ import pytest
 
 from tracer import experiments
 from tracer.errors import TracerError
-from tracer.experiments import EXPERIMENTS, FIGURES, FIGURES_BY_ID, RUNS, RUNS_BY_ID, select
+from tracer.catalogue import BATCHES_PER_EPOCH, EXPERIMENTS, FIGURES, FIGURES_BY_ID, RUNS, RUNS_BY_ID, select
 from tracer.problems.orbit import ORBIT_A, ORBIT_B
 from tracer.trace import load_trace
 
@@ -94,16 +94,26 @@ def test_select_expands_experiments_and_figures_to_their_runs():
         select(["E9"])
 
 
-def test_reproduce_skips_rendering_with_a_notice_when_the_renderer_is_absent(tmp_path, monkeypatch):
-    said, traced = [], []
-    monkeypatch.setattr(experiments, "render_available", lambda: False)
-    monkeypatch.setattr(experiments, "_run_catalogue",
-                        lambda runs, figures, *_: traced.append(([r.id for r in runs], figures)))
-    experiments.reproduce(["linear-lr"], logs=tmp_path / "logs", figures=tmp_path / "figures",
-                          workers=1, say=said.append)
-    assert traced == [(["linear-exponential", "linear-step", "linear-linear"], ())]
-    assert any("tracer.render is not available" in line for line in said)
-    assert not (tmp_path / "figures").exists()
+def test_batches_per_epoch_are_the_problems_and_count_every_update():
+    from tracer.problems import get_problem
+
+    for problem in {run.problem for run in RUNS}:
+        assert BATCHES_PER_EPOCH[problem] == get_problem(problem).batches_per_epoch, problem
+    for run in RUNS:
+        assert len(_trace(run.id)) == run.updates, run.id  # mlp: 60 epochs of 16 batches, not of 1
+
+
+def test_the_catalogue_is_torch_free_and_experiments_are_read_from_the_records():
+    import subprocess
+    import sys
+
+    code = ("import sys, tracer.catalogue as c; c.describe(); c.select(['E2']); "
+            "assert 'torch' not in sys.modules, 'tracer.catalogue imported torch'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert EXPERIMENTS["E2"][1] == tuple(f.id for f in FIGURES if f.experiment == "E2")
+    assert set(EXPERIMENTS["E2"][1]) == {f"fig{n:02d}" for n in range(4, 14)}
+    assert EXPERIMENTS["E3"][0] == ("adam-lr0.01", "adam-lr0.12", "e3-multistep-0.8", "e3-multistep-0.5")
 
 
 def test_render_all_needs_the_traces(tmp_path):

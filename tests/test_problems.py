@@ -1,4 +1,4 @@
-"""The problems: the orbit data set bit for bit, the numpy surfaces, the registry."""
+"""The problems: the orbit data set (committed, and what torch generates to the last bits), the numpy surfaces, the registry."""
 
 import subprocess
 import sys
@@ -21,12 +21,30 @@ from tracer.problems.orbit import (
 from tracer.problems.surfaces import surface_for
 
 
-def test_committed_orbit_data_is_what_torch_generates_bit_for_bit():
+# The committed samples are the data every machine trains on (OrbitProblem
+# loads them); torch's float32 linspace and sqrt that made them round
+# differently on other CPUs, so regenerating them here agrees only to the
+# last bits. Measured against the committed file: AVX-512 EPYC, x exact and
+# 76 of 512 y off by at most 2.4e-7 (2 ulps); ATEN_CPU_CAPABILITY=default,
+# 180 x off by at most 1.2e-7 and 102 y by at most 2.4e-7. Four times that:
+ORBIT_DATA_ATOL = 1e-6
+
+
+def test_committed_orbit_data_is_what_torch_generates_within_last_bits():
     x, y = generate_orbit_samples()
     committed_x, committed_y = load_orbit_samples()
-    assert committed_x.dtype == committed_y.dtype == np.float32
-    assert np.array_equal(x.numpy(), committed_x)
-    assert np.array_equal(y.numpy(), committed_y)
+    assert committed_x.dtype == committed_y.dtype == np.float32 and committed_x.shape == committed_y.shape == (512,)
+    np.testing.assert_allclose(x.numpy(), committed_x, rtol=0, atol=ORBIT_DATA_ATOL)
+    np.testing.assert_allclose(y.numpy(), committed_y, rtol=0, atol=ORBIT_DATA_ATOL)
+    # A real change of the recipe (the noise amplitude 0.1 -> 0.11) is far beyond it.
+    noise = (torch.rand(512, generator=torch.Generator().manual_seed(ORBIT_SEED)) - 0.5)
+    assert np.abs((y + 0.01 * noise).numpy() - committed_y).max() > 100 * ORBIT_DATA_ATOL
+
+
+def test_the_orbit_problem_trains_on_the_committed_samples():
+    problem = get_problem("orbit")
+    committed_x, committed_y = load_orbit_samples()
+    assert np.array_equal(problem.x.numpy(), committed_x) and np.array_equal(problem.y.numpy(), committed_y)
 
 
 def test_orbit_data_follows_the_reference_recipe_with_the_global_generator():
@@ -42,15 +60,17 @@ def test_orbit_data_follows_the_reference_recipe_with_the_global_generator():
         torch.empty((), dtype=torch.int64).random_()
         orders.append(torch.randperm(512))
     problem = get_problem("orbit")
-    assert torch.equal(problem.x, x) and torch.equal(problem.y, y)
+    # The data: the recipe's, to the last bits (see ORBIT_DATA_ATOL); the batch order: exactly the recipe's.
+    assert torch.allclose(problem.x, x, rtol=0, atol=ORBIT_DATA_ATOL)
+    assert torch.allclose(problem.y, y, rtol=0, atol=ORBIT_DATA_ATOL)
     for epoch, order in enumerate(orders):
         batches = list(problem.batches(epoch))
         assert [index for index, _ in batches] == list(range(8))
         xs = torch.cat([bx for _, (bx, _) in batches])
-        assert torch.equal(xs, x[order])
+        assert torch.equal(xs, problem.x[order])
     # Going back to an earlier epoch replays the same order.
     again = torch.cat([bx for _, (bx, _) in problem.batches(1)])
-    assert torch.equal(again, x[orders[1]])
+    assert torch.equal(again, problem.x[orders[1]])
 
 
 def test_orbit_model_starts_at_the_article_point():

@@ -27,8 +27,9 @@ tolerance, so a tolerance never hides where and how fast two runs part.
 Metadata differences are always reported but, by default, do not make traces
 unequal: the same run traced with ours and with torch's optimizer differs in
 ``optimizer.class`` and ``label`` while every number agrees, and the
-``versions`` block differs between machines. ``strict_meta=True``
-(``--strict-meta``) counts every metadata difference except ``versions``.
+``versions`` and ``platform`` blocks differ between machines (the platform
+is reported on its own). ``strict_meta=True`` (``--strict-meta``) counts
+every metadata difference except those two.
 
 Exit status of ``tracer diff``: 0 equal, 1 different, 2 unusable input.
 This module never imports torch.
@@ -273,8 +274,10 @@ def _select(columns: Sequence[str] | None, a: Trace, b: Trace) -> tuple[list[str
     else:
         wanted_a, wanted_b = [], []
         for pattern in columns:
-            hits_a = fnmatch.filter(a.columns, pattern)
-            hits_b = fnmatch.filter(b.columns, pattern)
+            # A column's own name first: "weight[0].theta" is a name, not the glob class [0].
+            exact = pattern in a.columns or pattern in b.columns
+            hits_a = [pattern] if pattern in a.columns else [] if exact else fnmatch.filter(a.columns, pattern)
+            hits_b = [pattern] if pattern in b.columns else [] if exact else fnmatch.filter(b.columns, pattern)
             if not hits_a and not hits_b:
                 raise TracerError(f"column {pattern!r} is in neither trace ({a.path}, {b.path})")
             wanted_a += [c for c in hits_a if c not in wanted_a]
@@ -417,7 +420,7 @@ def diff_traces(
             run); all zero (the default) means bit for bit.
         columns: names or glob patterns (``"Wa.*"``) of the columns to
             compare; default all. A name matching neither trace raises TracerError.
-        strict_meta: count metadata differences (except ``versions``) toward
+        strict_meta: count metadata differences (except ``versions`` and ``platform``) toward
             inequality; by default they are reported only.
     """
     ulps = Tolerance(ulps=ulps).ulps
@@ -473,7 +476,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--columns", nargs="+", metavar="COLUMN", help="compare only these columns (names or globs like 'Wa.*')"
     )
     parser.add_argument(
-        "--strict-meta", action="store_true", help="count metadata differences (except versions) as differences"
+        "--strict-meta", action="store_true", help="count metadata differences (except versions and platform) as differences"
     )
     parser.epilog = "exit status: 0 equal, 1 different, 2 unusable input"
 

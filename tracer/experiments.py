@@ -1,21 +1,11 @@
-"""The catalogue of reference experiments and figures, and `tracer reproduce`.
+"""Running the catalogue (`tracer.catalogue`): `tracer reproduce`, the scripts' entry points.
 
-Everything the two articles show is kept here as data: `RUNS` (what to
-train, traced into logs/<id>.trace.csv) and `FIGURES` (what to draw from
-which runs, rendered into figures/ by `tracer.render.render_figure`).
-`EXPERIMENTS` groups them by the article's experiments (REFERENCE.md):
-
-  E1      SGD, Momentum, RMSprop, Adam at lr 0.01, 160 epochs; Figs 1-3
-  E2      Momentum at five learning rates, 100 and 400 epochs; Figs 4-13
-  E3      Adam with MultiStepLR (and the fixed-lr baselines); Figs 14, 15
-  E4      Adam with MultiplicativeLR (baselines shared with E3); Figs 15b, 16
-  linear  the linear-regression schedulers article: Exponential, Step, Linear
-  extra   beyond the articles: internals, lr-path, a still of paths, Rosenbrock,
-          a small network traced per tensor (dashboard)
-
-Runs shared by several experiments are listed once and traced once. Every
-run is deterministic (each problem draws from its own seeded generator), so
+`reproduce` traces the selected runs in worker processes and renders each
+figure as soon as the traces it draws are written. Every run is
+deterministic (each problem draws from its own seeded generator), so
 running them in parallel worker processes gives the same traces bit for bit.
+The records themselves, `select` and `describe` live in the torch-free
+`tracer.catalogue`.
 """
 
 from __future__ import annotations
@@ -24,213 +14,13 @@ import argparse
 import pathlib
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
+from tracer.catalogue import FIGURES_DIR, LOGS_DIR, RUNS_BY_ID, CatalogueFigure, CatalogueRun, describe, select
 from tracer.errors import TracerError
 
-LOGS_DIR = pathlib.Path("logs")
-FIGURES_DIR = pathlib.Path("figures")
 WORKERS = 2
-
-
-@dataclass(frozen=True)
-class CatalogueRun:
-    """One reference run; traced into <logs>/<id>.trace.csv."""
-
-    id: str
-    problem: str
-    optimizer: str
-    lr: float
-    epochs: int
-    label: str
-    scheduler: str | None = None
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    granularity: str = "full"
-
-    def path(self, logs: pathlib.Path = LOGS_DIR) -> pathlib.Path:
-        return pathlib.Path(logs) / f"{self.id}.trace.csv"
-
-    def config(self, logs: pathlib.Path = LOGS_DIR, *, impl: str = "tracer", out: pathlib.Path | None = None):
-        """The RunConfig of this run (imports the torch side)."""
-        from tracer.run import RunConfig
-
-        return RunConfig(
-            problem=self.problem, optimizer=self.optimizer, lr=self.lr, epochs=self.epochs,
-            out=out or self.path(logs), impl=impl, hyperparameters=dict(self.hyperparameters),
-            scheduler=self.scheduler, label=self.label, granularity=self.granularity,
-        )
-
-
-@dataclass(frozen=True)
-class CatalogueFigure:
-    """One figure: `kind` and `options` are render_figure's; `outputs` are file names under figures/."""
-
-    id: str
-    kind: str
-    runs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    options: Mapping[str, Any] = field(default_factory=dict)
-    caption: str = ""
-
-
-# ------------------------------------------------------------------- the runs
-
-E1_OPTIMIZERS = (("sgd", "SGD"), ("momentum", "Momentum"), ("rmsprop", "RMSprop"), ("adam", "Adam"))
-E1_COLORS = ("gold", "red", "blue", "green")        # the article's Figure 1 colours
-E2_RATES = (0.012, 0.01, 0.005, 0.001, 0.00015)
-E2_LONGER = (0.012, 0.00015)
-MULTISTEP_08 = "multistep:milestones=4,8,10,12,14,16,18,20,22,24;gamma=0.8"
-MULTISTEP_05 = "multistep:milestones=5,10,15,20;gamma=0.5"
-MULTIPLICATIVE_08 = "multiplicative:factor=0.8;at=6-24/2"
-MULTIPLICATIVE_05 = "multiplicative:factor=0.5;at=5,10,15,20"
-ROSENBROCK_RATES = (0.0015, 0.0003, 0.003, 0.06)   # SGD, Momentum, RMSprop, Adam
-MLP_OPTIMIZERS = (("momentum", "Momentum"), ("adam", "Adam"))
-LINEAR_SCHEDULERS = (
-    ("exponential", "exponential:gamma=0.9", "ExponentialLR(gamma=0.9)"),
-    ("step", "step:step_size=4;gamma=0.9", "StepLR(step_size=4, gamma=0.9)"),
-    ("linear", "linear:start_factor=0.5;total_iters=4", "LinearLR(start_factor=0.5, total_iters=4)"),
-)
-
-
-def _e2_id(lr: float, epochs: int) -> str:
-    return f"e2-momentum-lr{lr:g}-{epochs}ep"
-
-
-RUNS: tuple[CatalogueRun, ...] = (
-    *(CatalogueRun(f"e1-{name}", "orbit", name, 0.01, 160, label) for name, label in E1_OPTIMIZERS),
-    *(CatalogueRun(_e2_id(lr, 100), "orbit", "momentum", lr, 100, f"lr={lr:g}") for lr in E2_RATES),
-    *(CatalogueRun(_e2_id(lr, 400), "orbit", "momentum", lr, 400, f"lr={lr:g}, 400 epochs") for lr in E2_LONGER),
-    CatalogueRun("adam-lr0.01", "orbit", "adam", 0.01, 100, "lr=0.01 fixed"),
-    CatalogueRun("adam-lr0.12", "orbit", "adam", 0.12, 100, "lr=0.12 fixed"),
-    CatalogueRun("e3-multistep-0.8", "orbit", "adam", 0.12, 100, "lr=0.12 MultiStepLR gamma=0.8", MULTISTEP_08),
-    CatalogueRun("e3-multistep-0.5", "orbit", "adam", 0.12, 100, "lr=0.12 MultiStepLR gamma=0.5", MULTISTEP_05),
-    CatalogueRun("e4-multiplicative-0.8", "orbit", "adam", 0.12, 100, "lr=0.12 MultiplicativeLR 0.8",
-                 MULTIPLICATIVE_08),
-    CatalogueRun("e4-multiplicative-0.5", "orbit", "adam", 0.12, 100, "lr=0.12 MultiplicativeLR 0.5",
-                 MULTIPLICATIVE_05),
-    *(CatalogueRun(f"linear-{name}", "linear", "sgd", 0.1, 10, label, spec) for name, spec, label in LINEAR_SCHEDULERS),
-    # Beyond the articles: the four optimizers down Rosenbrock's curved valley
-    # (one update per epoch), each at a learning rate that does not diverge.
-    *(CatalogueRun(f"rosenbrock-{name}", "rosenbrock", name, lr, 1000, f"{label} lr={lr:g}")
-      for (name, label), lr in zip(E1_OPTIMIZERS, ROSENBROCK_RATES)),
-    # Beyond the articles: a real (small) network, traced per tensor.
-    *(CatalogueRun(f"mlp-{name}", "mlp", name, 0.01, 60, f"{label} lr=0.01", granularity="summary")
-      for name, label in MLP_OPTIMIZERS),
-)
-
-# ----------------------------------------------------------------- the figures
-
-E1_RUNS = tuple(f"e1-{name}" for name, _ in E1_OPTIMIZERS)
-ROSENBROCK_RUNS = tuple(f"rosenbrock-{name}" for name, _ in E1_OPTIMIZERS)
-MLP_RUNS = tuple(f"mlp-{name}" for name, _ in MLP_OPTIMIZERS)
-E2_SHORT = tuple(_e2_id(lr, 100) for lr in E2_RATES)
-E2_LONG = tuple(_e2_id(lr, 400) for lr in E2_LONGER)
-BASELINES = ("adam-lr0.01", "adam-lr0.12")
-E3_SCHEDULED = ("e3-multistep-0.8", "e3-multistep-0.5")
-E4_SCHEDULED = ("e4-multiplicative-0.8", "e4-multiplicative-0.5")
-ORBIT_VIEW = {"xlim": (0.0, 2.5), "ylim": (0.0, 2.5)}
-
-FIGURES: tuple[CatalogueFigure, ...] = (
-    CatalogueFigure("fig01", "step-size", E1_RUNS, ("fig01_step_size.png",),
-                    {"updates": (1, 600), "colors": E1_COLORS},  # the article's x range 0-600
-                    "Effective step size vs update for the same learning rate"),
-    CatalogueFigure("fig02", "first-steps", E1_RUNS, ("fig02_first_steps.png",),
-                    {"first_steps": 4, "xlim": (0.0, 0.5), "ylim": (1.5, 2.0), "colors": E1_COLORS},
-                    "The first four updates"),
-    CatalogueFigure("fig03", "paths", E1_RUNS, ("fig03_paths.gif", "fig03_paths.mp4"),
-                    {**ORBIT_VIEW, "colors": E1_COLORS},
-                    "The four optimizers' paths to the minimum"),
-    *(
-        CatalogueFigure(f"fig{number:02d}", "fit", (run,), (f"fig{number:02d}_fit_lr{lr:g}_{epochs}ep.png",),
-                        {"title": f"Momentum, lr={lr:g}, {epochs} epochs"},
-                        f"Regression result, Momentum, {epochs} epochs, lr={lr:g}")
-        for number, run, lr, epochs in (
-            *((4 + i, _e2_id(lr, 100), lr, 100) for i, lr in enumerate(E2_RATES)),
-            (10, _e2_id(0.012, 400), 0.012, 400),
-            (11, _e2_id(0.00015, 400), 0.00015, 400),
-        )
-    ),
-    CatalogueFigure("fig09", "paths", E2_SHORT, ("fig09_paths_learning_rates.gif",),
-                    {"xlim": (0.0, 4.0), "ylim": (-0.5, 3.5)},
-                    "Momentum paths for five learning rates, 100 epochs"),
-    CatalogueFigure("fig12", "paths", E2_LONG, ("fig12_paths_400_epochs.gif",),
-                    {"xlim": (0.0, 4.0), "ylim": (-0.5, 3.5)},
-                    "Momentum paths with 400 epochs"),
-    CatalogueFigure("fig13", "gradients", (_e2_id(0.012, 400),), ("fig13_gradients.png",),
-                    {"updates": (35, 1635)},
-                    "dWa and dWb over updates 35-1635, lr=0.012, 400 epochs"),
-    CatalogueFigure("fig14", "paths", BASELINES + E3_SCHEDULED, ("fig14_paths_multistep.gif",),
-                    {"xlim": (0.0, 2.0), "ylim": (0.25, 2.25)},
-                    "Adam with and without MultiStepLR"),
-    CatalogueFigure("fig15", "lr", E3_SCHEDULED, ("fig15_lr_multistep.png",), {"updates": (1, 30)},
-                    "Learning rate over the first 30 updates, MultiStepLR (the article's Figure 15)"),
-    CatalogueFigure("fig15b", "lr", E4_SCHEDULED, ("fig15b_lr_multiplicative.png",), {"updates": (1, 30)},
-                    "Learning rate over the first 30 updates, MultiplicativeLR"),
-    CatalogueFigure("fig16", "paths", BASELINES + E4_SCHEDULED, ("fig16_paths_multiplicative.gif",),
-                    {"xlim": (0.0, 2.0), "ylim": (0.25, 2.25)},
-                    "Adam with and without MultiplicativeLR"),
-    CatalogueFigure("linear-lr", "lr", tuple(f"linear-{name}" for name, _, _ in LINEAR_SCHEDULERS),
-                    ("linear_lr_schedules.png",), {"against": "epoch"},
-                    "Learning rate per epoch: ExponentialLR, StepLR, LinearLR"),
-    # Beyond the articles.
-    CatalogueFigure("internals-adam", "internals", ("e1-adam",), ("internals_adam.gif",), ORBIT_VIEW,
-                    "Adam's g, v, sqrt(s) and step at every update"),
-    CatalogueFigure("lr-path-multistep", "lr-path", BASELINES + E3_SCHEDULED, ("lr_path_multistep.png",),
-                    {"xlim": (0.0, 2.0), "ylim": (0.25, 2.25)},
-                    "Adam paths coloured by the learning rate in effect"),
-    CatalogueFigure("paths-e1-still", "paths", E1_RUNS, ("paths_e1.png",), {**ORBIT_VIEW, "colors": E1_COLORS},
-                    "The four optimizers' whole paths (still)"),
-    CatalogueFigure("rosenbrock-paths", "paths", ROSENBROCK_RUNS, ("rosenbrock_paths.png",),
-                    {"colors": E1_COLORS}, "The four optimizers on Rosenbrock's valley, 1000 updates"),
-    CatalogueFigure("mlp-dashboard", "dashboard", MLP_RUNS, ("mlp_dashboard.png",), {},
-                    "Per-tensor norms and cosines of Momentum and Adam training a 2-32-32-1 network"),
-)
-
-EXPERIMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # name -> (run ids, figure ids)
-    "E1": (E1_RUNS, ("fig01", "fig02", "fig03")),
-    "E2": (E2_SHORT + E2_LONG, ("fig04", "fig05", "fig06", "fig07", "fig08", "fig09", "fig10", "fig11",
-                                "fig12", "fig13")),
-    "E3": (BASELINES + E3_SCHEDULED, ("fig14", "fig15")),
-    "E4": (BASELINES + E4_SCHEDULED, ("fig15b", "fig16")),
-    "linear": (tuple(f"linear-{name}" for name, _, _ in LINEAR_SCHEDULERS), ("linear-lr",)),
-    "extra": (ROSENBROCK_RUNS + MLP_RUNS,
-              ("internals-adam", "lr-path-multistep", "paths-e1-still", "rosenbrock-paths", "mlp-dashboard")),
-}
-
-RUNS_BY_ID = {run.id: run for run in RUNS}
-FIGURES_BY_ID = {figure.id: figure for figure in FIGURES}
-
-
-def select(names: Iterable[str] | None = None) -> tuple[tuple[CatalogueRun, ...], tuple[CatalogueFigure, ...]]:
-    """The runs and figures named (experiments, run ids or figure ids; None: everything).
-
-    A figure brings the runs it draws; an experiment brings its runs and figures.
-    """
-    if names is None:
-        return RUNS, FIGURES
-    run_ids: set[str] = set()
-    figure_ids: set[str] = set()
-    for name in names:
-        if name in EXPERIMENTS:
-            run_ids.update(EXPERIMENTS[name][0])
-            figure_ids.update(EXPERIMENTS[name][1])
-        elif name in RUNS_BY_ID:
-            run_ids.add(name)
-        elif name in FIGURES_BY_ID:
-            figure_ids.add(name)
-        else:
-            raise TracerError(
-                f"unknown experiment, run or figure {name!r}; experiments: {', '.join(EXPERIMENTS)}; "
-                "see `tracer reproduce --list` for the run and figure ids"
-            )
-    for figure_id in figure_ids:
-        run_ids.update(FIGURES_BY_ID[figure_id].runs)
-    return (
-        tuple(run for run in RUNS if run.id in run_ids),
-        tuple(figure for figure in FIGURES if figure.id in figure_ids),
-    )
 
 
 # ------------------------------------------------------------------ running
@@ -260,10 +50,6 @@ def _render_one(job: tuple[CatalogueFigure, pathlib.Path, pathlib.Path]) -> tupl
     written = [render_figure(figure.kind, traces, pathlib.Path(figures) / name, **dict(figure.options))
                for name in figure.outputs]
     return figure.id, written, time.perf_counter() - start
-
-
-def _updates(run: CatalogueRun) -> int:
-    return run.epochs * {"orbit": 8, "linear": 100}.get(run.problem, 1)  # problems' batches per epoch
 
 
 def _render_cost(figure: CatalogueFigure) -> int:
@@ -357,7 +143,7 @@ def _run_catalogue(runs: Sequence[CatalogueRun], figures: Sequence[CatalogueFigu
                 submitted.append(pool.submit(_render_one, (figure, logs, out_dir)))
 
         submit_ready()
-        jobs = sorted(((run, logs) for run in runs), key=lambda job: -_updates(job[0]))
+        jobs = sorted(((run, logs) for run in runs), key=lambda job: -job[0].updates)
         for run_id, path, seconds in pool.map_unordered(_trace_one, jobs):
             say(f"traced {path} ({seconds:.1f} s)")
             traced.add(run_id)
@@ -382,44 +168,15 @@ def render_figures(figures: Sequence[CatalogueFigure], logs: pathlib.Path = LOGS
     return _run_catalogue((), figures, logs, out_dir, workers, say)
 
 
-def render_available() -> bool:
-    """Whether tracer.render is installed (this project builds it alongside)."""
-    try:
-        import tracer.render  # noqa: F401
-    except ModuleNotFoundError as error:
-        if error.name and (error.name == "tracer.render" or error.name.startswith("tracer.render.")):
-            return False
-        raise
-    return True
-
-
 def reproduce(names: Iterable[str] | None = None, *, render: bool = True, logs: pathlib.Path = LOGS_DIR,
               figures: pathlib.Path = FIGURES_DIR, workers: int = WORKERS, say=print) -> None:
     """Trace the selected runs and render the selected figures (each as soon as its traces are written)."""
     runs, selected_figures = select(names)
     start = time.perf_counter()
-    if render and selected_figures and not render_available():
-        say("tracer.render is not available: figures skipped (traces are in place)")
-        render = False
     if not render:
         selected_figures = ()
     _run_catalogue(runs, selected_figures, logs, figures, workers, say)
     say(f"done in {time.perf_counter() - start:.1f} s")
-
-
-def describe() -> str:
-    """The catalogue as text: experiments, runs and figures."""
-    lines = []
-    for name, (run_ids, figure_ids) in EXPERIMENTS.items():
-        lines.append(f"{name}:")
-        for run_id in run_ids:
-            run = RUNS_BY_ID[run_id]
-            schedule = f" {run.scheduler}" if run.scheduler else ""
-            lines.append(f"  run    {run.id:28} {run.problem} {run.optimizer} lr={run.lr:g} {run.epochs} epochs{schedule}")
-        for figure_id in figure_ids:
-            figure = FIGURES_BY_ID[figure_id]
-            lines.append(f"  figure {figure.id:28} {figure.kind:11} {', '.join(figure.outputs)}")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------- the scripts

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tracer.platform import UNKNOWN, platform_of
 from tracer.trace import Trace, load_trace
 
 
@@ -71,6 +72,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "step_size": _span(trace, "step_size") if "step_size" in trace and len(trace) else None,
         "final": trace.final,
         "versions": meta.get("versions"),
+        "platform": platform_of(meta),
     }
 
 
@@ -88,6 +90,15 @@ def _span_text(span: dict[str, Any] | None) -> str:
         return f"{_number(span['first'])} (constant)"
     return (f"first {_number(span['first'])}, last {_number(span['last'])}, "
             f"min {_number(span['min'])} at update {span['min_update']}, max {_number(span['max'])}")
+
+
+def _platform_text(entry: dict[str, Any] | None) -> str:
+    """The platform a trace was made on (``tracer.platform``): kernel fingerprint first, then what it ran on."""
+    if entry is None:
+        return f"{UNKNOWN} (written before traces recorded it)"
+    details = [f"{key} {entry[key]}" for key in ("cpu_capability", "cpu", "machine", "torch", "torch_git")
+               if entry.get(key)]
+    return f"fingerprint {entry['fingerprint']}" + (f", {', '.join(details)}" if details else "")
 
 
 def format_summary(facts: dict[str, Any]) -> str:
@@ -114,6 +125,7 @@ def format_summary(facts: dict[str, Any]) -> str:
         ("step size", _span_text(facts["step_size"])),
         ("final", " ".join(f"{k}={_number(v)}" for k, v in (facts["final"] or {}).items()) or "-"),
         ("versions", " ".join(f"{k} {v}" for k, v in (facts["versions"] or {}).items()) or "-"),
+        ("platform", _platform_text(facts["platform"])),
     ]
     return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in rows)])
 
