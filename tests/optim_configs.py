@@ -3,13 +3,14 @@
 Like torch's OptimizerInfo (torch/testing/_internal/common_optimizers.py):
 each configuration is a record with a readable id used as the pytest id. The
 flag axes below are the documented flags of each optimizer; their product is
-every flag combination. The harness runs ours and torch's side by side on the
-same parameters with the same hand-set gradients and compares parameters and
-every state tensor after every step.
+every flag combination. The harness runs ours and torch's side by side through
+the public `tracer.testing.assert_optimizers_match`, which compares parameters
+and every state tensor after every step.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import torch
 from torch.optim import lr_scheduler
 
 import tracer.optim
+from tracer.optimizer_check import bitwise_equal
+from tracer.testing import assert_optimizers_match
 
 TRACER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": tracer.optim.SGD,
@@ -206,20 +209,6 @@ def set_grads(param_sets: Sequence[Sequence[torch.Tensor]], step: int, seed: int
             params[index].grad = grad.clone()
 
 
-def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """torch.equal, but NaNs count as equal where their bits are (torch.equal: NaN != NaN)."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if torch.equal(a, b):
-        return True
-    if a.is_complex():
-        a, b = torch.view_as_real(a), torch.view_as_real(b)
-    if not a.is_floating_point():
-        return False
-    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-    return torch.equal(a.detach().view(bits), b.detach().view(bits))
-
-
 def assert_bitwise_equal_optimizers(
     ours: torch.optim.Optimizer, theirs: torch.optim.Optimizer, context: str = ""
 ) -> None:
@@ -244,51 +233,34 @@ def assert_bitwise_equal_optimizers(
                 )
 
 
-def assert_close_optimizers(
-    ours: torch.optim.Optimizer,
-    theirs: torch.optim.Optimizer,
-    rtol: float,
-    atol: float,
-    context: str = "",
-) -> None:
-    """Parameters and every state tensor agree: |a - b| <= atol + rtol * |b| (torch.allclose)."""
-    for group_ours, group_theirs in zip(ours.param_groups, theirs.param_groups, strict=True):
-        for p_ours, p_theirs in zip(group_ours["params"], group_theirs["params"], strict=True):
-            pairs = [("parameter", p_ours, p_theirs)]
-            state_ours, state_theirs = ours.state.get(p_ours, {}), theirs.state.get(p_theirs, {})
-            pairs += [
-                (key, state_ours[key].to(value), value) for key, value in state_theirs.items()
-            ]
-            for what, a, b in pairs:
-                # torch.allclose, not torch.testing.assert_close: ten times faster, same rule.
-                if not torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
-                    worst = ((a - b).abs() - rtol * b.abs()).max().item()
-                    raise AssertionError(
-                        f"{context}: {what} differs by up to {worst:.3g} beyond rtol * |b|, atol={atol:.3g}"
-                    )
-
-
 def run_side_by_side(
     config: OptimConfig,
     dtype: torch.dtype,
     shapes: Sequence[tuple[int, ...]],
     *,
     steps: int = STEPS,
-    scheduler: str | None = None,
+    schedulers: Sequence[str] = (),
     reference: Mapping[str, Any] = {"foreach": False},  # noqa: B006 (read only)
-    compare: Callable[
-        [torch.optim.Optimizer, torch.optim.Optimizer, str], None
-    ] = assert_bitwise_equal_optimizers,
+    ulps: float = 0,
     seed: int = 0,
 ) -> None:
-    """Step ours and torch's (with `reference` options) `steps` times, comparing after every step."""
-    ours_params, torch_params = make_params(shapes, dtype, seed), make_params(shapes, dtype, seed)
-    ours, theirs = config.make(ours_params), config.make(torch_params, impl="torch", **reference)
-    schedulers = [SCHEDULERS[scheduler](opt) for opt in (ours, theirs)] if scheduler else []
-    for step in range(steps):
-        set_grads([ours_params, torch_params], step, seed)
-        ours.step()
-        theirs.step()
-        for each in schedulers:
-            each.step()
-        compare(ours, theirs, f"{config.id} step {step + 1}")
+    """Step ours and torch's (with `reference` options) `steps` times, comparing after every step.
+
+    The comparison is the public `tracer.testing.assert_optimizers_match`
+    (parameters, every state tensor, the groups' lr, momentum and betas;
+    ulps=0: bit for bit); on top of it the two must keep the same state keys.
+    It runs once without a scheduler and once with each of `schedulers`
+    (names in SCHEDULERS).
+    """
+    result = assert_optimizers_match(
+        TRACER_CLASSES[config.name],
+        functools.partial(TORCH_CLASSES[config.name], **reference),
+        configs=[config.kwargs],
+        shapes=shapes,
+        dtypes=[dtype],
+        steps=steps,
+        schedulers={name: SCHEDULERS[name] for name in schedulers},
+        ulps=ulps,
+        seed=seed,
+    )
+    assert not (result.only_in_candidate or result.only_in_reference), result.report()

@@ -32,6 +32,16 @@ from tracer.trace import load_trace
 REGENERATE_VARIABLE = "TRACER_REGENERATE"
 
 
+def __getattr__(name: str):
+    """``assert_optimizers_match`` and ``compare_optimizers`` (tracer.optimizer_check), imported on first
+    use: they need torch, and comparing traces here must not import it."""
+    if name in ("assert_optimizers_match", "compare_optimizers"):
+        from tracer import optimizer_check
+
+        return getattr(optimizer_check, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def regenerating() -> bool:
     """Whether ``TRACER_REGENERATE=1`` asks to rewrite the committed traces."""
     return os.environ.get(REGENERATE_VARIABLE, "") == "1"

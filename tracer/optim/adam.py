@@ -73,6 +73,12 @@ class Adam(torch.optim.Optimizer):
     ``exp_avg`` (v), ``exp_avg_sq`` (s), ``max_exp_avg_sq`` (if amsgrad).
     Sparse gradients raise RuntimeError. Complex parameters are updated
     through view_as_real, as in torch.
+
+    References:
+        Kingma and Ba (2014), "Adam: A Method for Stochastic Optimization",
+        arXiv:1412.6980. Reddi, Kale and Kumar (2018), "On the Convergence of
+        Adam and Beyond", ICLR (amsgrad). Loshchilov and Hutter (2019),
+        "Decoupled Weight Decay Regularization", ICLR (decoupled_weight_decay).
     """
 
     def __init__(
@@ -181,6 +187,10 @@ class AdamW(Adam):
         amsgrad: the AMSGrad variant (default: False).
         maximize: maximize the objective instead of minimizing it
             (default: False).
+
+    References:
+        Loshchilov and Hutter (2019), "Decoupled Weight Decay Regularization",
+        ICLR.
     """
 
     def __init__(

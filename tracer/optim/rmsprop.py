@@ -72,6 +72,11 @@ class RMSprop(torch.optim.Optimizer):
     step), ``grad_avg`` (m, if centered). Sparse gradients raise
     RuntimeError. Complex parameters are updated through view_as_real, as in
     torch.
+
+    References:
+        Tieleman and Hinton (2012), "Lecture 6.5 - rmsprop: Divide the
+        gradient by a running average of its recent magnitude", COURSERA:
+        Neural Networks for Machine Learning.
     """
 
     def __init__(
@@ -112,7 +117,7 @@ class RMSprop(torch.optim.Optimizer):
         loss = evaluate_closure(closure)
 
         for group in self.param_groups:
-            params = list(params_with_grad(group, "RMSprop"))
+            params = list(params_with_grad(group, type(self).__name__))
             lr = as_scalar(group["lr"])  # once per group, as torch
             for param in params:
                 state = self.state[param]

@@ -66,6 +66,10 @@ class SGD(torch.optim.Optimizer):
     State per parameter (torch's keys): ``momentum_buffer`` (only when
     momentum != 0). Sparse gradients are supported as in torch. Complex
     parameters are updated by the same complex arithmetic as torch's.
+
+    References:
+        Sutskever, Martens, Dahl and Hinton (2013), "On the importance of
+        initialization and momentum in deep learning", ICML.
     """
 
     def __init__(
@@ -108,7 +112,7 @@ class SGD(torch.optim.Optimizer):
         loss = evaluate_closure(closure)
 
         for group in self.param_groups:
-            params = list(params_with_grad(group, "SGD", sparse_supported=True))
+            params = list(params_with_grad(group, type(self).__name__, sparse_supported=True))
             lr = as_scalar(group["lr"])  # once per group, as torch
             for param in params:
                 if group["momentum"] != 0:
