@@ -10,7 +10,7 @@ one single-tensor function (``sgd_update``, ``rmsprop_update``,
 implementation, which is what makes the results bitwise equal.
 
 ``build_optimizer`` makes one by name, ours or torch's. (Which algorithm an
-optimizer instance runs, ours or torch's, is ``tracer.probes.family_of``: the
+optimizer instance runs, ours or torch's, is ``tracer.families.family_of``: the
 recorder's business, not the optimizers'.)
 """
 
