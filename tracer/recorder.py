@@ -34,6 +34,7 @@ from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
+from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
 from tracer.recording.summary import SummaryReducer
@@ -44,7 +45,9 @@ __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "FULL_QUANTITIES", "SUM
 GRANULARITIES = ("full", "summary")
 ON_DIVERGENCE = ("stop", "continue")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
-_OWN_META_KEYS = ("format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups")
+_OWN_META_KEYS = (
+    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups", "distributed"
+)
 
 
 def _json_option(value: Any) -> Any:
@@ -92,6 +95,10 @@ class Recorder:
         on_divergence: "stop" raises DivergenceError from ``step()`` once the
             loss, g, v, s or theta stops being finite (the row is written and
             the trailer says "diverged"); "continue" keeps recording.
+        distributed: options under torch.distributed (check mode, loss
+            averaging, collective timeout); the strategy (DDP, ZeRO, FSDP2)
+            is detected. Construct the Recorder on every rank with the same
+            arguments; rank 0 writes ``path``. See tracer.recording.distributed.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
@@ -113,6 +120,7 @@ class Recorder:
         full: Sequence[str] | None = None,
         meta: Mapping[str, Any] | None = None,
         on_divergence: str = "stop",
+        distributed: DistributedOptions | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -125,15 +133,20 @@ class Recorder:
         self.optimizer = optimizer
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
-        self.family = family_of(optimizer)
+        self.family = family_of(inner_optimizer(optimizer))
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
         self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
+        # Under torch.distributed: a collective handshake with the other ranks' Recorders (TracerError on timeout).
+        self._dist = Distributed(
+            optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
+        )
         self.meta = self._make_meta(meta)
         self.updates = 0
         self.diverged_at: int | None = None
         self.final: dict[str, float] = {}
-        self._writer: TraceWriter | None = None
+        self._writer: TraceWriter | None = None  # rank 0's only under torch.distributed
+        self._started = False
         self._handles: list[Any] = []
         self._notes: dict[str, Any] = {}
         self._lrs: list[float] = []
@@ -169,6 +182,8 @@ class Recorder:
             "param_groups": len(optimizer.param_groups),
             "versions": _versions(),
         }
+        if self._dist.distributed:
+            meta["distributed"] = self._dist.meta()
         meta.update(caller)
         return meta
 
@@ -176,12 +191,19 @@ class Recorder:
 
     def start(self) -> "Recorder":
         """Open the trace file and attach to the optimizer (``with`` does this)."""
-        if self._writer is not None:
+        if self._started:
             raise TracerError("this Recorder has already been started; make a new one per run")
-        self._writer = TraceWriter(self.path, self.meta, self.columns)
+        self._started = True
+        if self._dist.writes:
+            self._writer = TraceWriter(self.path, self.meta, self.columns)
+        if not self._dist.records:
+            # A DDP rank other than 0: nothing per update, but for its share of the loss's all-reduce.
+            if self._dist.averages_loss:
+                self._handles = [self.optimizer.register_step_post_hook(self._share_loss)]
+            return self
         groups = len(self.optimizer.param_groups)
         self._full = FullReader(self._params, groups)
-        self._summary = SummaryReducer(self._params, groups)
+        self._summary = SummaryReducer(self._params, groups, self._dist.sharding)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
@@ -203,7 +225,7 @@ class Recorder:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None or isinstance(exc, DivergenceError):
+        if exc_type is None or isinstance(exc, (DivergenceError, RanksDifferError)):
             self.close()
         else:
             self.close("interrupted")
@@ -226,6 +248,10 @@ class Recorder:
         self._full.snapshot()
         self._summary.snapshot()
 
+    def _share_loss(self, optimizer, args, kwargs) -> None:
+        notes, self._notes = self._notes, {}
+        self._dist.loss(notes.get("loss"))
+
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
@@ -233,7 +259,7 @@ class Recorder:
         summaries, finite_summary = self._summary.summarize(optimizer, self.family, self._lrs)
         self.updates += 1
         notes, self._notes = self._notes, {}
-        loss = notes.get("loss")
+        loss = self._dist.loss(notes.get("loss"))
         lrs = self._lrs
         cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
         finite = (loss is None or math.isfinite(loss)) and finite_full and finite_summary
@@ -268,7 +294,13 @@ class Recorder:
             if parameter.summarized:
                 cells += summaries[parameter.index].cells()
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
-        self._writer.write_cells(cells)
+        if self._writer is not None:
+            self._writer.write_cells(cells)
+        if self._dist.options.check and self._dist.distributed:
+            drift = self._dist.check(self.updates, self.columns, cells)
+            if drift is not None:
+                self.close("interrupted")
+                raise RanksDifferError(f"{drift}; the trace {self.path} ends at this update")
 
         if not finite and self.diverged_at is None:
             self.diverged_at = self.updates
