@@ -1,11 +1,12 @@
 """One rank of a distributed test run (tests/test_distributed.py starts one process per rank).
 
-    RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 python tests/distributed_worker.py SCENARIO OUT
+    RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 python tests/distributed_worker.py OUT SCENARIO...
 
-Scenarios: ``ddp``, ``zero``, ``fsdp2`` (each: an untraced run, the same run
-traced, and a check-mode run with rank 1 perturbed at update 3), ``death``
-(rank 1 exits after 2 updates), ``partial`` (only rank 0 constructs a
-Recorder). Every rank writes what it saw under OUT as JSON and tensors.
+Scenarios, run in the order given: ``ddp``, ``zero``, ``fsdp2`` (each: an
+untraced run, the same run traced, and a check-mode run with rank 1
+perturbed at update 3), ``death`` (rank 1 exits after 2 updates), ``partial``
+(only rank 0 constructs a Recorder; must come last). Every rank writes what
+it saw under OUT as JSON (SCENARIO.rankR.json) and its parameters as tensors.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def local_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.to_local().detach().clone() if hasattr(p, "to_local") else p.detach().clone() for p in model.parameters()]
 
 
+# What each strategy's traced run records: DDP holds whole tensors, so some coordinates are traced in full.
+TRACED = {"ddp": {"full": ["2.bias", "0.weight[0]"]}, "zero": {"granularity": "summary"}, "fsdp2": {"granularity": "summary"}}
+
+
 def train(strategy: str, out: str, label: str, recorder_options: dict | None, perturb: bool = False) -> dict:
     """Train UPDATES steps on this rank's slice of the global batch, traced when recorder_options is given."""
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -74,9 +79,9 @@ def train(strategy: str, out: str, label: str, recorder_options: dict | None, pe
     if recorder_options is not None:
         recorder = Recorder(
             optimizer,
-            os.path.join(out, f"{label}.trace.csv"),
+            os.path.join(out, f"{strategy}.{label}.trace.csv"),
             named_parameters=zip(names, wrapped.parameters()),
-            granularity="summary",
+            **TRACED[strategy],
             **recorder_options,
         ).start()
     try:
@@ -98,12 +103,21 @@ def train(strategy: str, out: str, label: str, recorder_options: dict | None, pe
     finally:
         if recorder is not None:
             recorder.close()
-    torch.save(local_parameters(wrapped), os.path.join(out, f"{label}.rank{rank}.pt"))
+    torch.save(local_parameters(wrapped), os.path.join(out, f"{strategy}.{label}.rank{rank}.pt"))
     return seen
 
 
 def scenario_strategy(strategy: str, out: str) -> dict:
+    refused = None
+    if strategy != "ddp":  # refused before any collective, so the ranks stay in step
+        model = make_model()
+        _, optimizer = wrap(strategy, model)
+        try:
+            Recorder(optimizer, os.path.join(out, "refused.trace.csv"), granularity="full")
+        except TracerError as error:
+            refused = str(error)
     return {
+        "refused": refused,
         "untraced": train(strategy, out, "untraced", None),
         "traced": train(strategy, out, "traced", {"distributed": DistributedOptions(loss="mean")}),
         "check": train(strategy, out, "check", {"distributed": DistributedOptions(check=True)}, perturb=True),
@@ -136,8 +150,10 @@ def scenario_death(out: str) -> dict:
 def scenario_partial(out: str) -> dict:
     """Only rank 0 constructs a Recorder; it must fail after its timeout, not hang."""
     rank = dist.get_rank()
-    if rank != 0:
-        time.sleep(8)
+    if rank != 0:  # stays alive, without a Recorder, until rank 0 has given up on it
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join(out, "partial.rank0.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
         return {}
     model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -150,19 +166,20 @@ def scenario_partial(out: str) -> dict:
 
 
 def main() -> None:
-    scenario, out = sys.argv[1], sys.argv[2]
+    out, scenarios = sys.argv[1], sys.argv[2:]
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    if scenario == "death":
-        seen = scenario_death(out)
-    elif scenario == "partial":
-        seen = scenario_partial(out)
-    else:
-        seen = scenario_strategy(scenario, out)
-    with open(os.path.join(out, f"{scenario}.rank{rank}.json"), "w") as file:
-        json.dump(seen, file)
-    if scenario == "partial":
+    for scenario in scenarios:
+        if scenario == "death":
+            seen = scenario_death(out)
+        elif scenario == "partial":
+            seen = scenario_partial(out)
+        else:
+            seen = scenario_strategy(scenario, out)
+        with open(os.path.join(out, f"{scenario}.rank{rank}.json"), "w") as file:
+            json.dump(seen, file)
+    if "partial" in scenarios:
         os._exit(0)  # rank 1 never joined the Recorder's group: skip the teardown that would wait for it
     dist.destroy_process_group()
 

@@ -71,6 +71,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "step_size": _span(trace, "step_size") if "step_size" in trace and len(trace) else None,
         "final": trace.final,
         "versions": meta.get("versions"),
+        "distributed": meta.get("distributed"),
     }
 
 
@@ -88,6 +89,19 @@ def _span_text(span: dict[str, Any] | None) -> str:
         return f"{_number(span['first'])} (constant)"
     return (f"first {_number(span['first'])}, last {_number(span['last'])}, "
             f"min {_number(span['min'])} at update {span['min_update']}, max {_number(span['max'])}")
+
+
+def _distributed_text(distributed: dict[str, Any]) -> str:
+    """A distributed run in one line: strategy, ranks, mesh, what the loss column holds."""
+    mesh = distributed.get("mesh") or {}
+    shape = "x".join(str(size) for size in mesh.get("shape") or []) or "-"
+    names = mesh.get("dim_names")
+    placements = " ".join(mesh.get("placements") or [])
+    return (
+        f"{distributed.get('strategy')}, {distributed.get('world_size')} ranks ({distributed.get('backend')}), "
+        f"mesh {shape}{' ' + str(names) if names else ''} {placements}; rank {distributed.get('writer_rank')} wrote; "
+        f"loss: {distributed.get('loss')}; check mode {'on' if distributed.get('check') else 'off'}"
+    )
 
 
 def format_summary(facts: dict[str, Any]) -> str:
@@ -115,6 +129,8 @@ def format_summary(facts: dict[str, Any]) -> str:
         ("final", " ".join(f"{k}={_number(v)}" for k, v in (facts["final"] or {}).items()) or "-"),
         ("versions", " ".join(f"{k} {v}" for k, v in (facts["versions"] or {}).items()) or "-"),
     ]
+    if facts.get("distributed"):
+        rows.append(("distributed", _distributed_text(facts["distributed"])))
     return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in rows)])
 
 
