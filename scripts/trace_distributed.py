@@ -1,6 +1,7 @@
 """Trace a small transformer trained with FSDP2 (or DDP) over torch.distributed, then render its dashboard.
 
 Run:  torchrun --nproc_per_node 2 scripts/trace_distributed.py [--strategy fsdp2|ddp] [--out DIR] [--updates N]
+ or:  .venv/bin/python scripts/trace_distributed.py [...]   (starts 2 local processes itself)
 
 Every rank runs this same file; the Recorder is constructed on every rank
 exactly as in one process, rank 0 writes DIR/distributed.trace.csv and then
@@ -16,9 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import socket
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from tracer import Recorder, load_trace
 from tracer.info import format_summary, summarize
@@ -74,14 +77,10 @@ def distribute(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
     return model
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategy", choices=("fsdp2", "ddp"), default="fsdp2")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("distributed-trace"))
-    parser.add_argument("--updates", type=int, default=150)
-    args = parser.parse_args()
+def run(args: argparse.Namespace) -> None:
+    """One rank's training; torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) says which."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")  # torchrun's environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+    dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)  # the same initial parameters on every rank
     model = TinyTransformer()
@@ -106,6 +105,27 @@ def main() -> None:
         print(format_summary(summarize(load_trace(path))))
         print(render_figure("dashboard", [path], args.out / "distributed_dashboard.png"))
     dist.destroy_process_group()
+
+
+def _spawned(rank: int, world: int, args: argparse.Namespace) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    run(args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategy", choices=("fsdp2", "ddp"), default="fsdp2")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("distributed-trace"))
+    parser.add_argument("--updates", type=int, default=150)
+    args = parser.parse_args()
+    if "RANK" in os.environ:  # started by torchrun
+        run(args)
+        return
+    with socket.socket() as probe:  # a free port on loopback for the 2 local processes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    mp.spawn(_spawned, args=(2, args), nprocs=2)
 
 
 if __name__ == "__main__":

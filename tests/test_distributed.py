@@ -177,7 +177,7 @@ def test_metadata_and_info_show_the_distribution(runs, strategy):
 @pytest.mark.parametrize("strategy", ["zero", "fsdp2"])
 def test_full_granularity_is_refused_where_coordinates_are_sharded(runs, strategy):
     for seen in _seen(runs, strategy):
-        assert re.fullmatch(rf"granularity 'full' is not supported under {strategy} .*pass granularity='summary'", seen["refused"])
+        assert re.fullmatch(rf"coordinates traced in full \(granularity 'full'\) are not supported under {strategy} .*pass granularity='summary' and no full=", seen["refused"])
 
 
 def test_recorder_on_some_ranks_only_fails_after_its_timeout(runs):

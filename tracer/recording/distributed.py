@@ -282,8 +282,8 @@ class Distributed:
         self.mesh = _mesh(self.strategy, parameters, self.world_size)
         if self.strategy in ("zero", "fsdp2") and granularity != "summary":
             raise TracerError(
-                f"granularity {granularity!r} is not supported under {self.strategy} (each coordinate's values live "
-                f"on one rank); pass granularity='summary'"
+                f"coordinates traced in full (granularity {granularity!r}) are not supported under {self.strategy} "
+                f"(each coordinate's values live on one rank); pass granularity='summary' and no full="
             )
         timeout = datetime.timedelta(seconds=options.timeout)
         try:

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from tracer.families import Family
-from tracer.recording.distributed import WHOLE, Sharding
 from tracer.probes import gradient_convention, state_tensor
+from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
 from tracer.trace import SUMMARY_QUANTITIES
 
