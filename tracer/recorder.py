@@ -35,6 +35,7 @@ from torch import Tensor
 from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
 from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
+from tracer.recording.distributed_full import ShardedFullReader
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
 from tracer.recording.summary import SummaryReducer
@@ -150,7 +151,7 @@ class Recorder:
         self._handles: list[Any] = []
         self._notes: dict[str, Any] = {}
         self._lrs: list[float] = []
-        self._full: FullReader | None = None
+        self._full: FullReader | ShardedFullReader | None = None
         self._summary: SummaryReducer | None = None
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +203,7 @@ class Recorder:
                 self._handles = [self.optimizer.register_step_post_hook(self._share_loss)]
             return self
         groups = len(self.optimizer.param_groups)
-        self._full = FullReader(self._params, groups)
+        self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
         self._summary = SummaryReducer(self._params, groups, self._dist.sharding)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),

@@ -23,6 +23,9 @@ constructs the Recorder on every rank exactly as in one process:
   the same whole-tensor summaries (and the same divergence verdict); rank 0
   writes. A plain tensor parameter next to DTensors is reduced by rank 0 only.
 
+Under ZeRO and FSDP2 coordinates traced in full are read by their owner
+(``tracer.recording.distributed_full``), with one more all-gather per update.
+
 Check mode (``DistributedOptions(check=True)``): every rank records, rank 0
 writes, and after each update the ranks' rows (each computed from the rank's
 own tensors, the loss column left out unless it is the all-reduced mean) are
@@ -49,6 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -156,6 +160,10 @@ class Sharding:
     def state(self, optimizer: torch.optim.Optimizer, parameter: Tensor) -> Mapping[str, Any] | None:
         return optimizer.state[parameter]
 
+    def local_indices(self, parameter: Tensor, flat_indices: Sequence[int]) -> list[int | None]:
+        """Each flat index of the whole tensor as a flat index into what this rank owns of it (None: another rank)."""
+        return list(flat_indices)
+
     def read(self, results: Mapping[Any, Tensor], reductions: Sequence[str]) -> dict[Any, list[float]]:
         """Each results buffer as floats (one device-to-host read each)."""
         return {key: buffer.tolist() for key, buffer in results.items()}
@@ -221,6 +229,11 @@ class ZeroSharding(_Gathered):
         local = self._zero.optim.state
         return local[parameter] if parameter in local else None
 
+    def local_indices(self, parameter: Tensor, flat_indices: Sequence[int]) -> list[int | None]:
+        # The owner computes a parameter's full values: it alone holds the state its probe reads.
+        owner = self._zero._param_to_rank[parameter]
+        return list(flat_indices) if owner == self.rank else [None] * len(flat_indices)
+
 
 class ShardSharding(_Gathered):
     """FSDP2 / DTensor: every rank reduces its local shard; plain tensors are reduced by rank 0 alone."""
@@ -242,6 +255,28 @@ class ShardSharding(_Gathered):
 
     def state(self, optimizer: torch.optim.Optimizer, parameter: Tensor) -> Mapping[str, Any] | None:
         return optimizer.state[parameter]
+
+    def local_indices(self, parameter: Tensor, flat_indices: Sequence[int]) -> list[int | None]:
+        if not _is_dtensor(parameter):
+            return list(flat_indices) if self.rank == WRITING_RANK else [None] * len(flat_indices)
+        if self.piece(parameter) is None:
+            return [None] * len(flat_indices)
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+        shape = tuple(parameter.shape)
+        local_shape, offset = compute_local_shape_and_global_offset(shape, parameter.device_mesh, parameter.placements)
+        out: list[int | None] = []
+        for flat in flat_indices:
+            index = np.unravel_index(flat, shape) if shape else ()
+            inside = all(o <= i < o + n for i, o, n in zip(index, offset, local_shape))
+            local = [i - o for i, o in zip(index, offset)]
+            out.append(int(np.ravel_multi_index(local, local_shape)) if inside and shape else (0 if inside else None))
+        return out
+
+
+def local_tensor(tensor: Any) -> Any:
+    """A DTensor's local shard; anything else as it is."""
+    return tensor.to_local() if _is_dtensor(tensor) else tensor
 
 
 def _collective(what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -280,11 +315,6 @@ class Distributed:
         self.device = torch.device("cpu") if self.backend == "gloo" else torch.device("cuda", torch.cuda.current_device())
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.mesh = _mesh(self.strategy, parameters, self.world_size)
-        if self.strategy in ("zero", "fsdp2") and granularity != "summary":
-            raise TracerError(
-                f"coordinates traced in full (granularity {granularity!r}) are not supported under {self.strategy} "
-                f"(each coordinate's values live on one rank); pass granularity='summary' and no full="
-            )
         timeout = datetime.timedelta(seconds=options.timeout)
         try:
             # Every rank must construct the Recorder: forming this group is the handshake.
@@ -349,6 +379,14 @@ class Distributed:
             "check": self.options.check,
             "collective_timeout_s": self.options.timeout,
         }
+
+    def full_reader(self, parameters: Sequence[Any], groups: int) -> Any:
+        """The reader of coordinates traced in full where they are spread over ranks (ZeRO, FSDP2); None otherwise."""
+        if not isinstance(self.sharding, _Gathered):
+            return None
+        from tracer.recording.distributed_full import ShardedFullReader
+
+        return ShardedFullReader(parameters, groups, self.sharding)
 
     # -- per update -------------------------------------------------------------------------
 
