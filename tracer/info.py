@@ -91,6 +91,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "final": trace.final,
         "versions": meta.get("versions"),
         "platform": platform_of(meta),
+        "distributed": meta.get("distributed"),
     }
     return _finite_or_none(facts)
 
@@ -165,6 +166,19 @@ def _platform_text(entry: dict[str, Any] | None) -> str:
     return f"fingerprint {entry['fingerprint']}" + (f", {', '.join(details)}" if details else "")
 
 
+def _distributed_text(distributed: dict[str, Any]) -> str:
+    """A distributed run in one line: strategy, ranks, mesh, what the loss column holds."""
+    mesh = distributed.get("mesh") or {}
+    shape = "x".join(str(size) for size in mesh.get("shape") or []) or "-"
+    names = mesh.get("dim_names")
+    placements = " ".join(mesh.get("placements") or [])
+    return (
+        f"{distributed.get('strategy')}, {distributed.get('world_size')} ranks ({distributed.get('backend')}), "
+        f"mesh {shape}{' ' + str(names) if names else ''} {placements}; rank {distributed.get('writer_rank')} wrote; "
+        f"loss: {distributed.get('loss')}; check mode {'on' if distributed.get('check') else 'off'}"
+    )
+
+
 def format_summary(facts: dict[str, Any]) -> str:
     """The text block `tracer info` prints for one trace."""
     run = f"{facts['updates']} updates, {facts['status']}"
@@ -194,6 +208,8 @@ def format_summary(facts: dict[str, Any]) -> str:
         ("versions", " ".join(f"{k} {v}" for k, v in (facts["versions"] or {}).items()) or "-"),
         ("platform", _platform_text(facts["platform"])),
     ]
+    if facts.get("distributed"):
+        rows.append(("distributed", _distributed_text(facts["distributed"])))
     return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in rows)])
 
 

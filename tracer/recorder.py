@@ -36,6 +36,8 @@ from torch import Tensor
 from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
 from tracer.platform import platform_meta
+from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
+from tracer.recording.distributed_full import ShardedFullReader
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
 from tracer.recording.summary import SummaryReducer
@@ -47,7 +49,9 @@ GRANULARITIES = ("full", "summary")
 ON_DIVERGENCE = ("stop", "continue")
 IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
-_OWN_META_KEYS = ("format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups")
+_OWN_META_KEYS = (
+    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups", "distributed"
+)
 
 
 def _json_option(value: Any) -> Any:
@@ -121,6 +125,10 @@ class Recorder:
     are fixed once traced: ``add_param_group`` (or a parameter added to a
     group) afterwards makes the next ``step()`` raise TracerError before it
     changes anything.
+        distributed: options under torch.distributed (check mode, loss
+            averaging, collective timeout); the strategy (DDP, ZeRO, FSDP2)
+            is detected. Construct the Recorder on every rank with the same
+            arguments; rank 0 writes ``path``. See tracer.recording.distributed.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
@@ -144,6 +152,7 @@ class Recorder:
         meta: Mapping[str, Any] | None = None,
         on_divergence: str = "stop",
         if_exists: str = "error",
+        distributed: DistributedOptions | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -159,19 +168,24 @@ class Recorder:
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
         self.if_exists = if_exists
-        self.family = family_of(optimizer)
+        self.family = family_of(inner_optimizer(optimizer))
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
         self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
+        # Under torch.distributed: a collective handshake with the other ranks' Recorders (TracerError on timeout).
+        self._dist = Distributed(
+            optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
+        )
         self.meta = self._make_meta(meta)
         self.updates = 0
         self.diverged_at: int | None = None
         self.final: dict[str, float] = {}
-        self._writer: TraceWriter | None = None
+        self._writer: TraceWriter | None = None  # rank 0's only under torch.distributed
+        self._started = False
         self._handles: list[Any] = []
         self._notes: dict[str, Any] = {}
         self._lrs: list[float] = []
-        self._full: FullReader | None = None
+        self._full: FullReader | ShardedFullReader | None = None
         self._summary: SummaryReducer | None = None
         # The shape of the optimizer's groups when traced: parameters per group.
         self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
@@ -200,6 +214,8 @@ class Recorder:
             "versions": _versions(),
             "platform": platform_meta(),
         }
+        if self._dist.distributed:
+            meta["distributed"] = self._dist.meta()
         meta.update(caller)
         return meta
 
@@ -207,20 +223,27 @@ class Recorder:
 
     def start(self) -> "Recorder":
         """Open the trace file and attach to the optimizer (``with`` does this)."""
-        if self._writer is not None:
+        if self._started:
             raise TracerError("this Recorder has already been started; make a new one per run")
-        if self.path.exists() and self.if_exists == "error":
+        if self._dist.writes and self.path.exists() and self.if_exists == "error":
             raise TracerError(
                 f"trace file {self.path} already exists; pass if_exists='append' to continue it "
                 f"or if_exists='overwrite' to replace it"
             )
-        if self.path.exists() and self.if_exists == "append":
-            self._writer = self._continue_trace()
-        else:
-            self._writer = TraceWriter(self.path, self.meta, self.columns)
+        self._started = True
+        if self._dist.writes:
+            if self.path.exists() and self.if_exists == "append":
+                self._writer = self._continue_trace()
+            else:
+                self._writer = TraceWriter(self.path, self.meta, self.columns)
+        if not self._dist.records:
+            # A DDP rank other than 0: nothing per update, but for its share of the loss's all-reduce.
+            if self._dist.averages_loss:
+                self._handles = [self.optimizer.register_step_post_hook(self._share_loss)]
+            return self
         groups = len(self.optimizer.param_groups)
-        self._full = FullReader(self._params, groups)
-        self._summary = SummaryReducer(self._params, groups)
+        self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
+        self._summary = SummaryReducer(self._params, groups, self._dist.sharding)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
@@ -274,7 +297,7 @@ class Recorder:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None or isinstance(exc, DivergenceError):
+        if exc_type is None or isinstance(exc, (DivergenceError, RanksDifferError)):
             self.close()
         else:
             self.close("interrupted")
@@ -323,6 +346,10 @@ class Recorder:
 
         return recording
 
+    def _share_loss(self, optimizer, args, kwargs) -> None:
+        notes, self._notes = self._notes, {}
+        self._dist.loss(notes.get("loss"))
+
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
@@ -330,7 +357,7 @@ class Recorder:
         summaries, finite_summary = self._summary.summarize(optimizer, self.family, self._lrs)
         self.updates += 1
         notes, self._notes = self._notes, {}
-        loss = notes.get("loss", self._closure_loss)
+        loss = self._dist.loss(notes.get("loss", self._closure_loss))
         lrs = self._lrs
         cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
         finite = (loss is None or math.isfinite(loss)) and finite_full and finite_summary
@@ -365,7 +392,13 @@ class Recorder:
             if parameter.summarized:
                 cells += summaries[parameter.index].cells()
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
-        self._writer.write_cells(cells)
+        if self._writer is not None:
+            self._writer.write_cells(cells)
+        if self._dist.options.check and self._dist.distributed:
+            drift = self._dist.check(self.updates, self.columns, cells)
+            if drift is not None:
+                self.close("interrupted")
+                raise RanksDifferError(f"{drift}; the trace {self.path} ends at this update")
 
         if not finite and self.diverged_at is None:
             self.diverged_at = self.updates

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from tracer.families import Family
 from tracer.probes import gradient_convention, state_tensor
+from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
 from tracer.trace import SUMMARY_QUANTITIES
 
@@ -182,8 +183,9 @@ class _Buffers:
 
     parameter: TracedParameter
     slots: ReductionSlots
-    snapshot: Tensor  # theta before the step (``SummaryReducer.snapshot``); delta after the reduction
-    previous_delta: Tensor  # the last measured update's delta
+    snapshot: Tensor | None  # theta before the step (``SummaryReducer.snapshot``); delta after the reduction
+    previous_delta: Tensor | None  # the last measured update's delta
+    held: bool  # this rank reduces a piece of the parameter (always in one process)
     previous_delta_norm: float | None = None  # None: no delta measured yet
 
 
@@ -206,12 +208,15 @@ class SummaryReducer:
 
     ``reduce`` is the one call that does the reductions of an update; it
     defaults to ``reduce_eager`` and may be replaced by a faster pass that
-    fills the same slots.
+    fills the same slots. ``sharding`` (``tracer.recording.distributed``)
+    says what this rank reduces of each tensor and combines the ranks'
+    partial reductions; by default every tensor is whole and local.
     """
 
     reduce: Callable[[Sequence[ReductionInput]], None] = staticmethod(reduce_eager)
 
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int) -> None:
+    def __init__(self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE) -> None:
+        self._sharding = sharding
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
@@ -223,20 +228,29 @@ class SummaryReducer:
         self._buffers: dict[int, _Buffers] = {}
         for p in summarized:
             taken = free[(p.tensor.device, result_dtype(p.tensor.dtype))]
-            snapshot = torch.empty_like(p.tensor, memory_format=torch.contiguous_format)
             slots = ReductionSlots(*(next(taken) for _ in REDUCTIONS))
-            self._buffers[p.index] = _Buffers(p, slots, snapshot, torch.empty_like(snapshot))
+            piece = sharding.piece(p.tensor)
+            if piece is None:
+                # Held elsewhere: this rank's partials are the identities of the ranks' combination.
+                slots.delta_min.fill_(math.inf)
+                slots.delta_max.fill_(-math.inf)
+                self._buffers[p.index] = _Buffers(p, slots, None, None, False)
+                continue
+            snapshot = torch.empty_like(piece, memory_format=torch.contiguous_format)
+            self._buffers[p.index] = _Buffers(p, slots, snapshot, torch.empty_like(snapshot), True)
 
     def snapshot(self) -> None:
         """Copy theta before the step and reduce |theta| (the pre-step hook)."""
         for buffers in self._buffers.values():
-            buffers.snapshot.copy_(buffers.parameter.tensor)
+            if not buffers.held:
+                continue
+            buffers.snapshot.copy_(self._sharding.piece(buffers.parameter.tensor))
             flat = buffers.snapshot.view(-1)
             _dot(flat, flat, buffers.slots.theta_sq)
 
     def snapshots(self) -> dict[int, Tensor]:
         """theta before the step per summarised parameter (by index); valid until ``summarize``."""
-        return {index: buffers.snapshot for index, buffers in self._buffers.items()}
+        return {index: buffers.snapshot for index, buffers in self._buffers.items() if buffers.held}
 
     def summarize(
         self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
@@ -253,16 +267,24 @@ class SummaryReducer:
                 buffers = self._buffers[parameter.index]
                 grad = parameter.tensor.grad
                 has_grad = grad is not None
-                if has_grad and grad.is_sparse:  # SparseAdam's
-                    grad = grad.to_dense()
                 has_previous = has_grad and buffers.previous_delta_norm is not None
-                state = optimizer.state[parameter.tensor] if has_grad else {}
-                v = state_tensor(state, v_key) if has_grad and v_key is not None else None
-                s = state_tensor(state, s_key) if has_grad and s_key is not None else None
+                key = (parameter.tensor.device, result_dtype(parameter.tensor.dtype))
+                has_v, has_s = has_grad and v_key is not None, has_grad and s_key is not None
+                pending.append(_Pending(buffers, key, lr, sign, has_grad, has_previous, has_v, has_s))
+                if not buffers.held:
+                    continue
+                if has_grad:
+                    grad = self._sharding.piece(grad)
+                    if grad.is_sparse:  # SparseAdam's
+                        grad = grad.to_dense()
+                state = self._sharding.state(optimizer, parameter.tensor) if has_grad else None
+                # Without the state here (ZeRO: another rank owns it) v and s come from their owner.
+                v = self._sharding.piece(state_tensor(state, v_key)) if has_v and state is not None else None
+                s = self._sharding.piece(state_tensor(state, s_key)) if has_s and state is not None else None
                 inputs.append(
                     ReductionInput(
                         theta_before=buffers.snapshot,
-                        theta_next=parameter.tensor,
+                        theta_next=self._sharding.piece(parameter.tensor),
                         grad=grad,
                         grad_decay=sign * weight_decay,
                         v=v,
@@ -271,11 +293,10 @@ class SummaryReducer:
                         slots=buffers.slots,
                     )
                 )
-                key = (parameter.tensor.device, result_dtype(parameter.tensor.dtype))
-                pending.append(_Pending(buffers, key, lr, sign, has_grad, has_previous, v is not None, s is not None))
         self.reduce(inputs)
-        # One device-to-host read per results buffer (one in all but mixed-dtype or multi-device models).
-        numbers = {key: buffer.tolist() for key, buffer in self._results.items()}
+        # One device-to-host read per results buffer (one in all but mixed-dtype or multi-device models);
+        # across ranks, one all-gather of every buffer's partials.
+        numbers = self._sharding.read(self._results, REDUCTIONS)
         offsets = {key: 0 for key in numbers}
         out: dict[int, Summary] = {}
         finite = True
