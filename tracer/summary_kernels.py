@@ -24,11 +24,14 @@ Two implementations with one contract:
   where the dtypes allow), about ten passes over memory. Always available; the
   reference the fused path is tested against.
 - ``FusedReducer``: the same arithmetic written once as a torch function and
-  compiled by ``torch.compile`` (inductor: one C++/OpenMP loop on CPU, one
-  Triton kernel on GPU), dynamic in the tensor's length so one compilation
-  serves every tensor of a model. Where compilation is not possible (no C++
-  compiler, an unsupported device) it falls back to ``reduce_eager`` once,
-  with a warning.
+  compiled by ``torch.compile`` (inductor: fused C++/OpenMP loops on CPU,
+  Triton kernels on GPU), over a chunk of ``chunk`` tensors per call: the
+  compiled function's fixed cost per call (guards, the Python wrapper) is
+  paid once per chunk instead of once per tensor. Lengths are dynamic and the
+  last chunk is padded with two-element dummies, so one compilation serves
+  every chunk of a model (per device, dtype and family: which of v and s
+  exist). Where compilation is not possible (no C++ compiler, an unsupported
+  device) it falls back to ``reduce_eager`` once, with a warning.
 
 The two agree within named tolerances: they sum the same products in
 different orders (blocked BLAS against inductor's vectorised cascade sums). A
@@ -44,7 +47,8 @@ bit.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -70,6 +74,25 @@ def result_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+@dataclass(frozen=True)
+class SummaryInput:
+    """One summarised parameter tensor at one update: what its reductions read.
+
+    ``snapshot`` is theta before the step (contiguous, the recorder's buffer)
+    and becomes delta = theta - theta_after in place. ``g_theta`` folds weight
+    decay into the gradient: g_raw = grad + g_theta * theta (0 without).
+    ``grad``, ``v``, ``s`` and ``previous_delta`` are None where absent.
+    """
+
+    snapshot: Tensor
+    theta_after: Tensor
+    grad: Tensor | None
+    g_theta: float
+    v: Tensor | None
+    s: Tensor | None
+    previous_delta: Tensor | None
+
+
 def _dot(a: Tensor, b: Tensor, out: Tensor) -> None:
     """a . b (1-D) into the 0-dim ``out``; a dot product is BLAS, faster than vector_norm."""
     if a.dtype == out.dtype:
@@ -82,42 +105,6 @@ def _flat(tensor: Tensor) -> Tensor:
     return tensor if tensor.dim() == 1 else tensor.reshape(-1)
 
 
-def reduce_eager(
-    snapshot: Tensor,
-    theta_after: Tensor,
-    grad: Tensor | None,
-    g_theta: float,
-    v: Tensor | None,
-    s: Tensor | None,
-    previous_delta: Tensor | None,
-    out: Tensor,
-) -> None:
-    """Turn ``snapshot`` (theta before, contiguous) into delta in place; the REDUCTIONS into ``out`` (8,).
-
-    Entries whose input is None (no gradient, no v, no s, no previous delta) are left as they are.
-    """
-    flat = snapshot.view(-1)
-    _dot(flat, flat, out[0])
-    g = None
-    if grad is not None and g_theta != 0:
-        g = torch.add(grad, snapshot, alpha=g_theta).reshape(-1)
-    snapshot.sub_(theta_after)
-    _dot(flat, flat, out[1])
-    if grad is None:
-        return
-    if g is None:
-        g = _flat(grad)
-    out[2].copy_(torch.linalg.vector_norm(flat, float("inf"), dtype=out.dtype))
-    _dot(g, flat, out[3])
-    _dot(g, g, out[4])
-    if previous_delta is not None:
-        _dot(previous_delta.view(-1), flat, out[5])
-    if v is not None:
-        _squared_norm(v, out[6])
-    if s is not None:
-        _squared_norm(s, out[7])
-
-
 def _squared_norm(tensor: Tensor, out: Tensor) -> None:
     """|x|^2 into the 0-dim ``out``."""
     if tensor.is_contiguous():
@@ -127,27 +114,51 @@ def _squared_norm(tensor: Tensor, out: Tensor) -> None:
         out.copy_(torch.linalg.vector_norm(tensor, dtype=out.dtype).square())
 
 
+def reduce_eager(item: SummaryInput, out: Tensor) -> None:
+    """Turn ``item.snapshot`` into delta in place and write the REDUCTIONS into ``out`` (8,).
+
+    Entries whose input is None (no gradient, no v, no s, no previous delta) are left as they are.
+    """
+    snapshot = item.snapshot
+    flat = snapshot.view(-1)
+    _dot(flat, flat, out[0])
+    g = None
+    if item.grad is not None and item.g_theta != 0:
+        g = torch.add(item.grad, snapshot, alpha=item.g_theta).reshape(-1)
+    snapshot.sub_(item.theta_after)
+    _dot(flat, flat, out[1])
+    if item.grad is None:
+        return
+    if g is None:
+        g = _flat(item.grad)
+    out[2].copy_(torch.linalg.vector_norm(flat, float("inf"), dtype=out.dtype))
+    _dot(g, flat, out[3])
+    _dot(g, g, out[4])
+    if item.previous_delta is not None:
+        _dot(item.previous_delta.view(-1), flat, out[5])
+    if item.v is not None:
+        _squared_norm(item.v, out[6])
+    if item.s is not None:
+        _squared_norm(item.s, out[7])
+
+
 def _reductions(
     snapshot: Tensor,
     theta_after: Tensor,
     grad: Tensor,
-    g_theta: float,
+    g_theta: Tensor,
     v: Tensor | None,
     s: Tensor | None,
-    previous_delta: Tensor | None,
+    previous_delta: Tensor,
 ) -> Tensor:
-    """The compiled body: every reduction of one tensor over one loop; writes delta into ``snapshot``.
+    """The REDUCTIONS of one tensor as whole-tensor expressions, which inductor fuses; writes delta into ``snapshot``.
 
-    Written as whole-tensor expressions so that inductor fuses them into one
-    loop (each input read once, delta stored once); the result dtype is float32
-    for every parameter dtype but float64 (``result_dtype``).
+    The result dtype is float32 for every parameter dtype but float64 (``result_dtype``).
     """
-    wide = torch.float64 if snapshot.dtype == torch.float64 else torch.float32
+    wide = result_dtype(snapshot.dtype)
     theta = snapshot.view(-1).to(wide)
     delta = theta - theta_after.reshape(-1).to(wide)
-    g = grad.reshape(-1).to(wide)
-    if g_theta != 0:
-        g = g + g_theta * theta
+    g = grad.reshape(-1).to(wide) + g_theta.to(wide) * theta
     zero = theta.new_zeros(())
     results = torch.stack(
         [
@@ -156,52 +167,135 @@ def _reductions(
             delta.abs().amax(),
             (g * delta).sum(),
             (g * g).sum(),
-            zero if previous_delta is None else (previous_delta.reshape(-1).to(wide) * delta).sum(),
-            zero if v is None else (v.reshape(-1).to(wide) * v.reshape(-1).to(wide)).sum(),
-            zero if s is None else (s.reshape(-1).to(wide) * s.reshape(-1).to(wide)).sum(),
+            (previous_delta.reshape(-1).to(wide) * delta).sum(),
+            zero if v is None else v.reshape(-1).to(wide).square().sum(),
+            zero if s is None else s.reshape(-1).to(wide).square().sum(),
         ]
     )
     snapshot.view(-1).copy_(delta.to(snapshot.dtype))
     return results
 
 
+def _chunk_reductions(
+    snapshots: list[Tensor],
+    thetas_after: list[Tensor],
+    grads: list[Tensor],
+    g_thetas: Tensor,
+    vs: list[Tensor] | None,
+    ss: list[Tensor] | None,
+    previous_deltas: list[Tensor],
+) -> Tensor:
+    """``_reductions`` of each tensor of a chunk, as one (chunk, 8) tensor: one compiled call."""
+    return torch.stack(
+        [
+            _reductions(
+                snapshots[k],
+                thetas_after[k],
+                grads[k],
+                g_thetas[k],
+                None if vs is None else vs[k],
+                None if ss is None else ss[k],
+                previous_deltas[k],
+            )
+            for k in range(len(snapshots))
+        ]
+    )
+
+
+# Below this length a tensor goes the eager way: torch.compile specialises
+# lengths 0 and 1 (a recompilation for each), and the pass costs nothing there.
+_FUSED_MIN_LENGTH = 16
+
+
 class FusedReducer:
-    """``reduce_eager``'s contract through one compiled loop per tensor; eager where compiling fails.
+    """``reduce_eager``'s contract for many tensors, through compiled chunks; eager where compiling fails.
 
     ``fused`` says whether the compiled path is in use. The first call per
-    combination of inputs (which of grad, v, s, previous delta are present;
-    device; dtype) compiles, a few seconds on a CPU; later calls reuse it for
+    device, dtype and family (which of v and s exist) compiles, a few seconds
+    to a minute on a CPU depending on ``chunk``; later calls reuse it for
     tensors of any length.
     """
 
-    def __init__(self) -> None:
-        self.fused = True
-        self._compiled: Callable[..., Tensor] = torch.compile(_reductions, dynamic=True, fullgraph=True)
+    def __init__(self, chunk: int = 8) -> None:
+        import torch.fx.experimental._config as fx_config
 
-    def __call__(
-        self,
-        snapshot: Tensor,
-        theta_after: Tensor,
-        grad: Tensor | None,
-        g_theta: float,
-        v: Tensor | None,
-        s: Tensor | None,
-        previous_delta: Tensor | None,
-        out: Tensor,
-    ) -> None:
-        if grad is None or not self.fused:
-            reduce_eager(snapshot, theta_after, grad, g_theta, v, s, previous_delta, out)
-            return
+        # Tensors of equal length would otherwise share one size symbol, and
+        # every pattern of equal lengths in a chunk would recompile.
+        fx_config.use_duck_shape = False
+        self.chunk = chunk
+        self.fused = True
+        self._compiled: Callable[..., Tensor] = torch.compile(_chunk_reductions, dynamic=True, fullgraph=True)
+        self._padding: dict[tuple[torch.device, torch.dtype], list[SummaryInput]] = {}
+        self._weights: dict[tuple[tuple[float, ...], torch.device, torch.dtype], Tensor] = {}
+
+    def __call__(self, items: Sequence[SummaryInput], out: Tensor) -> None:
+        """The REDUCTIONS of ``items[i]`` into ``out[i]`` (``out``: (len(items), 8) of ``result_dtype``)."""
+        batches: dict[tuple, list[int]] = {}
+        for i, item in enumerate(items):
+            if not self.fused or not _fusable(item):
+                reduce_eager(item, out[i])
+                continue
+            key = (item.snapshot.device, item.snapshot.dtype, item.v is not None, item.s is not None)
+            batches.setdefault(key, []).append(i)
+        for indices in batches.values():
+            for start in range(0, len(indices), self.chunk):
+                chunk = indices[start : start + self.chunk]
+                if self.fused:
+                    self._fused_chunk([items[i] for i in chunk], chunk, out)
+                else:
+                    for i in chunk:
+                        reduce_eager(items[i], out[i])
+
+    def _fused_chunk(self, chunk: list[SummaryInput], rows: list[int], out: Tensor) -> None:
+        first = chunk[0]
+        padded = chunk + self._padding_for(first.snapshot)[: self.chunk - len(chunk)]
+        g_thetas = self._g_thetas(tuple(item.g_theta for item in padded), first.snapshot.device, out.dtype)
         try:
-            results = self._compiled(snapshot, theta_after, grad, g_theta, v, s, previous_delta)
+            results = self._compiled(
+                [item.snapshot for item in padded],
+                [item.theta_after for item in padded],
+                [item.grad for item in padded],
+                g_thetas,
+                None if first.v is None else [item.v for item in padded],
+                None if first.s is None else [item.s for item in padded],
+                # the first update has no previous delta: theta_after stands in, its dot product unused.
+                [item.theta_after if item.previous_delta is None else item.previous_delta for item in padded],
+            )
         except Exception as error:  # no C++ compiler, an unsupported device or dtype: stay correct, get slower
             self.fused = False
             warnings.warn(
                 f"the fused summary pass could not be compiled ({type(error).__name__}: {str(error)[:200]}); "
                 "using the eager reductions",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-            reduce_eager(snapshot, theta_after, grad, g_theta, v, s, previous_delta, out)
+            for item, row in zip(chunk, rows):
+                reduce_eager(item, out[row])
             return
-        out.copy_(results)
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            out[rows[0] : rows[0] + len(rows)].copy_(results[: len(rows)])
+        else:
+            out[rows] = results[: len(rows)]
+
+    def _padding_for(self, like: Tensor) -> list[SummaryInput]:
+        """Two-element stand-ins that fill a last chunk; every one its own tensor (aliased inputs would recompile)."""
+        key = (like.device, like.dtype)
+        if key not in self._padding:
+            new = lambda: torch.zeros(2, dtype=like.dtype, device=like.device)  # noqa: E731
+            self._padding[key] = [SummaryInput(new(), new(), new(), 0.0, new(), new(), new()) for _ in range(self.chunk)]
+        return self._padding[key]
+
+    def _g_thetas(self, values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The chunk's weight-decay coefficients as one tensor, made once per distinct tuple."""
+        key = (values, device, dtype)
+        if key not in self._weights:
+            self._weights[key] = torch.tensor(values, dtype=dtype, device=device)
+        return self._weights[key]
+
+
+def _fusable(item: SummaryInput) -> bool:
+    return (
+        item.grad is not None
+        and item.snapshot.numel() >= _FUSED_MIN_LENGTH
+        and all(t is None or t.is_contiguous() for t in (item.theta_after, item.grad, item.v, item.s))
+    )
