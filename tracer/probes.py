@@ -1,4 +1,7 @@
-"""Probes: what an optimizer did at one update, read from the outside.
+"""Probes: d recomputed in the optimizer's own op order, for the families where that is sound.
+
+``tracer.families`` says which family uses which probe; families without a
+probe have d measured from the displacement instead.
 
 A probe derives, for the parameters of one parameter group, the gradient the
 optimizer used (``g``: after ``maximize`` and coupled weight decay), its
@@ -37,21 +40,19 @@ from torch import Tensor
 
 from tracer.errors import TracerError
 
-FAMILIES = ("sgd", "rmsprop", "adam")
-
-
 @dataclass(frozen=True)
 class ProbeResult:
     """What one parameter group's optimizer did at one update, one tensor per parameter.
 
     ``v`` or ``s`` is None where the optimizer has no such quantity (``v`` for
-    SGD without momentum, ``s`` for SGD, ``v`` for RMSprop without momentum).
+    SGD without momentum, ``s`` for SGD, ``v`` for RMSprop without momentum);
+    ``d`` is None where it cannot be measured (lr = 0 and no probe).
     """
 
     g: tuple[Tensor, ...]
     v: tuple[Tensor, ...] | None
     s: tuple[Tensor, ...] | None
-    d: tuple[Tensor, ...]
+    d: tuple[Tensor, ...] | None
 
 
 def _scalar(value: Any) -> float:
@@ -59,25 +60,16 @@ def _scalar(value: Any) -> float:
     return value.item() if isinstance(value, Tensor) else float(value)
 
 
-def gradient_convention(family: str, group: Mapping[str, Any]) -> tuple[float, float]:
+def gradient_convention(group: Mapping[str, Any]) -> tuple[float, float]:
     """``(sign, weight_decay)`` with which the optimizer turns ``grad`` into g = sign * grad + weight_decay * theta.
 
     ``sign`` is -1 when maximizing; ``weight_decay`` is the coupled decay (0
-    for AdamW's decoupled decay, which acts on d, not on g).
+    for decoupled decay, AdamW's and NAdam's or RAdam's with
+    ``decoupled_weight_decay=True``, which acts on d, not on g).
     """
     sign = -1.0 if group.get("maximize", False) else 1.0
-    coupled = not (family == "adam" and group.get("decoupled_weight_decay", False))
+    coupled = not group.get("decoupled_weight_decay", False)
     return sign, _scalar(group.get("weight_decay", 0.0)) if coupled else 0.0
-
-
-def moment_keys(family: str, group: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """The optimizer state keys of ``v`` and ``s`` for a family and group options (None: no such quantity)."""
-    if family == "adam":
-        return "exp_avg", "exp_avg_sq"
-    momentum = _scalar(group.get("momentum", 0.0))
-    if family == "rmsprop":
-        return ("momentum_buffer" if momentum > 0 else None), "square_avg"
-    return ("momentum_buffer" if momentum != 0 else None), None
 
 
 def state_tensor(state: Mapping[str, Any], key: str) -> Tensor:
@@ -94,9 +86,10 @@ def _state_list(states: Sequence[Mapping[str, Any]], key: str) -> list[Tensor]:
     return [state_tensor(state, key) for state in states]
 
 
-def _used_gradient(family: str, grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any]) -> list[Tensor]:
-    """The gradient as the optimizer used it: negated when maximizing, plus coupled weight decay."""
-    sign, weight_decay = gradient_convention(family, group)
+def used_gradient(grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any]) -> list[Tensor]:
+    """The gradient as the optimizer used it: negated when maximizing, plus coupled weight decay (sparse made dense)."""
+    sign, weight_decay = gradient_convention(group)
+    grads = [grad.to_dense() if grad.is_sparse else grad for grad in grads]
     g = torch._foreach_neg(grads) if sign < 0 else list(grads)
     if weight_decay != 0:
         g = torch._foreach_add(g, thetas, alpha=weight_decay)
@@ -105,7 +98,7 @@ def _used_gradient(family: str, grads: list[Tensor], thetas: list[Tensor], group
 
 def probe_sgd(grads, states, group, thetas) -> ProbeResult:
     """SGD, with momentum, dampening and Nesterov: d = g, or v, or g + momentum * v."""
-    g = _used_gradient("sgd", grads, thetas, group)
+    g = used_gradient(grads, thetas, group)
     momentum = _scalar(group.get("momentum", 0.0))
     if momentum == 0:
         return ProbeResult(g=tuple(g), v=None, s=None, d=tuple(g))
@@ -116,7 +109,7 @@ def probe_sgd(grads, states, group, thetas) -> ProbeResult:
 
 def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
     """RMSprop, centered or not, with or without momentum: d = g / (sqrt(s) + eps), or the momentum buffer."""
-    g = _used_gradient("rmsprop", grads, thetas, group)
+    g = used_gradient(grads, thetas, group)
     s = _state_list(states, "square_avg")
     momentum = _scalar(group.get("momentum", 0.0))
     v = _state_list(states, "momentum_buffer") if momentum > 0 else None
@@ -137,14 +130,14 @@ def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
 def probe_adam(grads, states, group, thetas) -> ProbeResult:
     """Adam and AdamW (decoupled decay), with AMSGrad: d = v_hat / (sqrt(s_hat) + eps) (+ wd * theta for AdamW)."""
     decoupled = bool(group.get("decoupled_weight_decay", False))
-    g = _used_gradient("adam", grads, thetas, group)
+    g = used_gradient(grads, thetas, group)
     v = _state_list(states, "exp_avg")
     s = _state_list(states, "exp_avg_sq")
     beta1, beta2 = (_scalar(beta) for beta in group["betas"])
-    # Every parameter of a group has the same step count after step().
-    step = _scalar(states[0]["step"]) if states else 0.0
-    bias_correction1 = 1 - beta1**step
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    # Each parameter has its own step count: one skipped while its grad was None has fewer.
+    steps = [_scalar(state["step"]) for state in states]
+    bias_correction1 = [1 - beta1**step for step in steps]
+    bias_correction2_sqrt = [(1 - beta2**step) ** 0.5 for step in steps]
     second = _state_list(states, "max_exp_avg_sq") if group.get("amsgrad", False) else s
     denom = torch._foreach_sqrt(second)
     torch._foreach_div_(denom, bias_correction2_sqrt)
@@ -157,40 +150,3 @@ def probe_adam(grads, states, group, thetas) -> ProbeResult:
 
 
 Probe = Callable[[list[Tensor], list[Mapping[str, Any]], Mapping[str, Any], list[Tensor]], ProbeResult]
-PROBES: dict[str, Probe] = {"sgd": probe_sgd, "rmsprop": probe_rmsprop, "adam": probe_adam}
-
-
-def family_of(optimizer: torch.optim.Optimizer) -> str:
-    """The family ("sgd", "rmsprop", "adam") of any optimizer with torch's group options.
-
-    Read from the options of the first parameter group, so torch's classes,
-    ours, and subclasses of either are recognised alike.
-    """
-    group = optimizer.param_groups[0]
-    if "betas" in group and "eps" in group:
-        return "adam"
-    if "alpha" in group and "centered" in group:
-        return "rmsprop"
-    if "momentum" in group and "dampening" in group:
-        return "sgd"
-    cls = type(optimizer)
-    raise TracerError(
-        f"cannot trace optimizer {cls.__module__}.{cls.__qualname__}: its options {sorted(k for k in group if k != 'params')} "
-        f"match none of the supported families ({', '.join(FAMILIES)}: SGD, RMSprop, Adam, AdamW)"
-    )
-
-
-def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
-    """The toolkit's name for what the optimizer runs: sgd, momentum, rmsprop, adam or adamw."""
-    family = family_of(optimizer)
-    group = optimizer.param_groups[0]
-    if family == "sgd":
-        return "momentum" if _scalar(group.get("momentum", 0.0)) != 0 else "sgd"
-    if family == "adam":
-        return "adamw" if group.get("decoupled_weight_decay", False) else "adam"
-    return family
-
-
-def probe_group(family: str, grads, states, group, thetas) -> ProbeResult:
-    """Run the family's probe on one parameter group's parameters that have gradients."""
-    return PROBES[family](list(grads), list(states), group, list(thetas))

@@ -57,6 +57,61 @@ META_KEYS = (
 
 Cell = float | int | None
 
+# The column contract. A fully traced coordinate ``c`` (a parameter name, or
+# ``name[i]`` for coordinate i of a tensor flattened in row-major order) has
+# the columns ``c.theta`` ... ``c.u``; a summarised parameter tensor ``p`` has
+# ``p.theta_norm`` ... ``p.cos_g_d``. docs/ARCHITECTURE.md defines each quantity.
+FULL_QUANTITIES = ("theta", "g", "v", "s", "d", "u")
+SUMMARY_QUANTITIES = (
+    "theta_norm",
+    "g_norm",
+    "v_norm",
+    "s_norm",
+    "d_norm",
+    "displacement",
+    "d_max",
+    "cos_d_prev",
+    "cos_g_d",
+)
+LEADING_COLUMNS = ("update", "epoch", "batch")
+"""The columns before the learning rates; ``loss`` follows them."""
+TRAILING_COLUMNS = ("step_size", "displacement")
+
+
+def lr_columns(groups: int) -> list[str]:
+    """The learning-rate columns of a trace of ``groups`` parameter groups: ``lr``, or ``lr[0]``, ``lr[1]``, ..."""
+    return ["lr"] if groups == 1 else [f"lr[{i}]" for i in range(groups)]
+
+
+def parameter_columns(coordinates: Sequence[str], summarized_name: str | None) -> list[str]:
+    """The columns of one parameter tensor: its fully traced coordinates, then its summary if summarised."""
+    columns = [f"{c}.{q}" for c in coordinates for q in FULL_QUANTITIES]
+    if summarized_name is not None:
+        columns += [f"{summarized_name}.{q}" for q in SUMMARY_QUANTITIES]
+    return columns
+
+
+def row_columns(groups: int, per_parameter: Iterable[str]) -> list[str]:
+    """A trace's columns: update, epoch, batch, the lr columns, loss, the parameters' columns, step_size, displacement."""
+    return [*LEADING_COLUMNS, *lr_columns(groups), "loss", *per_parameter, *TRAILING_COLUMNS]
+
+
+def trace_lr_columns(columns: Sequence[str]) -> list[str]:
+    """The learning-rate columns a trace holds (``lr`` or ``lr[i]``), in file order."""
+    return [c for c in columns if c == "lr" or c.startswith("lr[")]
+
+
+def traced_coordinates(columns: Sequence[str]) -> list[str]:
+    """The fully traced coordinates of a trace, in file order (the names before ``.theta``)."""
+    suffix = "." + FULL_QUANTITIES[0]
+    return [c[: -len(suffix)] for c in columns if c.endswith(suffix)]
+
+
+def summarized_tensors(columns: Sequence[str]) -> list[str]:
+    """The summarised parameter tensors of a trace, in file order (the names before ``.theta_norm``)."""
+    suffix = "." + SUMMARY_QUANTITIES[0]
+    return [c[: -len(suffix)] for c in columns if c.endswith(suffix)]
+
 
 def format_cell(value: Cell) -> str:
     """Text of one cell: ints as ints, floats as their repr, None as empty."""

@@ -1,0 +1,154 @@
+"""Full granularity: every traced coordinate's theta, g, v, s, d and theta_next, read as floats.
+
+The family (``tracer.families``) gives g, v, s and d: d recomputed in the
+optimizer's own op order where that is sound, otherwise measured from the
+displacement. Every value of an update is read back with one torch.stack (or
+cat) and one tolist().
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from tracer.families import Family, read_group
+from tracer.recording.selection import TracedParameter
+
+
+@dataclass(frozen=True)
+class FullValues:
+    """One fully traced parameter at one update: its traced coordinates as floats.
+
+    ``g``, ``v``, ``s`` and ``d`` are None where the parameter had no gradient
+    (the optimizer skipped it) or the optimizer keeps no such quantity; ``d``
+    also where it is measured and lr = 0 (theta does not move).
+    """
+
+    theta: list[float]  # before the step
+    g: list[float] | None
+    v: list[float] | None
+    s: list[float] | None
+    d: list[float] | None
+    theta_next: list[float]  # after the step
+
+    def finite(self) -> bool:
+        """theta, g, v and s are all finite (d and theta_next follow from them)."""
+        return all(map(math.isfinite, self.theta)) and all(
+            all(map(math.isfinite, column)) for column in (self.g, self.v, self.s) if column is not None
+        )
+
+
+@dataclass(frozen=True)
+class _Read:
+    """Where one parameter's values lie in an update's flat read-back."""
+
+    parameter: TracedParameter
+    has_grad: bool
+    has_v: bool
+    has_s: bool
+    has_d: bool
+
+
+class FullReader:
+    """Reads the fully traced parameters of a Recorder at each update.
+
+    Owns a snapshot of theta before the step for each parameter traced whole
+    in full; a parameter traced partly in full is also summarised, and its
+    theta before the step is the summary reducer's snapshot (passed to
+    ``read``).
+    """
+
+    def __init__(self, parameters: Sequence[TracedParameter], groups: int) -> None:
+        self.parameters = [p for p in parameters if p.full]
+        self._by_group = [[p for p in self.parameters if p.group == g] for g in range(groups)]
+        whole = [p for p in self.parameters if not p.summarized]
+        # theta before the step, one buffer per parameter traced whole, allocated once.
+        self._snapshots = {p.index: torch.empty_like(p.tensor, memory_format=torch.contiguous_format) for p in whole}
+        self._copy_targets = list(self._snapshots.values())
+        self._copy_sources = [p.tensor for p in whole]
+        # Scalar parameters are joined with one torch.stack instead of one reshape per piece.
+        self._all_scalars = all(p.tensor.dim() == 0 and p.full_index is None for p in self.parameters)
+
+    def snapshot(self) -> None:
+        """Copy theta before the step (the pre-step hook)."""
+        if self._copy_targets:
+            torch._foreach_copy_(self._copy_targets, self._copy_sources)
+
+    def read(
+        self, optimizer: torch.optim.Optimizer, family: Family, summary_snapshots: Mapping[int, Tensor]
+    ) -> tuple[dict[int, FullValues], bool]:
+        """Per fully traced parameter (by index), its values at the update just made; and whether all are finite.
+
+        ``summary_snapshots`` holds theta before the step of the parameters
+        traced partly in full (the summary reducer's, read before it turns
+        them into displacements).
+        """
+        before = {**self._snapshots, **summary_snapshots}
+        pieces: list[Tensor] = []
+        reads: list[_Read] = []
+        for group, members in zip(optimizer.param_groups, self._by_group):
+            with_grad = [p for p in members if p.tensor.grad is not None]
+            result = None
+            if with_grad:
+                result = read_group(
+                    family,
+                    [p.tensor.grad for p in with_grad],
+                    [optimizer.state[p.tensor] for p in with_grad],
+                    group,
+                    [before[p.index] for p in with_grad],
+                    [p.tensor for p in with_grad],
+                )
+            k = 0
+            for parameter in members:
+                has_grad = result is not None and k < len(with_grad) and with_grad[k] is parameter
+                if has_grad:
+                    tensors = [before[parameter.index], result.g[k]]
+                    if result.v is not None:
+                        tensors.append(result.v[k])
+                    if result.s is not None:
+                        tensors.append(result.s[k])
+                    if result.d is not None:
+                        tensors.append(result.d[k])
+                    tensors.append(parameter.tensor)
+                    k += 1
+                else:
+                    tensors = [before[parameter.index], parameter.tensor]
+                if parameter.full_index is not None:
+                    tensors = [tensor.reshape(-1)[parameter.full_index] for tensor in tensors]
+                pieces += tensors
+                reads.append(
+                    _Read(
+                        parameter,
+                        has_grad,
+                        has_v=has_grad and result.v is not None,
+                        has_s=has_grad and result.s is not None,
+                        has_d=has_grad and result.d is not None,
+                    )
+                )
+        if not pieces:
+            return {}, True
+        if self._all_scalars:
+            joined = torch.stack(pieces)
+        else:
+            joined = torch.cat([piece.reshape(-1) for piece in pieces])
+        # float32 -> Python float is exact; torch.stack/cat promote mixed dtypes.
+        flat = joined.tolist()
+        values: dict[int, FullValues] = {}
+        offset = 0
+        finite = True
+        for read in reads:
+            count = len(read.parameter.coordinates)
+            columns: list[list[float] | None] = []
+            for present in (True, read.has_grad, read.has_v, read.has_s, read.has_d, True):
+                if present:
+                    columns.append(flat[offset : offset + count])
+                    offset += count
+                else:
+                    columns.append(None)
+            values[read.parameter.index] = item = FullValues(*columns)
+            finite = finite and item.finite()
+        return values, finite
