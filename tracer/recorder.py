@@ -44,7 +44,9 @@ __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "FULL_QUANTITIES", "SUM
 GRANULARITIES = ("full", "summary")
 ON_DIVERGENCE = ("stop", "continue")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
-_OWN_META_KEYS = ("format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups")
+_OWN_META_KEYS = (
+    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups", "every",
+)
 
 
 def _json_option(value: Any) -> Any:
@@ -92,6 +94,18 @@ class Recorder:
         on_divergence: "stop" raises DivergenceError from ``step()`` once the
             loss, g, v, s or theta stops being finite (the row is written and
             the trailer says "diverged"); "continue" keeps recording.
+        every: record updates 1, 1 + every, 1 + 2 * every, ... only (default
+            1: all). The others are left alone (no snapshot, no reduction, no
+            row), except the update just before a recorded one, which is
+            measured without reductions so that ``cos_d_prev`` still compares
+            with the previous update (``tracer.recording.summary``). The
+            ``update`` column says which updates the trace holds; the metadata
+            holds ``every`` when it is not 1. Divergence is checked at
+            recorded updates.
+        fused: summary reductions as one compiled pass per chunk of tensors
+            (True), eager torch ops (False), or fused for models with at least
+            a million summarised elements (None, default). Both agree within
+            the tolerances of ``tracer.summary_kernels``.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
@@ -113,11 +127,17 @@ class Recorder:
         full: Sequence[str] | None = None,
         meta: Mapping[str, Any] | None = None,
         on_divergence: str = "stop",
+        every: int = 1,
+        fused: bool | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
         if on_divergence not in ON_DIVERGENCE:
             raise TracerError(f"invalid on_divergence {on_divergence!r}; accepted: {', '.join(ON_DIVERGENCE)}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
+        if fused not in (True, False, None):
+            raise TracerError(f"invalid fused {fused!r}; accepted: True, False or None (fused for large models)")
         meta = dict(meta or {})
         owned = sorted(key for key in meta if key in _OWN_META_KEYS)
         if owned:
@@ -125,12 +145,16 @@ class Recorder:
         self.optimizer = optimizer
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
+        self.every = every
+        self._fused_choice = fused
         self.family = family_of(optimizer)
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
         self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
         self.meta = self._make_meta(meta)
-        self.updates = 0
+        self.updates = 0  # optimizer steps taken while attached, recorded or not
+        self.recorded = 0  # rows written
+        self._role = "skip"  # of the step under way: "record", "measure" (before a recorded one) or "skip"
         self.diverged_at: int | None = None
         self.final: dict[str, float] = {}
         self._writer: TraceWriter | None = None
@@ -169,6 +193,8 @@ class Recorder:
             "param_groups": len(optimizer.param_groups),
             "versions": _versions(),
         }
+        if self.every != 1:  # absent means every update: the reference traces stay as they were
+            meta["every"] = self.every
         meta.update(caller)
         return meta
 
@@ -181,12 +207,17 @@ class Recorder:
         self._writer = TraceWriter(self.path, self.meta, self.columns)
         groups = len(self.optimizer.param_groups)
         self._full = FullReader(self._params, groups)
-        self._summary = SummaryReducer(self._params, groups)
+        self._summary = SummaryReducer(self._params, groups, fused=self._fused_choice)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
         ]
         return self
+
+    @property
+    def fused(self) -> bool:
+        """Whether the summary reductions run as a compiled fused pass (False before ``start``)."""
+        return self._summary is not None and self._summary.fused
 
     def close(self, status: str | None = None) -> None:
         """Detach and write the trailer: "complete" (or "diverged" if it diverged) unless told otherwise."""
@@ -220,14 +251,35 @@ class Recorder:
 
     # -- the hooks ------------------------------------------------------------------------
 
+    def _role_of(self, update: int) -> str:
+        """What the hooks do at ``update``: "record" it, "measure" its delta for the next, or "skip" it."""
+        if (update - 1) % self.every == 0:
+            return "record"
+        return "measure" if update % self.every == 0 else "skip"
+
     @torch.no_grad()
     def _pre_step(self, optimizer, args, kwargs) -> None:
+        self._role = self._role_of(self.updates + 1)
+        if self._role == "skip":
+            return
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
-        self._full.snapshot()
+        if self._role == "record":
+            self._full.snapshot()
         self._summary.snapshot()
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
+        if self._role != "record":
+            self.updates += 1
+            self._notes = {}
+            if self._role == "measure":
+                self._summary.measure_previous(self._lrs)
+            else:
+                self._summary.forget_previous()
+            return
+        self._record(optimizer)
+
+    def _record(self, optimizer) -> None:
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
         full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
         summaries, finite_summary = self._summary.summarize(optimizer, self.family, self._lrs)
@@ -269,6 +321,7 @@ class Recorder:
                 cells += summaries[parameter.index].cells()
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         self._writer.write_cells(cells)
+        self.recorded += 1
 
         if not finite and self.diverged_at is None:
             self.diverged_at = self.updates

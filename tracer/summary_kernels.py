@@ -1,8 +1,8 @@
 """The per-tensor reductions behind the summary columns, in one pass over memory.
 
-A summarised parameter tensor needs, at each update, eight numbers (the
+A summarised parameter tensor needs, at each update, nine numbers (the
 ``REDUCTIONS``), from which its nine summary columns follow (see
-``tracer.recorder``):
+``tracer.recording.summary``):
 
     theta_sq            |theta|^2 of theta before the update
     delta_sq            |delta|^2, delta = theta - theta_next (the update's displacement, lr * d)
@@ -10,6 +10,7 @@ A summarised parameter tensor needs, at each update, eight numbers (the
     g_dot_delta         g_raw . delta   (g_raw = grad + g_theta * theta; the optimizer's g is sign * g_raw)
     g_sq                |g_raw|^2
     previous_dot_delta  delta_previous . delta
+    previous_sq         |delta_previous|^2 (read in the same pass: the cosine's norms come from one place)
     v_sq, s_sq          |v|^2, |s|^2 of the optimizer's state after the update
 
 The inputs are the snapshot of theta taken before the step (which becomes
@@ -60,6 +61,7 @@ REDUCTIONS = (
     "g_dot_delta",
     "g_sq",
     "previous_dot_delta",
+    "previous_sq",
     "v_sq",
     "s_sq",
 )
@@ -115,7 +117,7 @@ def _squared_norm(tensor: Tensor, out: Tensor) -> None:
 
 
 def reduce_eager(item: SummaryInput, out: Tensor) -> None:
-    """Turn ``item.snapshot`` into delta in place and write the REDUCTIONS into ``out`` (8,).
+    """Turn ``item.snapshot`` into delta in place and write the REDUCTIONS into ``out`` (9,).
 
     Entries whose input is None (no gradient, no v, no s, no previous delta) are left as they are.
     """
@@ -135,11 +137,13 @@ def reduce_eager(item: SummaryInput, out: Tensor) -> None:
     _dot(g, flat, out[3])
     _dot(g, g, out[4])
     if item.previous_delta is not None:
-        _dot(item.previous_delta.view(-1), flat, out[5])
+        previous = item.previous_delta.view(-1)
+        _dot(previous, flat, out[5])
+        _dot(previous, previous, out[6])
     if item.v is not None:
-        _squared_norm(item.v, out[6])
+        _squared_norm(item.v, out[7])
     if item.s is not None:
-        _squared_norm(item.s, out[7])
+        _squared_norm(item.s, out[8])
 
 
 def _reductions(
@@ -168,6 +172,7 @@ def _reductions(
             (g * delta).sum(),
             (g * g).sum(),
             (previous_delta.reshape(-1).to(wide) * delta).sum(),
+            previous_delta.reshape(-1).to(wide).square().sum(),
             zero if v is None else v.reshape(-1).to(wide).square().sum(),
             zero if s is None else s.reshape(-1).to(wide).square().sum(),
         ]
@@ -185,7 +190,7 @@ def _chunk_reductions(
     ss: list[Tensor] | None,
     previous_deltas: list[Tensor],
 ) -> Tensor:
-    """``_reductions`` of each tensor of a chunk, as one (chunk, 8) tensor: one compiled call."""
+    """``_reductions`` of each tensor of a chunk, as one (chunk, 9) tensor: one compiled call."""
     return torch.stack(
         [
             _reductions(
@@ -229,7 +234,7 @@ class FusedReducer:
         self._weights: dict[tuple[tuple[float, ...], torch.device, torch.dtype], Tensor] = {}
 
     def __call__(self, items: Sequence[SummaryInput], out: Tensor) -> None:
-        """The REDUCTIONS of ``items[i]`` into ``out[i]`` (``out``: (len(items), 8) of ``result_dtype``)."""
+        """The REDUCTIONS of ``items[i]`` into ``out[i]`` (``out``: (len(items), 9) of ``result_dtype``)."""
         batches: dict[tuple, list[int]] = {}
         for i, item in enumerate(items):
             if not self.fused or not _fusable(item):

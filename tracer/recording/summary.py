@@ -8,18 +8,27 @@ the snapshot of theta taken before the step becomes, in place,
 lr``, and the cosines are those of delta. With lr = 0 the step does not move
 theta and d cannot be measured: its cells are empty.
 
-The reductions of one update are one call, ``reduce_eager`` (the seam where
-a fused pass plugs in: ``SummaryReducer.reduce``); they write into slots of
+The reductions of one update are one call of ``tracer.summary_kernels``
+(eager, or fused into one compiled pass per chunk of tensors); they land in
 one results buffer per device and dtype, read back with one tolist(): one
 device sync per update. The previous delta is kept by swapping two buffers,
-never copied. benchmarks/bench_recorder.py measures what this costs.
+never copied.
+
+``cos_d_prev`` is the cosine between this update's d and the tensor's d at
+the update before. Recording every update, that is the last update that
+moved the tensor. Recording every k-th update (``Recorder(every=k)``), the
+update just before each recorded one is *measured* but not reduced
+(``measure_previous``: the snapshot before it and one subtraction after it,
+no reduction, no row), so ``cos_d_prev`` still compares with the previous
+update; it is empty when that update did not move the tensor (no gradient,
+lr = 0).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -27,65 +36,30 @@ from torch import Tensor
 from tracer.families import Family
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.selection import TracedParameter
+from tracer.summary_kernels import REDUCTIONS, FusedReducer, SummaryInput, reduce_eager, result_dtype
 from tracer.trace import SUMMARY_QUANTITIES
 
-
-@dataclass(frozen=True)
-class ReductionSlots:
-    """One summarised parameter's places in a results buffer: 0-dim views, written with ``out=``.
-
-    ``delta = theta_before - theta_next``; ``g`` is the gradient the
-    optimizer used times its sign (``grad + sign * weight_decay * theta``).
-    """
-
-    theta_sq: Tensor  # |theta_before|^2
-    delta_sq: Tensor  # |delta|^2
-    delta_min: Tensor
-    delta_max: Tensor
-    g_dot_delta: Tensor
-    g_sq: Tensor  # |g|^2
-    previous_dot_delta: Tensor  # previous delta . delta
-    v_sq: Tensor
-    s_sq: Tensor
-
-
-REDUCTIONS = tuple(field.name for field in fields(ReductionSlots))
+# Summarised elements from which a fused pass pays for its compilation (seconds
+# once per run, against milliseconds saved per update); below, eager.
+FUSED_MIN_ELEMENTS = 1_000_000
 
 
 @dataclass(frozen=True)
 class Reductions:
-    """The numbers of ReductionSlots read back as floats (fields as there)."""
+    """One parameter's REDUCTIONS (tracer.summary_kernels) read back as floats."""
 
     theta_sq: float
     delta_sq: float
-    delta_min: float
-    delta_max: float
+    delta_abs_max: float
     g_dot_delta: float
     g_sq: float
     previous_dot_delta: float
+    previous_sq: float
     v_sq: float
     s_sq: float
 
 
-@dataclass(frozen=True)
-class ReductionInput:
-    """What one summarised parameter's reductions read at one update.
-
-    ``theta_before`` is the snapshot taken before the step; the reduction
-    overwrites it with ``delta = theta_before - theta_next`` (the same
-    memory, so no third buffer per parameter). Without a gradient (``grad``
-    None) only ``delta_sq`` is reduced; ``v``, ``s`` and ``previous_delta``
-    are None where absent, and their slots are left as they were.
-    """
-
-    theta_before: Tensor
-    theta_next: Tensor
-    grad: Tensor | None
-    grad_decay: float  # g (times its sign) = grad + grad_decay * theta_before
-    v: Tensor | None
-    s: Tensor | None
-    previous_delta: Tensor | None
-    slots: ReductionSlots
+assert tuple(field.name for field in fields(Reductions)) == REDUCTIONS
 
 
 @dataclass(frozen=True)
@@ -109,64 +83,6 @@ class Summary:
 assert tuple(field.name for field in fields(Summary)) == SUMMARY_QUANTITIES
 
 
-def result_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype summaries are reduced in: float64 for float64, else float32 (a squared norm overflows float16)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _dot(a: Tensor, b: Tensor, out: Tensor) -> None:
-    """a . b (1-D) into the 0-dim ``out``; a dot product is BLAS, faster than vector_norm."""
-    if a.dtype == out.dtype:
-        torch.dot(a, b, out=out)
-    else:
-        out.copy_(torch.dot(a.to(out.dtype), b.to(out.dtype)))
-
-
-def _aminmax(a: Tensor, low: Tensor, high: Tensor) -> None:
-    if a.dtype == low.dtype:
-        torch.aminmax(a, out=(low, high))
-    else:
-        low.copy_(a.min())
-        high.copy_(a.max())
-
-
-def _squared_norm(tensor: Tensor, out: Tensor) -> None:
-    """|x|^2 into the 0-dim ``out``."""
-    if tensor.is_contiguous():
-        flat = tensor if tensor.dim() == 1 else tensor.view(-1)
-        _dot(flat, flat, out)
-    else:
-        out.copy_(torch.linalg.vector_norm(tensor, dtype=out.dtype).square())
-
-
-def _flat(tensor: Tensor) -> Tensor:
-    return tensor if tensor.dim() == 1 else tensor.reshape(-1)
-
-
-def reduce_eager(inputs: Sequence[ReductionInput]) -> None:
-    """The reductions of one update, tensor by tensor, with eager torch ops (about ten kernels per tensor)."""
-    for item in inputs:
-        slots = item.slots
-        g = None
-        if item.grad is not None and item.grad_decay != 0:
-            g = _flat(torch.add(item.grad, item.theta_before, alpha=item.grad_decay))
-        delta = item.theta_before.sub_(item.theta_next).view(-1)
-        _dot(delta, delta, slots.delta_sq)
-        if item.grad is None:
-            continue
-        if g is None:
-            g = _flat(item.grad)
-        _aminmax(delta, slots.delta_min, slots.delta_max)
-        _dot(g, delta, slots.g_dot_delta)
-        _dot(g, g, slots.g_sq)
-        if item.previous_delta is not None:
-            _dot(item.previous_delta.view(-1), delta, slots.previous_dot_delta)
-        if item.v is not None:
-            _squared_norm(item.v, slots.v_sq)
-        if item.s is not None:
-            _squared_norm(item.s, slots.s_sq)
-
-
 def _cosine(dot: float, norm_a: float | None, norm_b: float | None) -> float | None:
     """dot / (|a| |b|), clamped to [-1, 1]: the dot product and the norms are
     reduced separately in the parameters' dtype, so parallel vectors can come
@@ -181,10 +97,11 @@ class _Buffers:
     """One summarised parameter's two buffers, swapped after every update that measures d."""
 
     parameter: TracedParameter
-    slots: ReductionSlots
+    key: tuple[torch.device, torch.dtype]  # its results buffer
+    row: int  # its row there
     snapshot: Tensor  # theta before the step (``SummaryReducer.snapshot``); delta after the reduction
     previous_delta: Tensor  # the last measured update's delta
-    previous_delta_norm: float | None = None  # None: no delta measured yet
+    has_previous: bool = False  # previous_delta holds a measured delta
 
 
 @dataclass(frozen=True)
@@ -192,7 +109,6 @@ class _Pending:
     """What one update's reduction of one parameter needs afterwards to make its Summary."""
 
     buffers: _Buffers
-    slot_key: tuple[torch.device, torch.dtype]
     lr: float
     sign: float
     has_grad: bool
@@ -202,47 +118,66 @@ class _Pending:
 
 
 class SummaryReducer:
-    """Per-tensor summaries of a Recorder's summarised parameters at each update.
+    """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
-    ``reduce`` is the one call that does the reductions of an update; it
-    defaults to ``reduce_eager`` and may be replaced by a faster pass that
-    fills the same slots.
+    ``fused``: True compiles the reductions into one pass per chunk of
+    tensors (``tracer.summary_kernels.FusedReducer``), False keeps eager
+    torch ops, None (default) fuses when the summarised tensors hold at least
+    ``FUSED_MIN_ELEMENTS`` elements.
     """
 
-    reduce: Callable[[Sequence[ReductionInput]], None] = staticmethod(reduce_eager)
-
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int) -> None:
+    def __init__(self, parameters: Sequence[TracedParameter], groups: int, fused: bool | None = None) -> None:
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
+        if fused is None:
+            fused = sum(p.tensor.numel() for p in summarized) >= FUSED_MIN_ELEMENTS
+        self._fused = FusedReducer() if fused else None
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
-        for p in summarized:
-            key = (p.tensor.device, result_dtype(p.tensor.dtype))
-            counts[key] = counts.get(key, 0) + len(REDUCTIONS)
-        self._results = {key: torch.zeros(count, dtype=key[1], device=key[0]) for key, count in counts.items()}
-        free = {key: iter(buffer.unbind()) for key, buffer in self._results.items()}
         self._buffers: dict[int, _Buffers] = {}
         for p in summarized:
-            taken = free[(p.tensor.device, result_dtype(p.tensor.dtype))]
+            key = (p.tensor.device, result_dtype(p.tensor.dtype))
+            row = counts.get(key, 0)
+            counts[key] = row + 1
             snapshot = torch.empty_like(p.tensor, memory_format=torch.contiguous_format)
-            slots = ReductionSlots(*(next(taken) for _ in REDUCTIONS))
-            self._buffers[p.index] = _Buffers(p, slots, snapshot, torch.empty_like(snapshot))
+            # zeros, not empty: the fused pass reads the previous delta before one exists (and ignores the result).
+            self._buffers[p.index] = _Buffers(p, key, row, snapshot, torch.zeros_like(snapshot))
+        self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
+        self._sources = [b.parameter.tensor for b in self._buffers.values()]
+
+    @property
+    def fused(self) -> bool:
+        """Whether the reductions run as a compiled fused pass."""
+        return self._fused is not None and self._fused.fused
 
     def snapshot(self) -> None:
-        """Copy theta before the step and reduce |theta| (the pre-step hook)."""
-        for buffers in self._buffers.values():
-            buffers.snapshot.copy_(buffers.parameter.tensor)
-            flat = buffers.snapshot.view(-1)
-            _dot(flat, flat, buffers.slots.theta_sq)
+        """Copy theta before the step (the pre-step hook), all tensors in one call."""
+        if self._sources:
+            torch._foreach_copy_([b.snapshot for b in self._buffers.values()], self._sources)
 
     def snapshots(self) -> dict[int, Tensor]:
         """theta before the step per summarised parameter (by index); valid until ``summarize``."""
         return {index: buffers.snapshot for index, buffers in self._buffers.items()}
 
+    def measure_previous(self, lrs: Sequence[float]) -> None:
+        """After an update that is not recorded but precedes a recorded one: keep its delta, reduce nothing."""
+        for group_members, lr in zip(self._by_group, lrs):
+            for parameter in group_members:
+                buffers = self._buffers[parameter.index]
+                buffers.has_previous = parameter.tensor.grad is not None and lr > 0
+                if buffers.has_previous:
+                    buffers.snapshot.sub_(parameter.tensor)
+                    buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
+
+    def forget_previous(self) -> None:
+        """After an update that is neither recorded nor measured: no tensor has a previous delta any more."""
+        for buffers in self._buffers.values():
+            buffers.has_previous = False
+
     def summarize(
         self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
     ) -> tuple[dict[int, Summary], bool]:
         """Per summarised parameter (by index), its Summary of the update just made; and whether all are finite."""
-        inputs: list[ReductionInput] = []
+        inputs: dict[tuple[torch.device, torch.dtype], list[SummaryInput]] = {key: [] for key in self._results}
         pending: list[_Pending] = []
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
             if not members:
@@ -255,34 +190,35 @@ class SummaryReducer:
                 has_grad = grad is not None
                 if has_grad and grad.is_sparse:  # SparseAdam's
                     grad = grad.to_dense()
-                has_previous = has_grad and buffers.previous_delta_norm is not None
+                has_previous = has_grad and buffers.has_previous
                 state = optimizer.state[parameter.tensor] if has_grad else {}
                 v = state_tensor(state, v_key) if has_grad and v_key is not None else None
                 s = state_tensor(state, s_key) if has_grad and s_key is not None else None
-                inputs.append(
-                    ReductionInput(
-                        theta_before=buffers.snapshot,
-                        theta_next=parameter.tensor,
+                inputs[buffers.key].append(
+                    SummaryInput(
+                        snapshot=buffers.snapshot,
+                        theta_after=parameter.tensor,
                         grad=grad,
-                        grad_decay=sign * weight_decay,
+                        g_theta=sign * weight_decay,
                         v=v,
                         s=s,
                         previous_delta=buffers.previous_delta if has_previous else None,
-                        slots=buffers.slots,
                     )
                 )
-                key = (parameter.tensor.device, result_dtype(parameter.tensor.dtype))
-                pending.append(_Pending(buffers, key, lr, sign, has_grad, has_previous, v is not None, s is not None))
-        self.reduce(inputs)
+                pending.append(_Pending(buffers, lr, sign, has_grad, has_previous, v is not None, s is not None))
+        for key, items in inputs.items():
+            rows = self._results[key]
+            if self._fused is not None:
+                self._fused(items, rows)
+            else:
+                for item, row in zip(items, rows):
+                    reduce_eager(item, row)
         # One device-to-host read per results buffer (one in all but mixed-dtype or multi-device models).
         numbers = {key: buffer.tolist() for key, buffer in self._results.items()}
-        offsets = {key: 0 for key in numbers}
         out: dict[int, Summary] = {}
         finite = True
         for item in pending:
-            start = offsets[item.slot_key]
-            offsets[item.slot_key] = start + len(REDUCTIONS)
-            reductions = Reductions(*numbers[item.slot_key][start : start + len(REDUCTIONS)])
+            reductions = Reductions(*numbers[item.buffers.key][item.buffers.row])
             summary, item_finite = self._summary(item, reductions)
             out[item.buffers.parameter.index] = summary
             finite = finite and item_finite
@@ -305,12 +241,12 @@ class SummaryReducer:
         lr = item.lr
         if not lr > 0:
             return Summary(theta_norm, g_norm, v_norm, s_norm, None, displacement, None, None, None), finite
-        low, high = r.delta_min, r.delta_max
-        d_max = (high if high >= -low else -low) / lr if low == low and high == high else math.nan
         buffers = item.buffers
-        cos_d_prev = _cosine(r.previous_dot_delta, displacement, buffers.previous_delta_norm) if item.has_previous else None
+        previous_norm = math.sqrt(r.previous_sq)
+        cos_d_prev = _cosine(r.previous_dot_delta, displacement, previous_norm) if item.has_previous else None
         # d points along delta, so cos(g, d) = cos(g, delta).
         cos_g_d = _cosine(item.sign * r.g_dot_delta, g_norm, displacement)
         buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
-        buffers.previous_delta_norm = displacement
+        buffers.has_previous = True
+        d_max = r.delta_abs_max / lr
         return Summary(theta_norm, g_norm, v_norm, s_norm, displacement / lr, displacement, d_max, cos_d_prev, cos_g_d), finite
