@@ -22,10 +22,12 @@ traced run's parameters equal an untraced run's bit for bit.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import pathlib
 import platform
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -34,9 +36,9 @@ from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
-from tracer.recording.full import FullReader
+from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
-from tracer.recording.summary import SummaryReducer
+from tracer.recording.summary import PendingSummaries, SummaryReducer
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TraceWriter, row_columns
 
 __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
@@ -75,6 +77,18 @@ def _versions() -> dict[str, str | None]:
     }
 
 
+@dataclass(frozen=True)
+class _PendingRow:
+    """A recorded update whose row waits for its summaries to reach the host (one update at most)."""
+
+    update: int
+    notes: dict[str, Any]  # epoch, batch, loss (a float, or a host tensor being copied from the device)
+    lrs: list[float]
+    full_values: dict[int, FullValues]
+    finite_full: bool
+    summaries: PendingSummaries
+
+
 class Recorder:
     """Record what an optimizer does at every update into a trace file.
 
@@ -110,6 +124,15 @@ class Recorder:
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
     granularity recomputes d with the optimizer's own arithmetic.
+
+    On an accelerator the step path never waits for the device (summary
+    granularity): the reductions go to a device buffer, then to pinned host
+    memory by a non-blocking copy, and the row is written once that copy is
+    done: at the next recorded update at the latest, and on ``close``
+    (through ``with``, also after an exception). A divergence is therefore
+    seen, and DivergenceError raised, up to one recorded update late; the
+    trace still ends at the update that diverged. Full granularity reads its
+    values at once (``tolist``): it is meant for small models.
 
     ``|d|`` (for ``u`` and ``step_size``) is the norm over every traced
     parameter together; with several groups ``step_size`` is the norm of
@@ -163,6 +186,7 @@ class Recorder:
         self._lrs: list[float] = []
         self._full: FullReader | None = None
         self._summary: SummaryReducer | None = None
+        self._queue: collections.deque[_PendingRow] = collections.deque()
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
         optimizer = self.optimizer
@@ -226,8 +250,12 @@ class Recorder:
         self._handles = []
         if self._writer is None or self._writer.closed:
             return
+        self._write_rows(wait=True, stop_on_divergence=False)  # rows whose copy was still under way
         if status is None:
             status = "complete" if self.diverged_at is None else "diverged"
+        if self._role != "record" and self._full is not None:
+            # The last steps were not recorded: the final coordinates are the parameters' values now.
+            self.final.update(self._full.current())
         self._writer.close(status, final=self.final, diverged_at=self.diverged_at)
 
     def __enter__(self) -> "Recorder":
@@ -241,9 +269,13 @@ class Recorder:
         return False
 
     def note(self, *, loss: float | Tensor | None = None, epoch: int | None = None, batch: int | None = None) -> None:
-        """Values for the next row only (call before ``step()``); a tensor loss is read with ``.item()``."""
+        """Values for the next row only (call before ``step()``).
+
+        A loss tensor on an accelerator is copied to the host without waiting, with the update's summaries.
+        """
         if loss is not None:
-            self._notes["loss"] = float(loss)
+            on_host = not isinstance(loss, Tensor) or loss.device.type == "cpu"
+            self._notes["loss"] = float(loss) if on_host else loss.detach()
         if epoch is not None:
             self._notes["epoch"] = int(epoch)
         if batch is not None:
@@ -282,13 +314,46 @@ class Recorder:
     def _record(self, optimizer) -> None:
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
         full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
-        summaries, finite_summary = self._summary.summarize(optimizer, self.family, self._lrs)
         self.updates += 1
         notes, self._notes = self._notes, {}
         loss = notes.get("loss")
-        lrs = self._lrs
-        cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
-        finite = (loss is None or math.isfinite(loss)) and finite_full and finite_summary
+        if isinstance(loss, Tensor):  # on the device: copied along with the summaries (their event follows it)
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss, non_blocking=True)
+            notes["loss"] = host
+        summaries = self._summary.reduce(optimizer, self.family, self._lrs)
+        self._queue.append(_PendingRow(self.updates, notes, self._lrs, full_values, finite_full, summaries))
+        self._write_rows(wait=False, stop_on_divergence=self.on_divergence == "stop")
+
+    def _write_rows(self, *, wait: bool, stop_on_divergence: bool) -> None:
+        """Write the queued rows in order: all of them if ``wait``, else all but a newest whose copy is not done."""
+        while self._queue:
+            if not wait and len(self._queue) == 1 and not self._queue[0].summaries.ready():
+                return
+            row = self._queue.popleft()
+            self._write(row)
+            if self.diverged_at == row.update and self.on_divergence == "stop":
+                self._queue.clear()  # the trace ends at the update that diverged
+                if stop_on_divergence:
+                    self.close("diverged")
+                    loss = row.notes.get("loss")
+                    raise DivergenceError(
+                        f"the run diverged at update {row.update}: the loss, g, v, s or theta is no longer finite "
+                        f"(loss={float(loss) if loss is not None else None!r}); the trace {self.path} ends there. "
+                        f"Lower the learning rate, or pass on_divergence='continue' to keep recording"
+                    )
+
+    def _write(self, row: _PendingRow) -> None:
+        """Assemble and write one row; note a divergence."""
+        summaries, finite_summary = row.summaries.read()
+        full_values = row.full_values
+        notes = row.notes
+        loss = notes.get("loss")
+        if loss is not None:
+            loss = float(loss)  # a host tensor's copy is done with the summaries'
+        lrs = row.lrs
+        cells: list[Any] = [row.update, notes.get("epoch"), notes.get("batch"), *lrs, loss]
+        finite = (loss is None or math.isfinite(loss)) and row.finite_full and finite_summary
 
         # Norms of d and of the displacement over every traced parameter together.
         d_norms, lr_d_norms, displacements = [], [], []
@@ -312,10 +377,10 @@ class Recorder:
                 missing = [None] * len(parameter.coordinates)
                 d = values.d
                 u = missing if d is None or not d_norm_all else [x / d_norm_all for x in d]
-                for row in zip(
+                for coordinate_cells in zip(
                     values.theta, values.g or missing, values.v or missing, values.s or missing, d or missing, u
                 ):
-                    cells += row
+                    cells += coordinate_cells
                 self.final.update(zip(parameter.coordinates, values.theta_next))
             if parameter.summarized:
                 cells += summaries[parameter.index].cells()
@@ -324,11 +389,4 @@ class Recorder:
         self.recorded += 1
 
         if not finite and self.diverged_at is None:
-            self.diverged_at = self.updates
-            if self.on_divergence == "stop":
-                self.close("diverged")
-                raise DivergenceError(
-                    f"the run diverged at update {self.updates}: the loss, g, v, s or theta is no longer finite "
-                    f"(loss={loss!r}); the trace {self.path} ends there. Lower the learning rate, or pass "
-                    f"on_divergence='continue' to keep recording"
-                )
+            self.diverged_at = row.update

@@ -10,9 +10,12 @@ theta and d cannot be measured: its cells are empty.
 
 The reductions of one update are one call of ``tracer.summary_kernels``
 (eager, or fused into one compiled pass per chunk of tensors); they land in
-one results buffer per device and dtype, read back with one tolist(): one
-device sync per update. The previous delta is kept by swapping two buffers,
-never copied.
+one results buffer per device and dtype. ``reduce`` launches them and a copy
+of the results into host memory (pinned and non-blocking on an accelerator,
+so the step path never waits for the device) and returns PendingSummaries;
+``PendingSummaries.read`` makes the Summaries once the copy is done. The
+previous delta is kept by swapping two buffers, never copied; the swap
+depends on host facts only (gradient present, lr > 0), so it happens at once.
 
 ``cos_d_prev`` is the cosine between this update's d and the tensor's d at
 the update before. Recording every update, that is the last update that
@@ -108,7 +111,9 @@ class _Buffers:
 class _Pending:
     """What one update's reduction of one parameter needs afterwards to make its Summary."""
 
-    buffers: _Buffers
+    index: int  # the parameter's
+    key: tuple[torch.device, torch.dtype]  # its results buffer
+    row: int  # its row there
     lr: float
     sign: float
     has_grad: bool
@@ -142,6 +147,12 @@ class SummaryReducer:
             # zeros, not empty: the fused pass reads the previous delta before one exists (and ignores the result).
             self._buffers[p.index] = _Buffers(p, key, row, snapshot, torch.zeros_like(snapshot))
         self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
+        # Two host copies per results buffer, used in turn: a row waits at most one update for its copy.
+        self._host = [
+            {key: torch.zeros(buffer.shape, dtype=buffer.dtype, pin_memory=key[0].type == "cuda") for key, buffer in self._results.items()}
+            for _ in range(2)
+        ]
+        self._turn = 0
         self._sources = [b.parameter.tensor for b in self._buffers.values()]
 
     @property
@@ -173,10 +184,8 @@ class SummaryReducer:
         for buffers in self._buffers.values():
             buffers.has_previous = False
 
-    def summarize(
-        self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
-    ) -> tuple[dict[int, Summary], bool]:
-        """Per summarised parameter (by index), its Summary of the update just made; and whether all are finite."""
+    def reduce(self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]) -> "PendingSummaries":
+        """Launch the reductions of the update just made and their copy to the host; read them with ``read()``."""
         inputs: dict[tuple[torch.device, torch.dtype], list[SummaryInput]] = {key: [] for key in self._results}
         pending: list[_Pending] = []
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
@@ -205,7 +214,12 @@ class SummaryReducer:
                         previous_delta=buffers.previous_delta if has_previous else None,
                     )
                 )
-                pending.append(_Pending(buffers, lr, sign, has_grad, has_previous, v is not None, s is not None))
+                pending.append(
+                    _Pending(parameter.index, buffers.key, buffers.row, lr, sign, has_grad, has_previous, v is not None, s is not None)
+                )
+                if has_grad and lr > 0:  # d measured: this delta is the next update's previous one
+                    buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
+                    buffers.has_previous = True
         for key, items in inputs.items():
             rows = self._results[key]
             if self._fused is not None:
@@ -213,40 +227,68 @@ class SummaryReducer:
             else:
                 for item, row in zip(items, rows):
                     reduce_eager(item, row)
-        # One device-to-host read per results buffer (one in all but mixed-dtype or multi-device models).
-        numbers = {key: buffer.tolist() for key, buffer in self._results.items()}
+        host = self._host[self._turn]
+        self._turn = 1 - self._turn
+        event = None
+        for key, buffer in self._results.items():
+            host[key].copy_(buffer, non_blocking=True)
+            if key[0].type == "cuda":
+                event = torch.cuda.Event()
+                event.record()
+        return PendingSummaries(host, event, pending)
+
+    def summarize(
+        self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
+    ) -> tuple[dict[int, Summary], bool]:
+        """``reduce`` and ``read`` at once: per summarised parameter (by index), its Summary; whether all are finite."""
+        return self.reduce(optimizer, family, lrs).read()
+
+
+@dataclass
+class PendingSummaries:
+    """One update's reductions on their way to the host: ``ready()`` once copied, then ``read()``."""
+
+    host: dict[tuple[torch.device, torch.dtype], Tensor]
+    event: "torch.cuda.Event | None"  # recorded after the copies on an accelerator; None on a CPU
+    items: list[_Pending]
+
+    def ready(self) -> bool:
+        """Whether the copy to the host is done (it is at once on a CPU); never waits."""
+        return self.event is None or self.event.query()
+
+    def read(self) -> tuple[dict[int, Summary], bool]:
+        """Per summarised parameter (by index), its Summary; and whether all are finite. Waits for the copy if needed."""
+        if self.event is not None:
+            self.event.synchronize()
+        numbers = {key: buffer.tolist() for key, buffer in self.host.items()}
         out: dict[int, Summary] = {}
         finite = True
-        for item in pending:
-            reductions = Reductions(*numbers[item.buffers.key][item.buffers.row])
-            summary, item_finite = self._summary(item, reductions)
-            out[item.buffers.parameter.index] = summary
+        for item in self.items:
+            summary, item_finite = _summary(item, Reductions(*numbers[item.key][item.row]))
+            out[item.index] = summary
             finite = finite and item_finite
         return out, finite
 
-    @staticmethod
-    def _summary(item: _Pending, r: Reductions) -> tuple[Summary, bool]:
-        """The Summary of one parameter from its reductions; swaps its buffers when d was measured."""
-        theta_norm = math.sqrt(r.theta_sq)
-        displacement = math.sqrt(r.delta_sq)
-        empty = Summary(theta_norm, None, None, None, None, displacement, None, None, None)
-        if not item.has_grad:
-            return empty, math.isfinite(theta_norm)
-        g_norm = math.sqrt(r.g_sq)
-        v_norm = math.sqrt(r.v_sq) if item.has_v else None
-        s_norm = math.sqrt(r.s_sq) if item.has_s else None
-        finite = math.isfinite(theta_norm) and all(
-            math.isfinite(x) for x in (g_norm, v_norm, s_norm) if x is not None
-        )
-        lr = item.lr
-        if not lr > 0:
-            return Summary(theta_norm, g_norm, v_norm, s_norm, None, displacement, None, None, None), finite
-        buffers = item.buffers
-        previous_norm = math.sqrt(r.previous_sq)
-        cos_d_prev = _cosine(r.previous_dot_delta, displacement, previous_norm) if item.has_previous else None
-        # d points along delta, so cos(g, d) = cos(g, delta).
-        cos_g_d = _cosine(item.sign * r.g_dot_delta, g_norm, displacement)
-        buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
-        buffers.has_previous = True
-        d_max = r.delta_abs_max / lr
-        return Summary(theta_norm, g_norm, v_norm, s_norm, displacement / lr, displacement, d_max, cos_d_prev, cos_g_d), finite
+
+def _summary(item: _Pending, r: Reductions) -> tuple[Summary, bool]:
+    """The Summary of one parameter from its reductions."""
+    theta_norm = math.sqrt(r.theta_sq)
+    displacement = math.sqrt(r.delta_sq)
+    empty = Summary(theta_norm, None, None, None, None, displacement, None, None, None)
+    if not item.has_grad:
+        return empty, math.isfinite(theta_norm)
+    g_norm = math.sqrt(r.g_sq)
+    v_norm = math.sqrt(r.v_sq) if item.has_v else None
+    s_norm = math.sqrt(r.s_sq) if item.has_s else None
+    finite = math.isfinite(theta_norm) and all(
+        math.isfinite(x) for x in (g_norm, v_norm, s_norm) if x is not None
+    )
+    lr = item.lr
+    if not lr > 0:
+        return Summary(theta_norm, g_norm, v_norm, s_norm, None, displacement, None, None, None), finite
+    previous_norm = math.sqrt(r.previous_sq)
+    cos_d_prev = _cosine(r.previous_dot_delta, displacement, previous_norm) if item.has_previous else None
+    # d points along delta, so cos(g, d) = cos(g, delta).
+    cos_g_d = _cosine(item.sign * r.g_dot_delta, g_norm, displacement)
+    d_max = r.delta_abs_max / lr
+    return Summary(theta_norm, g_norm, v_norm, s_norm, displacement / lr, displacement, d_max, cos_d_prev, cos_g_d), finite
