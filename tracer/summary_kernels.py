@@ -210,6 +210,11 @@ def _chunk_reductions(
 # Below this length a tensor goes the eager way: torch.compile specialises
 # lengths 0 and 1 (a recompilation for each), and the pass costs nothing there.
 _FUSED_MIN_LENGTH = 16
+# Inductor's C++ sums switch to a cascaded accumulator above 4096 elements and
+# guard on which side of it each input's length lies: tensors are chunked
+# with others of their side (and padded with stand-ins of that side), so the
+# pattern of lengths in a chunk never recompiles.
+_LONG_LENGTH = 4097
 
 
 class FusedReducer:
@@ -230,7 +235,7 @@ class FusedReducer:
         self.chunk = chunk
         self.fused = True
         self._compiled: Callable[..., Tensor] = torch.compile(_chunk_reductions, dynamic=True, fullgraph=True)
-        self._padding: dict[tuple[torch.device, torch.dtype], list[SummaryInput]] = {}
+        self._padding: dict[tuple[torch.device, torch.dtype, bool], list[SummaryInput]] = {}
         self._weights: dict[tuple[tuple[float, ...], torch.device, torch.dtype], Tensor] = {}
 
     def __call__(self, items: Sequence[SummaryInput], out: Tensor) -> None:
@@ -240,7 +245,8 @@ class FusedReducer:
             if not self.fused or not _fusable(item):
                 reduce_eager(item, out[i])
                 continue
-            key = (item.snapshot.device, item.snapshot.dtype, item.v is not None, item.s is not None)
+            long = item.snapshot.numel() >= _LONG_LENGTH
+            key = (item.snapshot.device, item.snapshot.dtype, item.v is not None, item.s is not None, long)
             batches.setdefault(key, []).append(i)
         for indices in batches.values():
             for start in range(0, len(indices), self.chunk):
@@ -253,18 +259,19 @@ class FusedReducer:
 
     def _fused_chunk(self, chunk: list[SummaryInput], rows: list[int], out: Tensor) -> None:
         first = chunk[0]
-        padded = chunk + self._padding_for(first.snapshot)[: self.chunk - len(chunk)]
+        long = first.snapshot.numel() >= _LONG_LENGTH
+        padded = chunk + self._padding_for(first.snapshot, long)[: self.chunk - len(chunk)]
         g_thetas = self._g_thetas(tuple(item.g_theta for item in padded), first.snapshot.device, out.dtype)
         try:
+            # Detached: a parameter's requires_grad would differ from the padding's and recompile.
             results = self._compiled(
                 [item.snapshot for item in padded],
-                [item.theta_after for item in padded],
+                [item.theta_after.detach() for item in padded],
                 [item.grad for item in padded],
                 g_thetas,
                 None if first.v is None else [item.v for item in padded],
                 None if first.s is None else [item.s for item in padded],
-                # the first update has no previous delta: theta_after stands in, its dot product unused.
-                [item.theta_after if item.previous_delta is None else item.previous_delta for item in padded],
+                [self._previous_or_zeros(item) for item in padded],
             )
         except Exception as error:  # no C++ compiler, an unsupported device or dtype: stay correct, get slower
             self.fused = False
@@ -282,11 +289,20 @@ class FusedReducer:
         else:
             out[rows] = results[: len(rows)]
 
-    def _padding_for(self, like: Tensor) -> list[SummaryInput]:
-        """Two-element stand-ins that fill a last chunk; every one its own tensor (aliased inputs would recompile)."""
-        key = (like.device, like.dtype)
+    @staticmethod
+    def _previous_or_zeros(item: SummaryInput) -> Tensor:
+        """The previous delta, or zeros of its size (a stand-in aliasing another input would recompile).
+
+        The recorder always passes its previous-delta buffer (zeros before the first update), so this allocates only for other callers.
+        """
+        return torch.zeros_like(item.snapshot) if item.previous_delta is None else item.previous_delta
+
+    def _padding_for(self, like: Tensor, long: bool) -> list[SummaryInput]:
+        """Stand-ins that fill a last chunk, of a length on the chunk's side of _LONG_LENGTH; every one its own tensor (aliased inputs would recompile)."""
+        key = (like.device, like.dtype, long)
         if key not in self._padding:
-            new = lambda: torch.zeros(2, dtype=like.dtype, device=like.device)  # noqa: E731
+            length = _LONG_LENGTH if long else 2
+            new = lambda: torch.zeros(length, dtype=like.dtype, device=like.device)  # noqa: E731
             self._padding[key] = [SummaryInput(new(), new(), new(), 0.0, new(), new(), new()) for _ in range(self.chunk)]
         return self._padding[key]
 

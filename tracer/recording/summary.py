@@ -211,7 +211,9 @@ class SummaryReducer:
                         g_theta=sign * weight_decay,
                         v=v,
                         s=s,
-                        previous_delta=buffers.previous_delta if has_previous else None,
+                        # always the buffer (zeros before a first delta), read and ignored without has_previous:
+                        # one input layout for every update, so a compiled pass never recompiles for it.
+                        previous_delta=buffers.previous_delta,
                     )
                 )
                 pending.append(
