@@ -57,6 +57,7 @@ INVALID = [
     (["--optimizer", "adam", "--batch-size", "0"], r"invalid batch size 0"),
     (["--optimizer", "adam", "--problem", "rosenbrock", "--batch-size", "8"], r"bad options for problem"),
     (["--optimizer", "adam", "--out", "."], r"cannot write the trace to '.': expected a file path"),
+    (["--optimizer", "adam", "--every", "0"], r"invalid every 0; accepted: a whole number of updates >= 1"),
 ]
 
 
@@ -166,3 +167,10 @@ def test_metadata_is_json_in_the_first_line(tmp_path):
     meta = json.loads(out.read_text().splitlines()[0])
     assert meta["scheduler"] == "multiplicative:factor=0.5;at=2-6/2"
     assert meta["label"] == "Momentum lr=0.01 multiplicative:factor=0.5;at=2-6/2"
+
+
+def test_every_records_a_sample_of_the_updates(tmp_path):
+    out = tmp_path / "sampled.trace.csv"
+    assert main(["trace", "--optimizer", "adam", "--epochs", "1", "--every", "3", "--quiet", "--out", str(out)]) == 0
+    trace = load_trace(out)
+    assert trace.meta["every"] == 3 and trace["update"].tolist() == [1.0, 4.0, 7.0]  # orbit: 8 updates per epoch
