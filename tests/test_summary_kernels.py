@@ -9,12 +9,17 @@ benchmarks/bench_recorder.py, not here.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 
 from tracer.summary_kernels import FUSED_COSINE_ATOL, FUSED_RTOL, REDUCTIONS, FusedReducer, SummaryInput, reduce_eager
 
+# torch 2.13's inductor emits at::vec code without its header under
+# ATEN_CPU_CAPABILITY=default (a C++ compile error): there the fused pass falls
+# back to eager with a warning, and that fallback is what these tests check.
+COMPILES = os.environ.get("ATEN_CPU_CAPABILITY") != "default"
 SQUARES = ("theta_sq", "delta_sq", "g_sq", "previous_sq", "v_sq", "s_sq")
 DOTS = {"g_dot_delta": ("g_sq", "delta_sq"), "previous_dot_delta": ("previous_sq", "delta_sq")}
 
@@ -74,8 +79,13 @@ def test_fused_agrees_with_eager(moments, previous, g_theta):
     reducer = FusedReducer(chunk=2)
     # 5 tensors: two whole chunks and a padded one; lengths 1 and 7 go the eager way.
     inputs = [_inputs(size, seed, moments=moments, previous=previous) for seed, size in enumerate([4099, 1000, 1, 7, 333])]
-    fused_results = _run_fused(reducer, inputs, g_theta)
-    assert reducer.fused, "torch.compile should work on this machine (gcc is installed)"
+    if COMPILES:
+        fused_results = _run_fused(reducer, inputs, g_theta)
+        assert reducer.fused, "torch.compile should work on this machine (gcc is installed)"
+    else:
+        with pytest.warns(RuntimeWarning, match="could not be compiled"):
+            fused_results = _run_fused(reducer, inputs, g_theta)
+        assert not reducer.fused
     for (theta, after, grad, v, s, prev), (fused_delta, fused) in zip(inputs, fused_results):
         eager_delta, eager = _run(reduce_eager, theta, after, grad, g_theta, v, s, prev)
         assert torch.equal(fused_delta, eager_delta)  # one subtraction: bit for bit
