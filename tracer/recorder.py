@@ -274,8 +274,11 @@ class Recorder:
         A loss tensor on an accelerator is copied to the host without waiting, with the update's summaries.
         """
         if loss is not None:
-            on_host = not isinstance(loss, Tensor) or loss.device.type == "cpu"
-            self._notes["loss"] = float(loss) if on_host else loss.detach()
+            if isinstance(loss, Tensor):
+                loss = loss.detach()
+                self._notes["loss"] = float(loss) if loss.device.type == "cpu" else loss
+            else:
+                self._notes["loss"] = float(loss)
         if epoch is not None:
             self._notes["epoch"] = int(epoch)
         if batch is not None:
