@@ -93,7 +93,7 @@ BAD_OPTIONS = [
     (dict(every=0), r"invalid every 0; accepted: a whole number of updates >= 1"),
     (dict(every=2.0), r"invalid every 2\.0"),
     (dict(every=True), r"invalid every True"),
-    (dict(fused="yes"), r"invalid fused 'yes'; accepted: True, False or None"),
+    (dict(fused="yes"), r"invalid fused 'yes'; accepted: True or False"),
     (dict(meta={"every": 3}), r"meta may not set \['every'\]"),
 ]
 

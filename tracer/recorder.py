@@ -117,9 +117,11 @@ class Recorder:
             holds ``every`` when it is not 1. Divergence is checked at
             recorded updates.
         fused: summary reductions as one compiled pass per chunk of tensors
-            (True), eager torch ops (False), or fused for models with at least
-            a million summarised elements (None, default). Both agree within
-            the tolerances of ``tracer.summary_kernels``.
+            (True; compiles for seconds to minutes at the first update), or
+            eager torch ops (False, default). Both agree within the
+            tolerances of ``tracer.summary_kernels``. Measured faster on many
+            large tensors of one shape, slower on a transformer's mixed
+            shapes (README, Speed).
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
@@ -151,7 +153,7 @@ class Recorder:
         meta: Mapping[str, Any] | None = None,
         on_divergence: str = "stop",
         every: int = 1,
-        fused: bool | None = None,
+        fused: bool = False,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -159,8 +161,8 @@ class Recorder:
             raise TracerError(f"invalid on_divergence {on_divergence!r}; accepted: {', '.join(ON_DIVERGENCE)}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
-        if fused not in (True, False, None):
-            raise TracerError(f"invalid fused {fused!r}; accepted: True, False or None (fused for large models)")
+        if not isinstance(fused, bool):
+            raise TracerError(f"invalid fused {fused!r}; accepted: True or False")
         meta = dict(meta or {})
         owned = sorted(key for key in meta if key in _OWN_META_KEYS)
         if owned:

@@ -265,15 +265,17 @@ class FusedReducer:
         padded = chunk + self._padding_for(first.snapshot, long)[: self.chunk - len(chunk)]
         g_thetas = self._g_thetas(tuple(item.g_theta for item in padded), first.snapshot.device, out.dtype)
         try:
-            # Detached: a parameter's requires_grad would differ from the padding's and recompile.
+            # Flat views, detached: a parameter's rank or requires_grad differing from
+            # another's (or the padding's) in the same place would recompile.
+            flat = lambda tensor: tensor.detach().view(-1)  # noqa: E731 (contiguous: _fusable)
             results = self._compiled(
-                [item.snapshot for item in padded],
-                [item.theta_after.detach() for item in padded],
-                [item.grad for item in padded],
+                [flat(item.snapshot) for item in padded],
+                [flat(item.theta_after) for item in padded],
+                [flat(item.grad) for item in padded],
                 g_thetas,
-                None if first.v is None else [item.v for item in padded],
-                None if first.s is None else [item.s for item in padded],
-                [self._previous_or_zeros(item) for item in padded],
+                None if first.v is None else [flat(item.v) for item in padded],
+                None if first.s is None else [flat(item.s) for item in padded],
+                [flat(self._previous_or_zeros(item)) for item in padded],
             )
         except Exception as error:  # no C++ compiler, an unsupported device or dtype: stay correct, get slower
             self.fused = False

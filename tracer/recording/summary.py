@@ -42,11 +42,6 @@ from tracer.recording.selection import TracedParameter
 from tracer.summary_kernels import REDUCTIONS, FusedReducer, SummaryInput, reduce_eager, result_dtype
 from tracer.trace import SUMMARY_QUANTITIES
 
-# Summarised elements from which a fused pass pays for its compilation (seconds
-# once per run, against milliseconds saved per update); below, eager.
-FUSED_MIN_ELEMENTS = 1_000_000
-
-
 @dataclass(frozen=True)
 class Reductions:
     """One parameter's REDUCTIONS (tracer.summary_kernels) read back as floats."""
@@ -126,16 +121,13 @@ class SummaryReducer:
     """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
     ``fused``: True compiles the reductions into one pass per chunk of
-    tensors (``tracer.summary_kernels.FusedReducer``), False keeps eager
-    torch ops, None (default) fuses when the summarised tensors hold at least
-    ``FUSED_MIN_ELEMENTS`` elements.
+    tensors (``tracer.summary_kernels.FusedReducer``), False (default) keeps
+    eager torch ops.
     """
 
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int, fused: bool | None = None) -> None:
+    def __init__(self, parameters: Sequence[TracedParameter], groups: int, fused: bool = False) -> None:
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
-        if fused is None:
-            fused = sum(p.tensor.numel() for p in summarized) >= FUSED_MIN_ELEMENTS
         self._fused = FusedReducer() if fused else None
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
         self._buffers: dict[int, _Buffers] = {}
