@@ -119,9 +119,8 @@ class Recorder:
         fused: summary reductions as one compiled pass per chunk of tensors
             (True; compiles for seconds to minutes at the first update), or
             eager torch ops (False, default). Both agree within the
-            tolerances of ``tracer.summary_kernels``. Measured faster on many
-            large tensors of one shape, slower on a transformer's mixed
-            shapes (README, Speed).
+            tolerances of ``tracer.summary_kernels``. Not yet faster than
+            eager where measured (README, Speed).
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
