@@ -64,6 +64,7 @@ INVALID = [
       "--scheduler", "onecycle:max_lr=0.1;epochs=1;steps_per_epoch=2"],
      r"plans 2 steps \(epochs \* steps_per_epoch\) but the run steps it 3 times \(once per epoch"),
     (["--optimizer", "adam", "--scheduler", "onecycle:max_lr=0.1"], r"'onecycle' needs total_steps, or epochs and"),
+    (["--optimizer", "adam", "--every", "0"], r"invalid every 0; accepted: a whole number of updates >= 1"),
 ]
 
 # --out values that cannot be written: (out relative to tmp_path, or absolute; message regex)
@@ -247,3 +248,10 @@ def test_metadata_is_json_in_the_first_line(tmp_path):
     meta = json.loads(out.read_text().splitlines()[0])
     assert meta["scheduler"] == "multiplicative:factor=0.5;at=2-6/2"
     assert meta["label"] == "Momentum lr=0.01 multiplicative:factor=0.5;at=2-6/2"
+
+
+def test_every_records_a_sample_of_the_updates(tmp_path):
+    out = tmp_path / "sampled.trace.csv"
+    assert main(["trace", "--optimizer", "adam", "--epochs", "1", "--every", "3", "--quiet", "--out", str(out)]) == 0
+    trace = load_trace(out)
+    assert trace.meta["every"] == 3 and trace["update"].tolist() == [1.0, 4.0, 7.0]  # orbit: 8 updates per epoch

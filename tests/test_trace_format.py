@@ -1,4 +1,8 @@
-"""The trace file: writer and reader round trip, bad files, killed and interrupted runs."""
+"""The trace file: writer and reader round trip, bad files, killed and interrupted runs.
+
+Each form (CSV, and the binary form of a ``.bin`` path) is tested where its
+behaviour is shared: round trip bit for bit, a killed and an interrupted run.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracer.errors import TraceFormatError
+from tracer import trace_binary
 from tracer.trace import SCHEMA_VERSION, TraceWriter, load_trace, write_trace
 
 COLUMNS = ["update", "epoch", "batch", "lr", "loss", "Wa.theta", "Wa.v"]
@@ -41,11 +46,15 @@ def test_round_trip(tmp_path):
     assert lines[-1].startswith('#end {"status": "complete", "updates": 3')
 
 
+SUFFIXES = [".csv", ".bin"]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True), min_size=1, max_size=40))
-def test_floats_round_trip_bit_for_bit(tmp_path_factory, values):
-    values += [-0.0, 5e-324, 1.7976931348623157e308, math.inf, -math.inf, math.nan]
-    path = tmp_path_factory.mktemp("h") / "t.trace.csv"
+def test_floats_round_trip_bit_for_bit(tmp_path_factory, suffix, values):
+    values += [-0.0, 5e-324, 1.7976931348623157e308, math.inf, -math.inf, math.nan, -math.nan]
+    path = tmp_path_factory.mktemp("h") / f"t.trace{suffix}"
     write_trace(path, {}, ["x"], [{"x": v} for v in values])
     read = load_trace(path)["x"]
     as_bits = lambda xs: [struct.pack("<d", x) if not math.isnan(x) else b"nan" for x in xs]
@@ -81,14 +90,111 @@ def test_trailer_cut_mid_write_reads_back_incomplete(tmp_path, kept):
     assert trace["update"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
-def test_interrupted_writer(tmp_path):
-    path = tmp_path / "i.trace.csv"
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_interrupted_writer(tmp_path, suffix):
+    path = tmp_path / f"i.trace{suffix}"
     with pytest.raises(KeyboardInterrupt):
         with TraceWriter(path, {}, COLUMNS) as writer:
             writer.write_row(_rows(1)[0])
             raise KeyboardInterrupt
     trace = load_trace(path)
     assert trace.status == "interrupted" and len(trace) == 1
+
+
+def test_binary_form_reads_as_its_csv_twin(tmp_path):
+    rows = _rows(5)
+    rows[2]["Wa.v"] = -0.0
+    csv = load_trace(write_trace(tmp_path / "t.trace.csv", {"label": "x"}, COLUMNS, rows, status="diverged", diverged_at=4, final={"Wa": 0.25}))
+    binary = load_trace(write_trace(tmp_path / "t.trace.bin", {"label": "x"}, COLUMNS, rows, status="diverged", diverged_at=4, final={"Wa": 0.25}))
+    assert binary.columns == csv.columns and binary.meta == csv.meta and binary.trailer == csv.trailer
+    for column in COLUMNS:
+        assert binary[column].tobytes() == csv[column].tobytes(), column
+    # 8 bytes per cell plus a header and a trailer.
+    size = (tmp_path / "t.trace.bin").stat().st_size
+    assert 5 * len(COLUMNS) * 8 < size < 5 * len(COLUMNS) * 8 + 1200
+
+
+def test_binary_form_is_recognised_by_content_not_name(tmp_path):
+    path = write_trace(tmp_path / "t.trace.bin", {}, COLUMNS, _rows(2))
+    renamed = path.rename(tmp_path / "renamed.trace.csv")
+    assert load_trace(renamed)["update"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("cut", ["partial row", "partial trailer", "trailer mark only"])
+def test_killed_binary_run_keeps_every_whole_row(tmp_path, cut):
+    path = tmp_path / "killed.trace.bin"
+    writer = TraceWriter(path, {}, COLUMNS)
+    for row in _rows(4):
+        writer.write_row(row)
+    row_bytes = len(COLUMNS) * 8
+    # No close(): the process died while writing the next row, or the trailer.
+    tail = {
+        "partial row": trace_binary.BinaryRows().row([5.0] * len(COLUMNS))[: row_bytes - 3],
+        "partial trailer": trace_binary.BinaryRows().trailer('{"status": "complete"' + " " * 2 * row_bytes + "}")[:-9],
+        "trailer mark only": trace_binary.TRAILER_START,
+    }[cut]
+    with open(path, "ab") as f:
+        f.write(tail)
+    with pytest.warns(UserWarning, match=r"dropped \d+ bytes after row 4"):
+        trace = load_trace(path)
+    assert len(trace) == 4 and trace.status == "incomplete" and trace["update"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def _binary_file(tmp_path, header: bytes, rest: bytes = b""):
+    import struct as _struct
+
+    path = tmp_path / "bad.trace.bin"
+    padding = b"\x00" * (-(16 + len(header)) % 8)
+    path.write_bytes(trace_binary.MAGIC + _struct.pack("<Q", len(header)) + header + padding + rest)
+    return path
+
+
+_GOOD_HEADER = json.dumps({"meta": json.loads(META_LINE), "columns": ["a", "b"], "cell": "<f8"}).encode()
+
+# (desc, header bytes, bytes after it, message regex) of bad binary files.
+BAD_BINARY_FILES = [
+    ("header not json", b"{oops", b"", r"invalid header: expected a JSON object"),
+    ("header without columns", json.dumps({"meta": {}}).encode(), b"", r"invalid header"),
+    ("float32 cells", _GOOD_HEADER.replace(b"<f8", b"<f4"), b"", r"unsupported cell type '<f4'"),
+    ("duplicate columns", _GOOD_HEADER.replace(b'"b"', b'"a"'), b"", r"column names must be non-empty and unique"),
+    ("not a trace", json.dumps({"meta": {"format": "x"}, "columns": ["a"], "cell": "<f8"}).encode(), b"", r"metadata 'format' is 'x'"),
+    (
+        "rows cut before a trailer",
+        _GOOD_HEADER,
+        b"\x00" * 8 + trace_binary.BinaryRows().trailer('{"status": "complete"}'),
+        r"8 bytes of rows before the trailer, not a whole number of 16-byte rows",
+    ),
+    (
+        "bad trailer status",
+        _GOOD_HEADER,
+        trace_binary.BinaryRows().trailer('{"status": "great"}'),
+        r"invalid trailer",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "header, rest, message", [(h, r, m) for _, h, r, m in BAD_BINARY_FILES], ids=[d for d, _, _, _ in BAD_BINARY_FILES]
+)
+def test_bad_binary_files(tmp_path, header, rest, message):
+    path = _binary_file(tmp_path, header, rest)
+    with pytest.raises(TraceFormatError, match=message) as error:
+        load_trace(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_truncated_binary_header(tmp_path):
+    path = tmp_path / "bad.trace.bin"
+    path.write_bytes(trace_binary.MAGIC + b"\x10\x00")
+    with pytest.raises(TraceFormatError, match=r"truncated header: 10 bytes"):
+        load_trace(path)
+    path.write_bytes(trace_binary.MAGIC + (1000).to_bytes(8, "little") + b"{}")
+    with pytest.raises(TraceFormatError, match=r"truncated header: it says 1000 bytes, the file holds 2"):
+        load_trace(path)
+    header = _GOOD_HEADER if len(_GOOD_HEADER) % 8 else _GOOD_HEADER + b" "  # needs padding, which is missing
+    path.write_bytes(trace_binary.MAGIC + len(header).to_bytes(8, "little") + header)
+    with pytest.raises(TraceFormatError, match=rf"truncated header: {16 + len(header)} bytes, its padding ends at byte"):
+        load_trace(path)
 
 
 def _file(tmp_path, content: bytes | str):
@@ -145,3 +251,15 @@ def test_reading_never_imports_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_diff_and_info_read_the_binary_form(tmp_path):
+    from tracer.diff import diff_traces
+    from tracer.info import summarize
+
+    csv = write_trace(tmp_path / "t.trace.csv", {"label": "x"}, COLUMNS, _rows(3), final={"Wa": 0.3})
+    binary = write_trace(tmp_path / "t.trace.bin", {"label": "x"}, COLUMNS, _rows(3), final={"Wa": 0.3})
+    assert diff_traces(csv, binary).equal
+    facts_binary, facts_csv = summarize(load_trace(binary)), summarize(load_trace(csv))
+    assert facts_binary.pop("path") == str(binary) and facts_csv.pop("path") == str(csv)
+    assert facts_binary == facts_csv

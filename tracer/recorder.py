@@ -23,10 +23,12 @@ traced run's parameters equal an untraced run's bit for bit.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import pathlib
 import platform
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -38,9 +40,9 @@ from tracer.families import family_of
 from tracer.platform import platform_meta
 from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
 from tracer.recording.distributed_full import ShardedFullReader
-from tracer.recording.full import FullReader
+from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
-from tracer.recording.summary import SummaryReducer
+from tracer.recording.summary import PendingSummaries, SummaryReducer
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
 
 __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
@@ -50,7 +52,8 @@ ON_DIVERGENCE = ("stop", "continue")
 IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
-    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups", "distributed"
+    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups",
+    "distributed", "every",
 )
 
 
@@ -93,6 +96,18 @@ def _versions() -> dict[str, str | None]:
     }
 
 
+@dataclass(frozen=True)
+class _PendingRow:
+    """A recorded update whose row waits for its summaries to reach the host (one update at most)."""
+
+    update: int
+    notes: dict[str, Any]  # epoch, batch, loss (a float, or a host tensor being copied from the device)
+    lrs: list[float]
+    full_values: dict[int, FullValues]
+    finite_full: bool
+    summaries: PendingSummaries
+
+
 class Recorder:
     """Record what an optimizer does at every update into a trace file.
 
@@ -119,21 +134,43 @@ class Recorder:
             checkpoint: update numbers go on, its columns, optimizer class and
             parameters must be this run's; the first appended row has no
             ``cos_d_prev``); "overwrite" replaces it.
+        distributed: options under torch.distributed (check mode, loss
+            averaging, collective timeout); the strategy (DDP, ZeRO, FSDP2)
+            is detected. Construct the Recorder on every rank with the same
+            arguments; rank 0 writes ``path``. See tracer.recording.distributed.
+        every: record updates 1, 1 + every, 1 + 2 * every, ... only (default
+            1: all). The others are left alone (no snapshot, no reduction, no
+            row), except the update just before a recorded one, which is
+            measured without reductions so that ``cos_d_prev`` still compares
+            with the previous update (``tracer.recording.summary``). The
+            ``update`` column says which updates the trace holds; the metadata
+            holds ``every`` when it is not 1. Divergence is checked at
+            recorded updates.
+        fused: summary reductions as one compiled pass per chunk of tensors
+            (True; compiles for seconds to minutes at the first update), or
+            eager torch ops (False, default). Both agree within the
+            tolerances of ``tracer.summary_kernels``. Not yet faster than
+            eager where measured (README, Speed).
 
     The loss of a row is the one given to ``note``, else the one the closure
     of ``optimizer.step(closure)`` returned. The optimizer's parameter groups
     are fixed once traced: ``add_param_group`` (or a parameter added to a
     group) afterwards makes the next ``step()`` raise TracerError before it
     changes anything.
-        distributed: options under torch.distributed (check mode, loss
-            averaging, collective timeout); the strategy (DDP, ZeRO, FSDP2)
-            is detected. Construct the Recorder on every rank with the same
-            arguments; rank 0 writes ``path``. See tracer.recording.distributed.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
     granularity recomputes d with the optimizer's own arithmetic where the
     family has a probe, and measures it otherwise.
+
+    On an accelerator the step path never waits for the device (summary
+    granularity): the reductions go to a device buffer, then to pinned host
+    memory by a non-blocking copy, and the row is written once that copy is
+    done: at the next recorded update at the latest, and on ``close``
+    (through ``with``, also after an exception). A divergence is therefore
+    seen, and DivergenceError raised, up to one recorded update late; the
+    trace still ends at the update that diverged. Full granularity reads its
+    values at once (``tolist``): it is meant for small models.
 
     ``|d|`` (for ``u`` and ``step_size``) is the norm over every traced
     parameter together; with several groups ``step_size`` is the norm of
@@ -153,6 +190,8 @@ class Recorder:
         on_divergence: str = "stop",
         if_exists: str = "error",
         distributed: DistributedOptions | None = None,
+        every: int = 1,
+        fused: bool = False,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -160,6 +199,10 @@ class Recorder:
             raise TracerError(f"invalid on_divergence {on_divergence!r}; accepted: {', '.join(ON_DIVERGENCE)}")
         if if_exists not in IF_EXISTS:
             raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
+        if not isinstance(fused, bool):
+            raise TracerError(f"invalid fused {fused!r}; accepted: True or False")
         meta = dict(meta or {})
         owned = sorted(key for key in meta if key in _OWN_META_KEYS)
         if owned:
@@ -168,6 +211,8 @@ class Recorder:
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
         self.if_exists = if_exists
+        self.every = every
+        self._fused_choice = fused
         self.family = family_of(inner_optimizer(optimizer))
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
@@ -177,7 +222,9 @@ class Recorder:
             optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
         )
         self.meta = self._make_meta(meta)
-        self.updates = 0
+        self.updates = 0  # optimizer steps taken while attached, recorded or not
+        self.recorded = 0  # rows written
+        self._role = "skip"  # of the step under way: "record", "measure" (before a recorded one) or "skip"
         self.diverged_at: int | None = None
         self.final: dict[str, float] = {}
         self._writer: TraceWriter | None = None  # rank 0's only under torch.distributed
@@ -190,6 +237,7 @@ class Recorder:
         # The shape of the optimizer's groups when traced: parameters per group.
         self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
         self._closure_loss: float | None = None
+        self._queue: collections.deque[_PendingRow] = collections.deque()
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
         optimizer = self.optimizer
@@ -216,6 +264,8 @@ class Recorder:
         }
         if self._dist.distributed:
             meta["distributed"] = self._dist.meta()
+        if self.every != 1:  # absent means every update: the reference traces stay as they were
+            meta["every"] = self.every
         meta.update(caller)
         return meta
 
@@ -243,7 +293,7 @@ class Recorder:
             return self
         groups = len(self.optimizer.param_groups)
         self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
-        self._summary = SummaryReducer(self._params, groups, self._dist.sharding)
+        self._summary = SummaryReducer(self._params, groups, self._dist.sharding, fused=self._fused_choice)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
@@ -282,6 +332,11 @@ class Recorder:
         self.diverged_at = trace.diverged_at
         return TraceWriter(self.path, self.meta, self.columns, append_after=len(trace))
 
+    @property
+    def fused(self) -> bool:
+        """Whether the summary reductions run as a compiled fused pass (False before ``start``)."""
+        return self._summary is not None and self._summary.fused
+
     def close(self, status: str | None = None) -> None:
         """Detach and write the trailer: "complete" (or "diverged" if it diverged) unless told otherwise."""
         for handle in self._handles:
@@ -289,8 +344,12 @@ class Recorder:
         self._handles = []
         if self._writer is None or self._writer.closed:
             return
+        self._write_rows(wait=True, stop_on_divergence=False)  # rows whose copy was still under way
         if status is None:
             status = "complete" if self.diverged_at is None else "diverged"
+        if self._role != "record" and self._full is not None:
+            # The last steps were not recorded: the final coordinates are the parameters' values now.
+            self.final.update(self._full.current())
         self._writer.close(status, final=self.final, diverged_at=self.diverged_at)
 
     def __enter__(self) -> "Recorder":
@@ -304,15 +363,28 @@ class Recorder:
         return False
 
     def note(self, *, loss: float | Tensor | None = None, epoch: int | None = None, batch: int | None = None) -> None:
-        """Values for the next row only (call before ``step()``); a tensor loss is read with ``.item()``."""
+        """Values for the next row only (call before ``step()``).
+
+        A loss tensor on an accelerator is copied to the host without waiting, with the update's summaries.
+        """
         if loss is not None:
-            self._notes["loss"] = float(loss.detach() if isinstance(loss, Tensor) else loss)
+            if isinstance(loss, Tensor):
+                loss = loss.detach()
+                self._notes["loss"] = float(loss) if loss.device.type == "cpu" else loss
+            else:
+                self._notes["loss"] = float(loss)
         if epoch is not None:
             self._notes["epoch"] = int(epoch)
         if batch is not None:
             self._notes["batch"] = int(batch)
 
     # -- the hooks ------------------------------------------------------------------------
+
+    def _role_of(self, update: int) -> str:
+        """What the hooks do at ``update``: "record" it, "measure" its delta for the next, or "skip" it."""
+        if (update - 1) % self.every == 0:
+            return "record"
+        return "measure" if update % self.every == 0 else "skip"
 
     @torch.no_grad()
     def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:
@@ -323,8 +395,12 @@ class Recorder:
                 f"{self._group_sizes} traced, {sizes} now), which the trace's columns cannot follow; this step "
                 f"was not applied: start a new Recorder on a new trace file after add_param_group"
             )
+        self._role = self._role_of(self.updates + 1)
+        if self._role == "skip":
+            return None
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
-        self._full.snapshot()
+        if self._role == "record":
+            self._full.snapshot()
         self._summary.snapshot()
         self._closure_loss = None
         # args is (optimizer, closure?) as step() was called.
@@ -347,20 +423,74 @@ class Recorder:
         return recording
 
     def _share_loss(self, optimizer, args, kwargs) -> None:
+        # The writing rank averages the loss at the updates it records only: join exactly those all-reduces.
+        self.updates += 1
         notes, self._notes = self._notes, {}
-        self._dist.loss(notes.get("loss"))
+        if self._role_of(self.updates) == "record":
+            loss = notes.get("loss")
+            self._dist.loss(None if loss is None else float(loss))
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
+        if self._role != "record":
+            self.updates += 1
+            self._notes = {}
+            if self._role == "measure":
+                self._summary.measure_previous(self._lrs)
+            else:
+                self._summary.forget_previous()
+            return
+        self._record(optimizer)
+
+    def _record(self, optimizer) -> None:
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
         full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
-        summaries, finite_summary = self._summary.summarize(optimizer, self.family, self._lrs)
         self.updates += 1
         notes, self._notes = self._notes, {}
-        loss = self._dist.loss(notes.get("loss", self._closure_loss))
-        lrs = self._lrs
-        cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
-        finite = (loss is None or math.isfinite(loss)) and finite_full and finite_summary
+        if "loss" not in notes and self._closure_loss is not None:
+            notes["loss"] = self._closure_loss
+        if self._dist.averages_loss:  # one all-reduce, now, on every rank alike
+            loss = notes.get("loss")
+            notes["loss"] = self._dist.loss(None if loss is None else float(loss))
+        loss = notes.get("loss")
+        if isinstance(loss, Tensor):  # on the device: copied along with the summaries (their event follows it)
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss, non_blocking=True)
+            notes["loss"] = host
+        summaries = self._summary.reduce(optimizer, self.family, self._lrs)
+        self._queue.append(_PendingRow(self.updates, notes, self._lrs, full_values, finite_full, summaries))
+        # Under torch.distributed rows are written at once: check mode's collective must run on every rank alike.
+        self._write_rows(wait=self._dist.distributed, stop_on_divergence=self.on_divergence == "stop")
+
+    def _write_rows(self, *, wait: bool, stop_on_divergence: bool) -> None:
+        """Write the queued rows in order: all of them if ``wait``, else all but a newest whose copy is not done."""
+        while self._queue:
+            if not wait and len(self._queue) == 1 and not self._queue[0].summaries.ready():
+                return
+            row = self._queue.popleft()
+            self._write(row)
+            if self.diverged_at == row.update and self.on_divergence == "stop":
+                self._queue.clear()  # the trace ends at the update that diverged
+                if stop_on_divergence:
+                    self.close("diverged")
+                    loss = row.notes.get("loss")
+                    raise DivergenceError(
+                        f"the run diverged at update {row.update}: the loss, g, v, s or theta is no longer finite "
+                        f"(loss={float(loss) if loss is not None else None!r}); the trace {self.path} ends there. "
+                        f"Lower the learning rate, or pass on_divergence='continue' to keep recording"
+                    )
+
+    def _write(self, row: _PendingRow) -> None:
+        """Assemble and write one row; note a divergence."""
+        summaries, finite_summary = row.summaries.read()
+        full_values = row.full_values
+        notes = row.notes
+        loss = notes.get("loss")
+        if loss is not None:
+            loss = float(loss)  # a host tensor's copy is done with the summaries'
+        lrs = row.lrs
+        cells: list[Any] = [row.update, notes.get("epoch"), notes.get("batch"), *lrs, loss]
+        finite = (loss is None or math.isfinite(loss)) and row.finite_full and finite_summary
 
         # Norms of d and of the displacement over every traced parameter together.
         d_norms, lr_d_norms, displacements = [], [], []
@@ -384,28 +514,22 @@ class Recorder:
                 missing = [None] * len(parameter.coordinates)
                 d = values.d
                 u = missing if d is None or not d_norm_all else [x / d_norm_all for x in d]
-                for row in zip(
+                for coordinate_cells in zip(
                     values.theta, values.g or missing, values.v or missing, values.s or missing, d or missing, u
                 ):
-                    cells += row
+                    cells += coordinate_cells
                 self.final.update(zip(parameter.coordinates, values.theta_next))
             if parameter.summarized:
                 cells += summaries[parameter.index].cells()
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         if self._writer is not None:
             self._writer.write_cells(cells)
+        self.recorded += 1
         if self._dist.options.check and self._dist.distributed:
-            drift = self._dist.check(self.updates, self.columns, cells)
+            drift = self._dist.check(row.update, self.columns, cells)
             if drift is not None:
                 self.close("interrupted")
                 raise RanksDifferError(f"{drift}; the trace {self.path} ends at this update")
 
         if not finite and self.diverged_at is None:
-            self.diverged_at = self.updates
-            if self.on_divergence == "stop":
-                self.close("diverged")
-                raise DivergenceError(
-                    f"the run diverged at update {self.updates}: the loss, g, v, s or theta is no longer finite "
-                    f"(loss={loss!r}); the trace {self.path} ends there. Lower the learning rate, or pass "
-                    f"on_divergence='continue' to keep recording"
-                )
+            self.diverged_at = row.update

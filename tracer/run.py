@@ -71,6 +71,7 @@ class RunConfig:
     batch_size: int | None = None
     seed: int | None = None
     granularity: str = "full"
+    every: int = 1  # record updates 1, 1 + every, ... (Recorder's every)
     label: str | None = None
     quiet: bool = True
     problem_options: Mapping[str, Any] = field(default_factory=dict)
@@ -97,6 +98,8 @@ def _validate(config: RunConfig):
     _check_choice("problem", config.problem, PROBLEM_NAMES)
     _check_choice("impl", config.impl, IMPLS)
     _check_choice("granularity", config.granularity, GRANULARITIES)
+    if isinstance(config.every, bool) or not isinstance(config.every, int) or config.every < 1:
+        raise TracerError(f"invalid every {config.every!r}; accepted: a whole number of updates >= 1")
     if config.scheduler_every is not None:
         _check_choice("scheduler_every", config.scheduler_every, SCHEDULER_EVERY)
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
@@ -188,7 +191,8 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     existed = out.exists()
     partial = _partial_path(out)
     recorder = Recorder(optimizer, partial, named_parameters=model.named_parameters(),
-                        granularity=config.granularity, meta=meta, on_divergence=config.on_divergence)
+                        granularity=config.granularity, meta=meta, on_divergence=config.on_divergence,
+                        every=config.every)
     progress = Progress(updates, out.name, enabled=not config.quiet)
     try:
         with recorder, progress:
@@ -285,6 +289,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="data and shuffling seed (orbit: 9999)")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (orbit: 64)")
     parser.add_argument("--granularity", default="full", help="full (every coordinate) or summary (per tensor)")
+    parser.add_argument("--every", type=int, default=1, metavar="K", help="record updates 1, 1+K, 1+2K, ... only (default 1: all)")
     parser.add_argument("--scheduler", default=None, metavar="SPEC",
                         help="lr scheduler, e.g. 'multistep:milestones=5,10;gamma=0.5' (see tracer.schedulers); none: no scheduler")
     parser.add_argument("--scheduler-every", default=None, help="update or epoch: when the scheduler steps (default: per update; linear: per epoch)")
@@ -313,7 +318,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         impl=args.impl, hyperparameters=hyperparameters,
         scheduler=None if args.scheduler in (None, "", "none") else args.scheduler,
         scheduler_every=args.scheduler_every, batch_size=args.batch_size, seed=args.seed,
-        granularity=args.granularity, label=args.label, quiet=args.quiet,
+        granularity=args.granularity, every=args.every, label=args.label, quiet=args.quiet,
         overwrite=args.overwrite, on_divergence=args.on_divergence,
     )
 

@@ -133,11 +133,32 @@ def complete_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     return full
 
 
+class CsvRows:
+    """How a TraceWriter turns the header, each row and the trailer into bytes of the CSV form."""
+
+    def header(self, meta_line: str, columns: Sequence[str]) -> bytes:
+        return (meta_line + "\n" + ",".join(columns) + "\n").encode("utf-8")
+
+    def row(self, cells: Sequence[Cell]) -> bytes:
+        return (",".join(map(format_cell, cells)) + "\n").encode("utf-8")
+
+    def trailer(self, trailer_json: str) -> bytes:
+        return (TRAILER_PREFIX + trailer_json + "\n").encode("utf-8")
+
+
+def row_format(path: pathlib.Path) -> Any:
+    """The form a trace at ``path`` is written in: binary for a ``.bin`` suffix (tracer.trace_binary), else CSV."""
+    from tracer import trace_binary  # imported here: it imports this module
+
+    return trace_binary.BinaryRows() if path.suffix == trace_binary.SUFFIX else CsvRows()
+
+
 class TraceWriter:
     """Write a trace file row by row; a context manager.
 
     The metadata line and the header are written on creation; each
-    ``write_row`` appends one line and flushes it. ``close`` writes the
+    ``write_row`` appends one row and flushes it. A path ending in ``.bin``
+    gets the binary form (``tracer.trace_binary``), any other the CSV form. ``close`` writes the
     trailer. Leaving the ``with`` block through an exception closes the file
     with status ``interrupted``.
     """
@@ -167,14 +188,15 @@ class TraceWriter:
         except TypeError as error:
             raise TracerError(f"trace metadata is not JSON-serialisable: {error}") from None
         self.closed = False
+        self._rows = row_format(self.path)
         if append_after is not None:
             self.updates = append_after
-            self._file = open(self.path, "a", encoding="utf-8", newline="\n")
+            self._file = open(self.path, "ab")
             return
         self.updates = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", encoding="utf-8", newline="\n")
-        self._file.write(meta_line + "\n" + ",".join(self.columns) + "\n")
+        self._file = open(self.path, "wb")
+        self._file.write(self._rows.header(meta_line, self.columns))
         self._file.flush()
 
     def write_row(self, values: Mapping[str, Cell]) -> None:
@@ -191,7 +213,7 @@ class TraceWriter:
         """Append one row given in column order (the recorder's fast path)."""
         if len(cells) != len(self.columns):
             raise TracerError(f"a trace row needs {len(self.columns)} cells, got {len(cells)}")
-        self._file.write(",".join(map(format_cell, cells)) + "\n")
+        self._file.write(self._rows.row(cells))
         self._file.flush()
         self.updates += 1
 
@@ -213,7 +235,7 @@ class TraceWriter:
             "final": None if final is None else {k: float(v) for k, v in final.items()},
             "diverged_at": diverged_at,
         }
-        self._file.write(TRAILER_PREFIX + json.dumps(trailer) + "\n")
+        self._file.write(self._rows.trailer(json.dumps(trailer)))
         self._file.close()
         self.closed = True
 
@@ -283,14 +305,18 @@ def _parse_meta(path: pathlib.Path, first: str) -> dict[str, Any]:
         meta = None
     if not isinstance(meta, dict):
         raise _fail(path, 1, f"not a trace file: the first line must be the JSON metadata object, got {first[:40]!r}")
+    return _check_meta(path, 1, meta)
+
+
+def _check_meta(path: pathlib.Path, line: int | None, meta: dict[str, Any]) -> dict[str, Any]:
     if meta.get("format") != FORMAT_NAME:
-        raise _fail(path, 1, f"not a trace file: metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+        raise _fail(path, line, f"not a trace file: metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise _fail(path, 1, f"unknown schema_version {version!r}; this tracer reads version {SCHEMA_VERSION}")
+        raise _fail(path, line, f"unknown schema_version {version!r}; this tracer reads version {SCHEMA_VERSION}")
     problem = meta_schema_problem(meta)
     if problem is not None:
-        raise _fail(path, 1, f"invalid metadata: {problem}")
+        raise _fail(path, line, f"invalid metadata: {problem}")
     return meta
 
 
@@ -361,7 +387,7 @@ def meta_schema_problem(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _parse_trailer(path: pathlib.Path, line_number: int, line: str) -> dict[str, Any]:
+def _parse_trailer(path: pathlib.Path, line_number: int | None, line: str) -> dict[str, Any]:
     try:
         trailer = json.loads(line[len(TRAILER_PREFIX):])
     except ValueError:
@@ -397,12 +423,22 @@ def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int
     if not rows:
         return np.empty((width, 0), dtype=np.float64)
     # Empty cells become "nan" by text replacement (twice: ",,," holds two),
-    # then numpy converts every cell at once: its str -> float64 cast parses
-    # as float() does (repr text back to the identical float64, anything that
-    # is not a number rejected), without a Python float object per cell.
-    text = ("," + ",".join(rows) + ",").replace(",,", ",nan,").replace(",,", ",nan,")
+    # then numpy parses every cell in C: np.fromstring reads the text with
+    # Python's correctly rounded strtod (repr text back to the identical
+    # float64) and stops at the first cell that is not a number; the str ->
+    # float64 cast of the split cells (as float() does, and slower) then
+    # decides whether the file is bad.
+    text = ("," + ",".join(rows) + ",").replace(",,", ",nan,").replace(",,", ",nan,")[1:-1]
     try:
-        values = np.array(text[1:-1].split(","), dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns where newer raises
+            values = np.fromstring(text, dtype=np.float64, sep=",")
+    except ValueError:  # "could not be read to its end": a cell that is not a number
+        values = None
+    if values is not None and values.size == len(rows) * width:
+        return values.reshape(len(rows), width).T.copy()
+    try:
+        values = np.array(text.split(","), dtype=np.float64)
     except ValueError:
         for offset, row in enumerate(rows):
             for column, cell in enumerate(row.split(",")):
@@ -425,6 +461,13 @@ def load_trace(path: str | os.PathLike) -> Trace:
         raise TraceFormatError(f"{path}: cannot read trace file: {error.strerror or error}") from None
     if not raw:
         raise _fail(path, None, "empty file, not a trace")
+    from tracer import trace_binary  # imported here: it imports this module
+
+    if trace_binary.is_binary(raw):
+        meta, columns, data, trailer_text = trace_binary.parse(path, raw)
+        meta = _check_meta(path, None, meta)
+        trailer = None if trailer_text is None else _parse_trailer(path, None, TRAILER_PREFIX + trailer_text)
+        return Trace(path, meta, columns, data, trailer)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -138,8 +138,8 @@ def _mesh(strategy: str, parameters: Sequence[Tensor], world_size: int) -> dict[
 
 
 # Reduction slots (tracer.recording.summary.REDUCTIONS) and how their partials combine across ranks.
-_MIN_SLOTS = ("delta_min",)
-_MAX_SLOTS = ("delta_max",)
+_MIN_SLOTS: tuple[str, ...] = ()
+_MAX_SLOTS = ("delta_abs_max",)
 _STATE_SLOTS = ("v_sq", "s_sq")
 
 
@@ -166,7 +166,7 @@ class Sharding:
 
     def read(self, results: Mapping[Any, Tensor], reductions: Sequence[str]) -> dict[Any, list[float]]:
         """Each results buffer as floats (one device-to-host read each)."""
-        return {key: buffer.tolist() for key, buffer in results.items()}
+        return {key: buffer.reshape(-1).tolist() for key, buffer in results.items()}
 
 
 WHOLE = Sharding()
@@ -193,7 +193,7 @@ class _Gathered(Sharding):
 
     def read(self, results: Mapping[Any, Tensor], reductions: Sequence[str]) -> dict[Any, list[float]]:
         keys = list(results)
-        flat = torch.cat([results[key].to(self.device, torch.float64) for key in keys]) if keys else None
+        flat = torch.cat([results[key].reshape(-1).to(self.device, torch.float64) for key in keys]) if keys else None
         if flat is None:
             return {}
         gathered = [torch.empty_like(flat) for _ in range(self.world_size)]

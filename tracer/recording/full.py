@@ -78,6 +78,15 @@ class FullReader:
         if self._copy_targets:
             torch._foreach_copy_(self._copy_targets, self._copy_sources)
 
+    def current(self) -> dict[str, float]:
+        """The fully traced coordinates' values now, by name (read once, at the end of a sampled run)."""
+        values: dict[str, float] = {}
+        for p in self.parameters:
+            flat = p.tensor.detach().reshape(-1)
+            chosen = flat if p.full_index is None else flat[p.full_index]
+            values.update(zip(p.coordinates, chosen.tolist()))
+        return values
+
     def read(
         self, optimizer: torch.optim.Optimizer, family: Family, summary_snapshots: Mapping[int, Tensor]
     ) -> tuple[dict[int, FullValues], bool]:

@@ -8,18 +8,36 @@ the snapshot of theta taken before the step becomes, in place,
 lr``, and the cosines are those of delta. With lr = 0 the step does not move
 theta and d cannot be measured: its cells are empty.
 
-The reductions of one update are one call, ``reduce_eager`` (the seam where
-a fused pass plugs in: ``SummaryReducer.reduce``); they write into slots of
-one results buffer per device and dtype, read back with one tolist(): one
-device sync per update. The previous delta is kept by swapping two buffers,
-never copied. benchmarks/bench_recorder.py measures what this costs.
+The reductions of one update are one call of ``tracer.summary_kernels``
+(eager, or fused into one compiled pass per chunk of tensors); they land in
+one results buffer per device and dtype. ``reduce`` launches them and a copy
+of the results into host memory (pinned and non-blocking on an accelerator,
+so the step path never waits for the device) and returns PendingSummaries;
+``PendingSummaries.read`` makes the Summaries once the copy is done. The
+previous delta is kept by swapping two buffers, never copied; the swap
+depends on host facts only (gradient present, lr > 0), so it happens at once.
+
+Under torch.distributed a ``Sharding`` (``tracer.recording.distributed``)
+says which piece of each tensor this rank reduces (none: its row stays at
+the identities, zeros) and combines the ranks' partial reductions with one
+all-gather per update; that read is synchronous, and the fused pass is not
+used there.
+
+``cos_d_prev`` is the cosine between this update's d and the tensor's d at
+the update before. Recording every update, that is the last update that
+moved the tensor. Recording every k-th update (``Recorder(every=k)``), the
+update just before each recorded one is *measured* but not reduced
+(``measure_previous``: the snapshot before it and one subtraction after it,
+no reduction, no row), so ``cos_d_prev`` still compares with the previous
+update; it is empty when that update did not move the tensor (no gradient,
+lr = 0).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -28,65 +46,25 @@ from tracer.families import Family
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
+from tracer.summary_kernels import REDUCTIONS, FusedReducer, SummaryInput, reduce_eager, result_dtype
 from tracer.trace import SUMMARY_QUANTITIES
-
-
-@dataclass(frozen=True)
-class ReductionSlots:
-    """One summarised parameter's places in a results buffer: 0-dim views, written with ``out=``.
-
-    ``delta = theta_before - theta_next``; ``g`` is the gradient the
-    optimizer used times its sign (``grad + sign * weight_decay * theta``).
-    """
-
-    theta_sq: Tensor  # |theta_before|^2
-    delta_sq: Tensor  # |delta|^2
-    delta_min: Tensor
-    delta_max: Tensor
-    g_dot_delta: Tensor
-    g_sq: Tensor  # |g|^2
-    previous_dot_delta: Tensor  # previous delta . delta
-    v_sq: Tensor
-    s_sq: Tensor
-
-
-REDUCTIONS = tuple(field.name for field in fields(ReductionSlots))
-
 
 @dataclass(frozen=True)
 class Reductions:
-    """The numbers of ReductionSlots read back as floats (fields as there)."""
+    """One parameter's REDUCTIONS (tracer.summary_kernels) read back as floats."""
 
     theta_sq: float
     delta_sq: float
-    delta_min: float
-    delta_max: float
+    delta_abs_max: float
     g_dot_delta: float
     g_sq: float
     previous_dot_delta: float
+    previous_sq: float
     v_sq: float
     s_sq: float
 
 
-@dataclass(frozen=True)
-class ReductionInput:
-    """What one summarised parameter's reductions read at one update.
-
-    ``theta_before`` is the snapshot taken before the step; the reduction
-    overwrites it with ``delta = theta_before - theta_next`` (the same
-    memory, so no third buffer per parameter). Without a gradient (``grad``
-    None) only ``delta_sq`` is reduced; ``v``, ``s`` and ``previous_delta``
-    are None where absent, and their slots are left as they were.
-    """
-
-    theta_before: Tensor
-    theta_next: Tensor
-    grad: Tensor | None
-    grad_decay: float  # g (times its sign) = grad + grad_decay * theta_before
-    v: Tensor | None
-    s: Tensor | None
-    previous_delta: Tensor | None
-    slots: ReductionSlots
+assert tuple(field.name for field in fields(Reductions)) == REDUCTIONS
 
 
 @dataclass(frozen=True)
@@ -110,64 +88,6 @@ class Summary:
 assert tuple(field.name for field in fields(Summary)) == SUMMARY_QUANTITIES
 
 
-def result_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype summaries are reduced in: float64 for float64, else float32 (a squared norm overflows float16)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _dot(a: Tensor, b: Tensor, out: Tensor) -> None:
-    """a . b (1-D) into the 0-dim ``out``; a dot product is BLAS, faster than vector_norm."""
-    if a.dtype == out.dtype:
-        torch.dot(a, b, out=out)
-    else:
-        out.copy_(torch.dot(a.to(out.dtype), b.to(out.dtype)))
-
-
-def _aminmax(a: Tensor, low: Tensor, high: Tensor) -> None:
-    if a.dtype == low.dtype:
-        torch.aminmax(a, out=(low, high))
-    else:
-        low.copy_(a.min())
-        high.copy_(a.max())
-
-
-def _squared_norm(tensor: Tensor, out: Tensor) -> None:
-    """|x|^2 into the 0-dim ``out``."""
-    if tensor.is_contiguous():
-        flat = tensor if tensor.dim() == 1 else tensor.view(-1)
-        _dot(flat, flat, out)
-    else:
-        out.copy_(torch.linalg.vector_norm(tensor, dtype=out.dtype).square())
-
-
-def _flat(tensor: Tensor) -> Tensor:
-    return tensor if tensor.dim() == 1 else tensor.reshape(-1)
-
-
-def reduce_eager(inputs: Sequence[ReductionInput]) -> None:
-    """The reductions of one update, tensor by tensor, with eager torch ops (about ten kernels per tensor)."""
-    for item in inputs:
-        slots = item.slots
-        g = None
-        if item.grad is not None and item.grad_decay != 0:
-            g = _flat(torch.add(item.grad, item.theta_before, alpha=item.grad_decay))
-        delta = item.theta_before.sub_(item.theta_next).view(-1)
-        _dot(delta, delta, slots.delta_sq)
-        if item.grad is None:
-            continue
-        if g is None:
-            g = _flat(item.grad)
-        _aminmax(delta, slots.delta_min, slots.delta_max)
-        _dot(g, delta, slots.g_dot_delta)
-        _dot(g, g, slots.g_sq)
-        if item.previous_delta is not None:
-            _dot(item.previous_delta.view(-1), delta, slots.previous_dot_delta)
-        if item.v is not None:
-            _squared_norm(item.v, slots.v_sq)
-        if item.s is not None:
-            _squared_norm(item.s, slots.s_sq)
-
-
 def _cosine(dot: float, norm_a: float | None, norm_b: float | None) -> float | None:
     """dot / (|a| |b|), clamped to [-1, 1]: the dot product and the norms are
     reduced separately in the parameters' dtype, so parallel vectors can come
@@ -182,19 +102,21 @@ class _Buffers:
     """One summarised parameter's two buffers, swapped after every update that measures d."""
 
     parameter: TracedParameter
-    slots: ReductionSlots
+    key: tuple[torch.device, torch.dtype]  # its results buffer
+    row: int  # its row there
     snapshot: Tensor | None  # theta before the step (``SummaryReducer.snapshot``); delta after the reduction
     previous_delta: Tensor | None  # the last measured update's delta
-    held: bool  # this rank reduces a piece of the parameter (always in one process)
-    previous_delta_norm: float | None = None  # None: no delta measured yet
+    held: bool = True  # this rank reduces a piece of the parameter (always in one process)
+    has_previous: bool = False  # previous_delta holds a measured delta
 
 
 @dataclass(frozen=True)
 class _Pending:
     """What one update's reduction of one parameter needs afterwards to make its Summary."""
 
-    buffers: _Buffers
-    slot_key: tuple[torch.device, torch.dtype]
+    index: int  # the parameter's
+    key: tuple[torch.device, torch.dtype]  # its results buffer
+    row: int  # its row there
     lr: float
     sign: float
     has_grad: bool
@@ -204,59 +126,79 @@ class _Pending:
 
 
 class SummaryReducer:
-    """Per-tensor summaries of a Recorder's summarised parameters at each update.
+    """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
-    ``reduce`` is the one call that does the reductions of an update; it
-    defaults to ``reduce_eager`` and may be replaced by a faster pass that
-    fills the same slots. ``sharding`` (``tracer.recording.distributed``)
-    says what this rank reduces of each tensor and combines the ranks'
-    partial reductions; by default every tensor is whole and local.
+    ``fused``: True compiles the reductions into one pass per chunk of
+    tensors (``tracer.summary_kernels.FusedReducer``), False (default) keeps
+    eager torch ops. ``sharding`` says what this rank reduces of each tensor
+    under torch.distributed; by default every tensor is whole and local.
     """
 
-    reduce: Callable[[Sequence[ReductionInput]], None] = staticmethod(reduce_eager)
-
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE) -> None:
-        self._sharding = sharding
+    def __init__(
+        self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE, fused: bool = False
+    ) -> None:
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
+        self._sharding = sharding
+        # The fused pass reduces every row of a results buffer; with shards some rows are another rank's.
+        self._fused = FusedReducer() if fused and sharding is WHOLE else None
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
-        for p in summarized:
-            key = (p.tensor.device, result_dtype(p.tensor.dtype))
-            counts[key] = counts.get(key, 0) + len(REDUCTIONS)
-        self._results = {key: torch.zeros(count, dtype=key[1], device=key[0]) for key, count in counts.items()}
-        free = {key: iter(buffer.unbind()) for key, buffer in self._results.items()}
         self._buffers: dict[int, _Buffers] = {}
         for p in summarized:
-            taken = free[(p.tensor.device, result_dtype(p.tensor.dtype))]
-            slots = ReductionSlots(*(next(taken) for _ in REDUCTIONS))
+            key = (p.tensor.device, result_dtype(p.tensor.dtype))
+            row = counts.get(key, 0)
+            counts[key] = row + 1
             piece = sharding.piece(p.tensor)
-            if piece is None:
-                # Held elsewhere: this rank's partials are the identities of the ranks' combination.
-                slots.delta_min.fill_(math.inf)
-                slots.delta_max.fill_(-math.inf)
-                self._buffers[p.index] = _Buffers(p, slots, None, None, False)
+            if piece is None:  # held by another rank: this row stays at the identities (zeros)
+                self._buffers[p.index] = _Buffers(p, key, row, None, None, held=False)
                 continue
             snapshot = torch.empty_like(piece, memory_format=torch.contiguous_format)
-            self._buffers[p.index] = _Buffers(p, slots, snapshot, torch.empty_like(snapshot), True)
+            # zeros, not empty: the fused pass reads the previous delta before one exists (and ignores the result).
+            self._buffers[p.index] = _Buffers(p, key, row, snapshot, torch.zeros_like(snapshot))
+        self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
+        # Two host copies per results buffer, used in turn: a row waits at most one update for its copy.
+        self._host = [
+            {key: torch.zeros(buffer.shape, dtype=buffer.dtype, pin_memory=key[0].type == "cuda") for key, buffer in self._results.items()}
+            for _ in range(2)
+        ]
+        self._turn = 0
+        self._held = [b for b in self._buffers.values() if b.held]
+
+    @property
+    def fused(self) -> bool:
+        """Whether the reductions run as a compiled fused pass."""
+        return self._fused is not None and self._fused.fused
 
     def snapshot(self) -> None:
-        """Copy theta before the step and reduce |theta| (the pre-step hook)."""
-        for buffers in self._buffers.values():
-            if not buffers.held:
-                continue
-            buffers.snapshot.copy_(self._sharding.piece(buffers.parameter.tensor))
-            flat = buffers.snapshot.view(-1)
-            _dot(flat, flat, buffers.slots.theta_sq)
+        """Copy theta before the step (the pre-step hook), all tensors in one call."""
+        if self._held:
+            torch._foreach_copy_(
+                [b.snapshot for b in self._held], [self._sharding.piece(b.parameter.tensor) for b in self._held]
+            )
 
     def snapshots(self) -> dict[int, Tensor]:
         """theta before the step per summarised parameter (by index); valid until ``summarize``."""
         return {index: buffers.snapshot for index, buffers in self._buffers.items() if buffers.held}
 
-    def summarize(
-        self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
-    ) -> tuple[dict[int, Summary], bool]:
-        """Per summarised parameter (by index), its Summary of the update just made; and whether all are finite."""
-        inputs: list[ReductionInput] = []
+    def measure_previous(self, lrs: Sequence[float]) -> None:
+        """After an update that is not recorded but precedes a recorded one: keep its delta, reduce nothing."""
+        for group_members, lr in zip(self._by_group, lrs):
+            for parameter in group_members:
+                buffers = self._buffers[parameter.index]
+                buffers.has_previous = parameter.tensor.grad is not None and lr > 0
+                if buffers.has_previous and buffers.held:
+                    buffers.snapshot.sub_(self._sharding.piece(parameter.tensor))
+                    buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
+
+    def forget_previous(self) -> None:
+        """After an update that is neither recorded nor measured: no tensor has a previous delta any more."""
+        for buffers in self._buffers.values():
+            buffers.has_previous = False
+
+    def reduce(self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]) -> "PendingSummaries":
+        """Launch the reductions of the update just made and their copy to the host; read them with ``read()``."""
+        # Per results buffer: (its row, what that row's reductions read), for the tensors this rank holds.
+        inputs: dict[tuple[torch.device, torch.dtype], list[tuple[int, SummaryInput]]] = {key: [] for key in self._results}
         pending: list[_Pending] = []
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
             if not members:
@@ -267,71 +209,111 @@ class SummaryReducer:
                 buffers = self._buffers[parameter.index]
                 grad = parameter.tensor.grad
                 has_grad = grad is not None
-                has_previous = has_grad and buffers.previous_delta_norm is not None
-                key = (parameter.tensor.device, result_dtype(parameter.tensor.dtype))
+                if has_grad and grad.is_sparse:  # SparseAdam's
+                    grad = grad.to_dense()
+                has_previous = has_grad and buffers.has_previous
+                # v and s are in the trace wherever the family keeps them; under ZeRO their owner reduces them.
                 has_v, has_s = has_grad and v_key is not None, has_grad and s_key is not None
-                pending.append(_Pending(buffers, key, lr, sign, has_grad, has_previous, has_v, has_s))
+                pending.append(
+                    _Pending(parameter.index, buffers.key, buffers.row, lr, sign, has_grad, has_previous, has_v, has_s)
+                )
+                if has_grad and lr > 0:  # d measured: this delta is the next update's previous one
+                    buffers.has_previous = True
                 if not buffers.held:
                     continue
-                if has_grad:
-                    grad = self._sharding.piece(grad)
-                    if grad.is_sparse:  # SparseAdam's
-                        grad = grad.to_dense()
                 state = self._sharding.state(optimizer, parameter.tensor) if has_grad else None
-                # Without the state here (ZeRO: another rank owns it) v and s come from their owner.
                 v = self._sharding.piece(state_tensor(state, v_key)) if has_v and state is not None else None
                 s = self._sharding.piece(state_tensor(state, s_key)) if has_s and state is not None else None
-                inputs.append(
-                    ReductionInput(
-                        theta_before=buffers.snapshot,
-                        theta_next=self._sharding.piece(parameter.tensor),
-                        grad=grad,
-                        grad_decay=sign * weight_decay,
+                inputs[buffers.key].append((buffers.row, SummaryInput(
+                        snapshot=buffers.snapshot,
+                        theta_after=self._sharding.piece(parameter.tensor),
+                        grad=self._sharding.piece(grad) if has_grad else None,
+                        g_theta=sign * weight_decay,
                         v=v,
                         s=s,
-                        previous_delta=buffers.previous_delta if has_previous else None,
-                        slots=buffers.slots,
-                    )
-                )
-        self.reduce(inputs)
-        # One device-to-host read per results buffer (one in all but mixed-dtype or multi-device models);
-        # across ranks, one all-gather of every buffer's partials.
-        numbers = self._sharding.read(self._results, REDUCTIONS)
-        offsets = {key: 0 for key in numbers}
+                        # always the buffer (zeros before a first delta), read and ignored without has_previous:
+                        # one input layout for every update, so a compiled pass never recompiles for it.
+                        previous_delta=buffers.previous_delta,
+                    )))
+                if has_grad and lr > 0:
+                    buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
+        for key, items in inputs.items():
+            rows = self._results[key]
+            if self._fused is not None:  # one process: items are every row, in order
+                self._fused([item for _, item in items], rows)
+            else:
+                for row, item in items:
+                    reduce_eager(item, rows[row])
+        if self._sharding is not WHOLE:
+            # Across ranks: one all-gather of every buffer's partials, read at once.
+            return PendingSummaries(None, None, pending, self._sharding.read(self._results, REDUCTIONS))
+        host = self._host[self._turn]
+        self._turn = 1 - self._turn
+        event = None
+        for key, buffer in self._results.items():
+            host[key].copy_(buffer, non_blocking=True)
+            if key[0].type == "cuda":
+                event = torch.cuda.Event()
+                event.record()
+        return PendingSummaries(host, event, pending)
+
+    def summarize(
+        self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
+    ) -> tuple[dict[int, Summary], bool]:
+        """``reduce`` and ``read`` at once: per summarised parameter (by index), its Summary; whether all are finite."""
+        return self.reduce(optimizer, family, lrs).read()
+
+
+@dataclass
+class PendingSummaries:
+    """One update's reductions on their way to the host: ``ready()`` once copied, then ``read()``."""
+
+    host: dict[tuple[torch.device, torch.dtype], Tensor]
+    event: "torch.cuda.Event | None"  # recorded after the copies on an accelerator; None on a CPU
+    items: list[_Pending]
+    numbers: dict[tuple[torch.device, torch.dtype], list[float]] | None = None  # read already (flat, row-major)
+
+    def ready(self) -> bool:
+        """Whether the copy to the host is done (it is at once on a CPU); never waits."""
+        return self.event is None or self.event.query()
+
+    def read(self) -> tuple[dict[int, Summary], bool]:
+        """Per summarised parameter (by index), its Summary; and whether all are finite. Waits for the copy if needed."""
+        numbers = self.numbers
+        if numbers is None:
+            if self.event is not None:
+                self.event.synchronize()
+            numbers = {key: buffer.view(-1).tolist() for key, buffer in self.host.items()}
+        width = len(REDUCTIONS)
         out: dict[int, Summary] = {}
         finite = True
-        for item in pending:
-            start = offsets[item.slot_key]
-            offsets[item.slot_key] = start + len(REDUCTIONS)
-            reductions = Reductions(*numbers[item.slot_key][start : start + len(REDUCTIONS)])
-            summary, item_finite = self._summary(item, reductions)
-            out[item.buffers.parameter.index] = summary
+        for item in self.items:
+            row = numbers[item.key][item.row * width : (item.row + 1) * width]
+            summary, item_finite = _summary(item, Reductions(*row))
+            out[item.index] = summary
             finite = finite and item_finite
         return out, finite
 
-    @staticmethod
-    def _summary(item: _Pending, r: Reductions) -> tuple[Summary, bool]:
-        """The Summary of one parameter from its reductions; swaps its buffers when d was measured."""
-        theta_norm = math.sqrt(r.theta_sq)
-        displacement = math.sqrt(r.delta_sq)
-        empty = Summary(theta_norm, None, None, None, None, displacement, None, None, None)
-        if not item.has_grad:
-            return empty, math.isfinite(theta_norm)
-        g_norm = math.sqrt(r.g_sq)
-        v_norm = math.sqrt(r.v_sq) if item.has_v else None
-        s_norm = math.sqrt(r.s_sq) if item.has_s else None
-        finite = math.isfinite(theta_norm) and all(
-            math.isfinite(x) for x in (g_norm, v_norm, s_norm) if x is not None
-        )
-        lr = item.lr
-        if not lr > 0:
-            return Summary(theta_norm, g_norm, v_norm, s_norm, None, displacement, None, None, None), finite
-        low, high = r.delta_min, r.delta_max
-        d_max = (high if high >= -low else -low) / lr if low == low and high == high else math.nan
-        buffers = item.buffers
-        cos_d_prev = _cosine(r.previous_dot_delta, displacement, buffers.previous_delta_norm) if item.has_previous else None
-        # d points along delta, so cos(g, d) = cos(g, delta).
-        cos_g_d = _cosine(item.sign * r.g_dot_delta, g_norm, displacement)
-        buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
-        buffers.previous_delta_norm = displacement
-        return Summary(theta_norm, g_norm, v_norm, s_norm, displacement / lr, displacement, d_max, cos_d_prev, cos_g_d), finite
+
+def _summary(item: _Pending, r: Reductions) -> tuple[Summary, bool]:
+    """The Summary of one parameter from its reductions."""
+    theta_norm = math.sqrt(r.theta_sq)
+    displacement = math.sqrt(r.delta_sq)
+    empty = Summary(theta_norm, None, None, None, None, displacement, None, None, None)
+    if not item.has_grad:
+        return empty, math.isfinite(theta_norm)
+    g_norm = math.sqrt(r.g_sq)
+    v_norm = math.sqrt(r.v_sq) if item.has_v else None
+    s_norm = math.sqrt(r.s_sq) if item.has_s else None
+    finite = math.isfinite(theta_norm) and all(
+        math.isfinite(x) for x in (g_norm, v_norm, s_norm) if x is not None
+    )
+    lr = item.lr
+    if not lr > 0:
+        return Summary(theta_norm, g_norm, v_norm, s_norm, None, displacement, None, None, None), finite
+    previous_norm = math.sqrt(r.previous_sq)
+    cos_d_prev = _cosine(r.previous_dot_delta, displacement, previous_norm) if item.has_previous else None
+    # d points along delta, so cos(g, d) = cos(g, delta).
+    cos_g_d = _cosine(item.sign * r.g_dot_delta, g_norm, displacement)
+    d_max = r.delta_abs_max / lr
+    return Summary(theta_norm, g_norm, v_norm, s_norm, displacement / lr, displacement, d_max, cos_d_prev, cos_g_d), finite
