@@ -36,6 +36,7 @@ from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
+from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, snapshot_file_for
 from tracer.recording.summary import SummaryReducer
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TraceWriter, row_columns
 
@@ -44,7 +45,9 @@ __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "FULL_QUANTITIES", "SUM
 GRANULARITIES = ("full", "summary")
 ON_DIVERGENCE = ("stop", "continue")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
-_OWN_META_KEYS = ("format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups")
+_OWN_META_KEYS = (
+    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups", "snapshots",
+)
 
 
 def _json_option(value: Any) -> Any:
@@ -92,6 +95,11 @@ class Recorder:
         on_divergence: "stop" raises DivergenceError from ``step()`` once the
             loss, g, v, s or theta stops being finite (the row is written and
             the trailer says "diverged"); "continue" keeps recording.
+        snapshots: a SnapshotPolicy (e.g. ``SnapshotPolicy(every=10, limit=200)``)
+            to keep snapshots of the whole model, with g, v and d, every k
+            updates and at the end, in ``<run>.snapshots.npz`` beside the
+            trace (named in the metadata's ``snapshots``), for
+            ``tracer landscape``; None (default): no snapshots.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
@@ -113,6 +121,7 @@ class Recorder:
         full: Sequence[str] | None = None,
         meta: Mapping[str, Any] | None = None,
         on_divergence: str = "stop",
+        snapshots: SnapshotPolicy | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -129,6 +138,12 @@ class Recorder:
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
         self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
+        if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
+            raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
+        self.snapshot_policy = snapshots
+        self.snapshot_path = None if snapshots is None else snapshot_file_for(self.path)
+        if snapshots is not None:
+            meta["snapshots"] = {"file": self.snapshot_path.name, "every": snapshots.every, "limit": snapshots.limit}
         self.meta = self._make_meta(meta)
         self.updates = 0
         self.diverged_at: int | None = None
@@ -139,6 +154,7 @@ class Recorder:
         self._lrs: list[float] = []
         self._full: FullReader | None = None
         self._summary: SummaryReducer | None = None
+        self._snapshots: SnapshotKeeper | None = None
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
         optimizer = self.optimizer
@@ -182,6 +198,8 @@ class Recorder:
         groups = len(self.optimizer.param_groups)
         self._full = FullReader(self._params, groups)
         self._summary = SummaryReducer(self._params, groups)
+        if self.snapshot_policy is not None:
+            self._snapshots = SnapshotKeeper(self._params, self.snapshot_policy, self.snapshot_path)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
@@ -197,6 +215,8 @@ class Recorder:
             return
         if status is None:
             status = "complete" if self.diverged_at is None else "diverged"
+        if self._snapshots is not None:
+            self._snapshots.write(self.updates, status)
         self._writer.close(status, final=self.final, diverged_at=self.diverged_at)
 
     def __enter__(self) -> "Recorder":
@@ -225,6 +245,8 @@ class Recorder:
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self._full.snapshot()
         self._summary.snapshot()
+        if self._snapshots is not None:
+            self._snapshots.before_step(self.updates + 1)
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
@@ -232,6 +254,8 @@ class Recorder:
         full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
         summaries, finite_summary = self._summary.summarize(optimizer, self.family, self._lrs)
         self.updates += 1
+        if self._snapshots is not None:
+            self._snapshots.after_step(optimizer, self.family, self._lrs, self.updates)
         notes, self._notes = self._notes, {}
         loss = notes.get("loss")
         lrs = self._lrs
