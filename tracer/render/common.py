@@ -54,6 +54,7 @@ class RenderOptions:
     against: str = "update"  # x axis of the "lr" figure: update or epoch
     coordinates: tuple[str, str] | None = None  # (x, y) of the path figures; None: the surface's or the first two
     smooth: int | None = None  # dashboard rolling mean over this many updates; 1: off; None: about 1/50 of them
+    surface: str | None = None  # paths/internals: a `tracer landscape` surface file to draw the traces on
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> "RenderOptions":
