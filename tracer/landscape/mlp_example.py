@@ -18,7 +18,7 @@ from typing import Sequence
 SNAPSHOT_EVERY = 10
 GRID = (41, 41)
 # (optimizer, lr, label); the first run's final point is the plane's origin.
-RUNS = (("adam", 0.01, "Adam lr=0.01"), ("momentum", 0.1, "Momentum lr=0.1"))
+RUNS = (("adam", 0.01, "Adam lr=0.01"), ("momentum", 0.01, "Momentum lr=0.01"))
 EPOCHS = 60
 
 

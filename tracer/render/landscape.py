@@ -34,7 +34,7 @@ from tracer.render.contour import CONTOUR_CMAP, contour_levels
 SURFACE_FORMAT = "tracer-surface"
 PATHS_SIZE = (700, 560)
 INTERNALS_SIZE = (1100, 520)
-ARROW_COLORS = {"g": "#d62728", "v": "#ff7f0e", "step": "#ffffff"}
+ARROW_COLORS = {"g": "#d62728", "v": "#ff4fd8", "step": "#ffffff"}  # -g red, -v magenta, step white
 ARROW_SHARE = 0.12  # an arrow of the 90th-percentile length spans this share of the plot
 
 
@@ -126,10 +126,12 @@ def draw_landscape(kind: str, traces: Sequence[Any], options: RenderOptions, out
     labels, colors = trace_styles(traces, options)
     figure = new_figure(options, INTERNALS_SIZE if internals else PATHS_SIZE, even=animated)
     if internals:
-        spec = figure.add_gridspec(2, 2, width_ratios=[1.6, 1], hspace=0.35, wspace=0.3, left=0.08, right=0.93)
+        spec = figure.add_gridspec(2, 2, width_ratios=[1.6, 1], hspace=0.35, wspace=0.35, left=0.07, right=0.97)
         ax = figure.add_subplot(spec[:, 0])
     else:
         ax = figure.add_subplot()
+        # The colour bar's ticks and label stand to its right and need about 90 pixels at any size.
+        figure.subplots_adjust(right=1 - min(0.2, 90 / (figure.get_figwidth() * figure.dpi)))
 
     # The static background: contour, colour bar, axes named by their explained variance.
     xlim = options.xlim or (float(surface.x[0]), float(surface.x[-1]))
@@ -149,8 +151,8 @@ def draw_landscape(kind: str, traces: Sequence[Any], options: RenderOptions, out
     ax.set_ylabel(f"direction 2: {second:.1%} of the variance")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_title(options.title if options.title is not None else
-                 f"Paths on the loss landscape ({surface.meta.get('parameters')} parameters)")
+    what = "Inside the optimizer on its loss landscape" if internals else "Paths on the loss landscape"
+    ax.set_title(options.title if options.title is not None else f"{what} ({surface.meta.get('parameters')} parameters)")
     for index, start in enumerate(sorted({tuple(run.xy[0]) for run in runs})):
         ax.plot(*start, marker="o", markersize=8, color="white", markeredgecolor="black", linestyle="none",
                 label="start" if index == 0 else None, zorder=4)
@@ -172,6 +174,8 @@ def draw_landscape(kind: str, traces: Sequence[Any], options: RenderOptions, out
                        color=[c for _ in runs for c in ARROW_COLORS.values()], angles="xy", scale_units="xy",
                        scale=1, width=0.006, minlength=0, edgecolor="black", linewidth=0.5, zorder=7)
     legend = [Line2D([], [], color=color, lw=1.8, label=label) for label, color in zip(labels, colors)]
+    legend += [Line2D([], [], marker="o", markersize=7, color="white", markeredgecolor="black", linestyle="none",
+                      label="start")]
     legend += [Line2D([], [], color=ARROW_COLORS["g"], lw=3, label=f"−g ×{scales['g']:.3g}"),
                Line2D([], [], color=ARROW_COLORS["v"], lw=3, label=f"−v ×{scales['v']:.3g}"),
                Line2D([], [], color=ARROW_COLORS["step"], lw=3, label=f"step ×{scales['step']:.3g}")]
