@@ -71,6 +71,10 @@ def wrong_model() -> torch.nn.Module:
     return torch.nn.Linear(2, 1)
 
 
+def failing_model() -> torch.nn.Module:
+    raise RuntimeError("no weights here")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("landscape")
@@ -236,6 +240,10 @@ BAD_INPUTS = [
      r"module 'tests.test_landscape' has no 'nothing_here'"),
     ("parameters that do not match", {"--model": "tests.test_landscape:wrong_model"},
      r"the model's parameters do not match the snapshots': the snapshots have 2 tensors \(Wa \[\], Wb \[\]\), the model 2 \(weight \[1, 2\], bias \[1\]\)"),
+    ("factory that raises", {"--model": "tests.test_landscape:failing_model"},
+     r"the model factory 'tests.test_landscape:failing_model' failed: RuntimeError: no weights here"),
+    ("loss closure that fails", {"--data": "tests.test_landscape:wrong_model"},
+     r"the loss closure failed at grid point \(.*\): TypeError: "),
     ("grid too large for memory", {"--grid": "10000000"}, r"grid 10000000x10000000 is too large for memory: it needs .* GiB"),
     ("grid too small", {"--grid": "1x5"}, r"invalid grid 1x5; a surface needs at least 2 points a side"),
     ("not an npz", {"-o": "s.csv"}, r"the surface file must end in .npz, got '.*s.csv'"),

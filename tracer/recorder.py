@@ -215,9 +215,9 @@ class Recorder:
             return
         if status is None:
             status = "complete" if self.diverged_at is None else "diverged"
-        if self._snapshots is not None:
-            self._snapshots.write(self.updates, status)
         self._writer.close(status, final=self.final, diverged_at=self.diverged_at)
+        if self._snapshots is not None:  # after the trace: a failure here leaves the trace complete
+            self._snapshots.write(self.updates, status)
 
     def __enter__(self) -> "Recorder":
         return self.start()

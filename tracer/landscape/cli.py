@@ -60,6 +60,16 @@ def loss_closure(data: Any, loss: str) -> Callable:
     return lambda model: function(model(inputs), targets)
 
 
+def _call(function: Callable, spec: str, what: str) -> Any:
+    """function(); its own error as one TracerError line naming it."""
+    try:
+        return function()
+    except TracerError:
+        raise
+    except Exception as error:
+        raise TracerError(f"the {what} {spec!r} failed: {type(error).__name__}: {error}") from None
+
+
 def _pair(text: str) -> tuple[float, float]:
     try:
         low, high = (float(part) for part in text.split(","))
@@ -113,12 +123,12 @@ def run_command(args: argparse.Namespace) -> int:
     for spec, item in ((args.model, factory), (args.data, data_function)):
         if not callable(item):
             raise TracerError(f"{spec!r} is a {type(item).__name__}, not a function")
-    model = factory()
+    model = _call(factory, args.model, "model factory")
     import torch
 
     if not isinstance(model, torch.nn.Module):
         raise TracerError(f"the model factory {args.model!r} returned {type(model).__name__}, not a torch.nn.Module")
-    data = data_function()
+    data = _call(data_function, args.data, "data function")
     closure = loss_closure(data, args.loss)
     name = args.data if callable(data) else f"{args.loss} on {args.data}"
     out = landscape(args.traces, model, closure, args.out, grid=args.grid, xlim=args.xlim, ylim=args.ylim,

@@ -122,7 +122,11 @@ def evaluate_surface(model: torch.nn.Module, loss_fn: LossClosure, plane: Plane,
                     point = origin + float(a) * e1 + float(b) * e2
                     for param, piece in zip(params, point.split(sizes)):
                         param.copy_(piece.view(param.shape))
-                    loss[row, column] = float(loss_fn(model))
+                    try:
+                        loss[row, column] = float(loss_fn(model))
+                    except Exception as error:  # the user's closure: say where, in one line
+                        raise TracerError(f"the loss closure failed at grid point ({a:.4g}, {b:.4g}): "
+                                          f"{type(error).__name__}: {error}") from None
                     bar.advance()
     finally:
         for param, value in zip(params, saved):
