@@ -108,7 +108,7 @@ def bench_snapshots(directory: Path, rounds: int, every: int = 10, limit: int = 
                 optimizer.zero_grad()
                 loss.backward()
                 if recorder is not None:
-                    recorder.note(loss=loss)
+                    recorder.note(loss=loss.item())
                 optimizer.step()
         return run
 

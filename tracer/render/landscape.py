@@ -130,8 +130,8 @@ def draw_landscape(kind: str, traces: Sequence[Any], options: RenderOptions, out
         ax = figure.add_subplot(spec[:, 0])
     else:
         ax = figure.add_subplot()
-        # The colour bar's ticks and label stand to its right and need about 90 pixels at any size.
-        figure.subplots_adjust(right=1 - min(0.2, 90 / (figure.get_figwidth() * figure.dpi)))
+        # The colour bar's ticks and label stand to its right and need about 0.9 inch at any size.
+        figure.subplots_adjust(right=1 - min(0.2, 0.9 / figure.get_figwidth()))
 
     # The static background: contour, colour bar, axes named by their explained variance.
     xlim = options.xlim or (float(surface.x[0]), float(surface.x[-1]))
