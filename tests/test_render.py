@@ -141,12 +141,18 @@ def test_render_does_not_import_torch(tmp_path):
 
 # kind, traces, out name, options, message pattern: each must fail and write nothing.
 ERRORS = [
-    ("paths", [SUMMARY], "p.png", {}, r"draw two fully traced coordinates .* has 0 \(granularity 'summary'\)"),
+    ("paths", [SUMMARY], "p.png", {}, r"draw two fully traced coordinates .* has 0 \(granularity 'summary'\); "
+     r"record with Recorder\(granularity='full'\), or name at least two coordinates in Recorder\(full=\[...\]\)$"),
     ("first-steps", [OWN], "f.png", {"coordinates": ("fc.weight[0]", "fc.weight[7]")},
      r"coordinate 'fc\.weight\[7\]' is not traced in trace .*; traced: fc\.weight\[0\], fc\.weight\[1\], "
      r"fc\.bias\[0\] \(3 coordinates\)"),
     ("paths", [ORBIT[0]], "p.gif", {"coordinates": ("Wa", "Wc")}, r"coordinate 'Wc' is not traced .*traced: Wa, Wb"),
-    ("paths", [ORBIT[0]], "p.png", {"coordinates": ("Wa", "Wa")}, r"coordinates must be two different"),
+    ("paths", [ORBIT[0]], "p.png", {"coordinates": ("Wa", "Wa")}, r"coordinates must be different coordinate names"),
+    ("paths", [OWN], "p.png", {"coordinates": ("fc.weight[0]", "fc.weight[1]", "fc.bias[0]")},
+     r"path figures draw two coordinates \(x, y\); got 3: fc\.weight\[0\], fc\.weight\[1\], fc\.bias\[0\]$"),
+    ("gradients", [OWN], "g.png", {"coordinates": ("fc.weight[0]", "fc.weight[9]")},
+     r"coordinate 'fc\.weight\[9\]' is not traced in trace .*\(3 coordinates\)$"),
+    ("step-size", [ORBIT[0]], "s.png", {"yscale": "symlog"}, r"yscale must be one of linear, log, got 'symlog'$"),
     ("paths", [OWN, ORBIT[0]], "p.png", {}, r"draw different coordinates by default"),
     ("paths", [ORBIT[0]], "p.png", {"updates": (500, 600)}, r"no update in 500..600"),
     ("dashboard", [ORBIT[0]], "d.png", {}, r"needs per-tensor summary columns"),
@@ -315,3 +321,180 @@ def test_cli_dashboard_smooth(tmp_path, capsys):
     assert tracer_main(["render", "dashboard", str(TENSORS), "-o", str(out), "--smooth", "5"]) == 0 and out.exists()
     assert tracer_main(["render", "dashboard", str(TENSORS), "-o", str(tmp_path / "e.png"), "--smooth", "0"]) == 2
     assert capsys.readouterr().err.startswith("tracer: error: smooth must be a whole number of updates >= 1")
+
+
+# ------------------------------------------- traces as real users' runs make them
+# Built here from numpy (deterministic), not committed: a trace without notes, a
+# 6-layer transformer's 40 summarised tensors, 300 fully traced coordinates.
+
+from tracer.render.common import CORNERS, new_figure, place_in_clear_corners, trace_path  # noqa: E402
+from tracer.render.paths import _clock_text  # noqa: E402
+from tracer.render.plots import GRADIENTS_SHOWN, log_scale_suits  # noqa: E402
+from tracer.trace import write_trace  # noqa: E402
+
+TRANSFORMER_TENSORS = [f"enc.layers.{layer}.{part}" for layer in range(6) for part in (
+    "self_attn.in_proj_weight", "self_attn.out_proj.weight", "linear1.weight", "linear2.weight",
+    "norm1.weight", "norm2.weight")] + ["embedding.weight", "pos_embedding", "head.weight", "head.bias"]
+
+
+def _without_notes(tmp_path) -> Path:
+    """OWN as a user's Recorder writes it without rec.note(...): epoch, batch and loss empty."""
+    trace = load_trace(OWN)
+    rows = [{c: (None if c in ("epoch", "batch", "loss") else float(trace[c][i])) for c in trace.columns}
+            for i in range(len(trace))]
+    for row in rows:
+        row["update"] = int(row["update"])
+    return write_trace(tmp_path / "no_notes.trace.csv", trace.meta, trace.columns, rows, final=trace.final)
+
+
+def _transformer(tmp_path, name="transformer", seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    quantities = ("theta_norm", "g_norm", "d_norm", "displacement", "cos_d_prev", "cos_g_d")
+    columns = ["update", "epoch", "batch", "lr", "loss"] + [f"{p}.{q}" for p in TRANSFORMER_TENSORS for q in quantities]
+    rows = []
+    for t in range(1, 61):
+        row = {"update": t, "epoch": (t - 1) // 10, "batch": (t - 1) % 10, "lr": 3e-4, "loss": 5.0 / t}
+        for i, p in enumerate(TRANSFORMER_TENSORS):
+            g = float((i + 1) * np.exp(-t / 30) * rng.lognormal(0, 0.4))
+            row.update({f"{p}.theta_norm": 10.0 + i, f"{p}.g_norm": g, f"{p}.d_norm": 2 * g,
+                        f"{p}.displacement": 6e-4 * g, f"{p}.cos_d_prev": None if t == 1 else float(rng.uniform(0, 1)),
+                        f"{p}.cos_g_d": float(rng.uniform(0, 1))})
+        rows.append(row)
+    meta = {"label": f"{name} (40 tensors)", "problem": None, "granularity": "summary", "coordinates": [],
+            "summarized": TRANSFORMER_TENSORS,
+            "parameters": [{"name": p, "shape": [64, 64]} for p in TRANSFORMER_TENSORS]}
+    return write_trace(tmp_path / f"{name}.trace.csv", meta, columns, rows)
+
+
+def _many_coordinates(tmp_path, count=300, updates=30) -> Path:
+    coordinates = [f"fc.weight[{i}]" for i in range(count)]
+    columns = ["update", "epoch", "batch", "lr", "loss"] + [f"{c}.{q}" for c in coordinates for q in ("theta", "g", "d")] \
+        + ["step_size"]
+    rows = []
+    for t in range(1, updates + 1):
+        row = {"update": t, "epoch": 0, "batch": t - 1, "lr": 0.1, "loss": 1.0 / t, "step_size": 0.1 / t}
+        for i, c in enumerate(coordinates):
+            g = float(np.cos(t / 5 + i) / t)
+            row.update({f"{c}.theta": float(np.sin(i) - t * 0.01), f"{c}.g": g, f"{c}.d": g})
+        rows.append(row)
+    meta = {"label": "300 coordinates", "problem": None, "granularity": "full", "coordinates": coordinates}
+    return write_trace(tmp_path / "many.trace.csv", meta, columns, rows, final={c: 0.0 for c in coordinates})
+
+
+def edge_is_blank(image: np.ndarray, width: int = 3) -> bool:
+    """Nothing drawn in the outer `width` pixels: no legend or label runs off the figure."""
+    edges = np.concatenate([image[:, :width].reshape(-1, 3), image[:, -width:].reshape(-1, 3),
+                            image[:width].reshape(-1, 3), image[-width:].reshape(-1, 3)])
+    return bool((edges >= 250).all())
+
+
+# (group, kind, traces (a function of tmp_path), options): every kind on every kind of trace it can draw.
+USER_TRACES = [
+    *(("no notes", kind, lambda tmp: [_without_notes(tmp)], dict(OWN_PLANE) if kind != "gradients" else {})
+      for kind in ("step-size", "first-steps", "paths", "gradients", "lr", "internals", "lr-path")),
+    ("many tensors", "dashboard", lambda tmp: [_transformer(tmp)], {}),
+    ("many tensors, two traces", "dashboard", lambda tmp: [_transformer(tmp), _transformer(tmp, "other", 1)], {}),
+    ("constant lr", "lr-path", lambda tmp: ORBIT[1:2], {}),
+    ("constant lr, two traces", "lr", lambda tmp: ORBIT[:2], {}),
+    ("many coordinates", "gradients", lambda tmp: [_many_coordinates(tmp)], {}),
+    ("many coordinates", "step-size", lambda tmp: [_many_coordinates(tmp)], {}),
+    ("many coordinates", "paths", lambda tmp: [_many_coordinates(tmp)], {"coordinates": ("fc.weight[7]", "fc.weight[250]")}),
+    ("many coordinates", "internals", lambda tmp: [_many_coordinates(tmp)], {}),
+    ("two traces", "step-size", lambda tmp: ORBIT[:2], {}),
+    ("two traces", "first-steps", lambda tmp: [OWN, _without_notes(tmp)], OWN_PLANE),
+]
+
+
+@pytest.mark.parametrize("group, kind, make, options", USER_TRACES, ids=[f"{g}-{k}" for g, k, _, _ in USER_TRACES])
+def test_every_figure_on_traces_users_make(tmp_path, group, kind, make, options):
+    traces = make(tmp_path)
+    first = render_figure(kind, traces, tmp_path / "a.png", **options)
+    image = pixels(first)
+    assert image.std() > 10, "blank image"
+    assert edge_is_blank(image), "something is drawn to the figure's edge: clipped"
+    assert render_figure(kind, traces, tmp_path / "b.png", **options).read_bytes() == first.read_bytes()
+
+
+def test_animations_of_a_trace_without_notes(tmp_path):
+    trace = _without_notes(tmp_path)
+    for kind in ("paths", "internals"):
+        out = render_figure(kind, [trace], tmp_path / f"{kind}.gif", frames=5, size=(320, 240), **OWN_PLANE)
+        assert iio.imread(out, index=None, mode="RGB").shape[0] == 5
+    no_notes = load_trace(trace)
+    assert _clock_text(no_notes, 7) == "update 7" and _clock_text(no_notes, 0) == "update 0"
+    assert _clock_text(load_trace(ORBIT[0]), 10) == "epoch 1  batch 1  update 10"
+
+
+def test_lr_against_epoch_needs_epochs(tmp_path):
+    with pytest.raises(RenderError, match=r"has no epoch numbers \(recorded without note\(epoch=..., batch=...\)\); "
+                                          r"draw it against the update$"):
+        render_figure("lr", [_without_notes(tmp_path)], tmp_path / "l.png", against="epoch")
+
+
+def test_dashboard_legend_wraps_into_columns_and_the_figure_grows(tmp_path):
+    one = pixels(render_figure("dashboard", [_transformer(tmp_path)], tmp_path / "a.png"))
+    few = pixels(render_figure("dashboard", [TENSORS], tmp_path / "b.png"))
+    assert one.shape[1] == few.shape[1] and one.shape[0] > few.shape[0]  # the same width, taller for the legend
+    assert edge_is_blank(one)
+
+
+def test_constant_lr_is_one_colour_and_no_colour_bar(tmp_path):
+    plasma = [to_hex(colormaps["plasma"](k)) for k in (0.0, 0.15, 0.85, 1.0)]  # the scale's ends, not its middle
+    constant = pixels(render_figure("lr-path", ORBIT[1:2], tmp_path / "c.png"))
+    assert all(count_color(constant, color, tolerance=10) == 0 for color in plasma)
+    assert count_color(constant, "#cc4778", tolerance=10) > 50
+    varying = pixels(render_figure("lr-path", ORBIT[3:4], tmp_path / "v.png"))  # multistep: a colour bar
+    assert sum(count_color(varying, color, tolerance=10) for color in plasma) > 200
+
+
+def test_gradients_default_to_a_few_coordinates_and_honour_the_choice(tmp_path):
+    many = _many_coordinates(tmp_path)
+    default = pixels(render_figure("gradients", [many], tmp_path / "d.png"))
+    for index in range(GRADIENTS_SHOWN):
+        assert count_color(default, to_hex(f"C{index}"), tolerance=10) >= 20, f"C{index}"
+    assert count_color(default, to_hex(f"C{GRADIENTS_SHOWN}"), tolerance=10) == 0  # the 9th is left out
+    chosen = tmp_path / "c.png"
+    assert tracer_main(["render", "gradients", str(many), "-o", str(chosen),
+                        "--coordinates", "fc.weight[5],fc.weight[200]"]) == 0
+    chosen_image = pixels(chosen)
+    assert count_color(chosen_image, to_hex("C1"), tolerance=10) >= 20
+    assert count_color(chosen_image, to_hex("C2"), tolerance=10) == 0  # two lines only
+    assert chosen.read_bytes() != (tmp_path / "d.png").read_bytes()
+
+
+def test_step_size_log_scale_when_values_span_decades(tmp_path):
+    assert log_scale_suits([np.array([1.0, 0.5, 0.001])]) and not log_scale_suits([np.array([1.0, 0.5, 0.02])])
+    assert not log_scale_suits([np.array([1.0, -1.0, 0.0001])])  # signed values: never log
+    many = _many_coordinates(tmp_path)  # step sizes 0.1 / t: not two decades over 30 updates
+    auto = render_figure("step-size", [ORBIT[0]], tmp_path / "auto.png")
+    linear = render_figure("step-size", [ORBIT[0]], tmp_path / "linear.png", yscale="linear")
+    log = render_figure("step-size", [ORBIT[0]], tmp_path / "log.png", yscale="log")
+    spans = log_scale_suits([load_trace(ORBIT[0])["step_size"]])
+    assert auto.read_bytes() == (log if spans else linear).read_bytes()
+    assert render_figure("step-size", [many], tmp_path / "m.png").read_bytes() == \
+        render_figure("step-size", [many], tmp_path / "ml.png", yscale="linear").read_bytes()
+
+
+def test_divergence_has_one_number_everywhere():
+    trace = load_trace(DIVERGED)
+    path = trace_path(trace, "Wa", "Wb")
+    assert trace.status == "diverged" and path.diverged_at == trace.diverged_at
+    # The path stops at its last finite point, the one before the update that diverged.
+    assert path.updates[-1] < trace.diverged_at
+
+
+@pytest.mark.parametrize("marked, expected", [
+    ([(0.05, 0.95)], ["upper right", "lower left"]),           # the start top left
+    ([(0.95, 0.95), (0.05, 0.95)], ["lower left", "lower right"]),  # marks in both top corners
+    ([(0.95, 0.95), (0.05, 0.05)], ["upper left", "lower right"]),
+])
+def test_boxes_go_to_corners_that_hide_no_marked_point(marked, expected):
+    figure = new_figure(RenderOptions(size=(400, 300)), (640, 500))
+    ax = figure.add_subplot()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.plot([0.2], [0.2], label="a label of some length")
+    legend = ax.legend()
+    clock = ax.text(0.02, 0.97, "epoch 1  batch 2  update 10", transform=ax.transAxes)
+    assert place_in_clear_corners(ax, [legend, clock], [np.array(marked)]) == expected
+    assert set(expected) <= set(CORNERS)

@@ -16,12 +16,12 @@ from tracer.trace import load_trace
 
 def _trace(tmp_path, *args):
     out = tmp_path / "run.trace.csv"
-    assert main(["trace", "--quiet", "--out", str(out), *args]) == 0
+    assert main(["trace", "--quiet", "--overwrite", "--out", str(out), *args]) == 0  # tests reuse the name
     return load_trace(out)
 
 
 def test_trace_command_writes_a_complete_trace_and_says_where(tmp_path, capsys):
-    out = tmp_path / "sub" / "adam.trace.csv"
+    out = tmp_path / "adam.trace.csv"
     assert main(["trace", "--problem", "orbit", "--optimizer", "adam", "--lr", "0.01", "--epochs", "2",
                  "--out", str(out)]) == 0
     said = capsys.readouterr()
@@ -56,18 +56,63 @@ INVALID = [
     (["--optimizer", "adam", "--betas", "0.9,0.99", "--beta1", "0.8"], r"either --betas or --beta1/--beta2"),
     (["--optimizer", "adam", "--batch-size", "0"], r"invalid batch size 0"),
     (["--optimizer", "adam", "--problem", "rosenbrock", "--batch-size", "8"], r"bad options for problem"),
-    (["--optimizer", "adam", "--out", "."], r"cannot write the trace to '.': expected a file path"),
+    (["--optimizer", "adam", "--scheduler", "cosine:T_max=-5"], r"bad value '-5' for cosine:T_max; expected an integer >= 1"),
+    (["--optimizer", "adam", "--epochs", "2", "--scheduler", "onecycle:max_lr=0.1;total_steps=3"],
+     r"plans 3 steps \(total_steps\) but the run steps it 16 times \(once per update: 2 epochs of 8 updates\); "
+     r"give total_steps >= 16"),
+    (["--optimizer", "adam", "--epochs", "3", "--scheduler-every", "epoch",
+      "--scheduler", "onecycle:max_lr=0.1;epochs=1;steps_per_epoch=2"],
+     r"plans 2 steps \(epochs \* steps_per_epoch\) but the run steps it 3 times \(once per epoch"),
+    (["--optimizer", "adam", "--scheduler", "onecycle:max_lr=0.1"], r"'onecycle' needs total_steps, or epochs and"),
 ]
+
+# --out values that cannot be written: (out relative to tmp_path, or absolute; message regex)
+BAD_OUTPUTS = [
+    (".", r"cannot write the trace to '.*': it is a directory; expected a file path"),
+    ("run.png", r"a trace is a CSV file named \*\.trace\.csv, got the suffix '\.png' \(figures are drawn"),
+    ("run.trace", r"got the suffix '\.trace'"),
+    ("missing/run.trace.csv", r"directory '.*missing' does not exist \(it is not created; make it first\)"),
+    ("/proc/x.trace.csv", r"cannot write the trace to '/proc/x\.trace\.csv': cannot create a file in '/proc': \w"),
+    ("existing.trace.csv", r"the file exists; pass --overwrite"),
+]
+
+
+def _fails_with_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("tracer: error: ") and error.count("\n") == 1, error
+    assert re.search(message, error), error
+
+
+def _existing(tmp_path):
+    existing = tmp_path / "existing.trace.csv"
+    existing.write_text("a trace the user keeps\n")
+    return existing
 
 
 @pytest.mark.parametrize("arguments, message", INVALID, ids=[" ".join(a) for a, _ in INVALID])
 def test_invalid_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, arguments, message):
-    out = tmp_path / "never" / "run.trace.csv"
-    assert main(["trace", "--out", str(out), *arguments]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith("tracer: error: ") and error.count("\n") == 1
-    assert re.search(message, error), error
-    assert not out.exists() and not out.parent.exists()
+    out = tmp_path / "run.trace.csv"
+    _fails_with_one_line(capsys, ["trace", "--out", str(out), *arguments], message)
+    assert list(tmp_path.iterdir()) == []
+    # The same bad input over an existing trace, with --overwrite: the trace stays as it was.
+    existing = _existing(tmp_path)
+    _fails_with_one_line(capsys, ["trace", "--overwrite", "--out", str(existing), *arguments], message)
+    assert existing.read_text() == "a trace the user keeps\n" and list(tmp_path.iterdir()) == [existing]
+
+
+@pytest.mark.parametrize("out, message", BAD_OUTPUTS, ids=[o for o, _ in BAD_OUTPUTS])
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, out, message):
+    existing = _existing(tmp_path)
+    _fails_with_one_line(capsys, ["trace", "--optimizer", "sgd", "--epochs", "1", "--out", str(tmp_path / out)],
+                         message)
+    assert list(tmp_path.iterdir()) == [existing] and existing.read_text() == "a trace the user keeps\n"
+
+
+def test_overwrite_replaces_an_existing_trace_only_when_the_run_ends(tmp_path):
+    existing = _existing(tmp_path)
+    assert main(["trace", "--quiet", "--optimizer", "sgd", "--epochs", "1", "--overwrite", "--out", str(existing)]) == 0
+    assert load_trace(existing).status == "complete" and list(tmp_path.iterdir()) == [existing]
 
 
 def test_hyperparameter_options_reach_the_optimizer(tmp_path):
@@ -110,10 +155,23 @@ def test_analytic_problem_one_update_per_epoch(tmp_path):
     assert trace["x.theta"][0] == -1.5
 
 
-def test_divergence_is_a_result_not_an_error(tmp_path):
+def test_divergence_is_a_result_not_an_error(tmp_path, capsys):
     out = run_experiment(RunConfig("saddle", "sgd", 0.5, 400, tmp_path / "saddle.trace.csv"))
     trace = load_trace(out)
     assert trace.status == "diverged" and trace.diverged_at == len(trace) < 400
+    # The command says it in the one wording, with the trailer's update, and names the CLI's option.
+    again = tmp_path / "again.trace.csv"
+    assert main(["trace", "--problem", "saddle", "--optimizer", "sgd", "--lr", "0.5", "--epochs", "400",
+                 "--out", str(again)]) == 0
+    said = capsys.readouterr()
+    assert said.out.startswith(f"wrote {again}: {len(trace)} updates, diverged at update {trace.diverged_at}, final ")
+    err = said.err
+    assert f"tracer: {again}: diverged at update {trace.diverged_at}: " in err
+    assert "pass --on-divergence continue" in err and "on_divergence=" not in err
+    # --on-divergence continue records every update; the trailer still says where it diverged.
+    kept = _trace(tmp_path, "--problem", "saddle", "--optimizer", "sgd", "--lr", "0.5", "--epochs", "400",
+                  "--on-divergence", "continue")
+    assert len(kept) == 400 and kept.status == "diverged" and kept.diverged_at == trace.diverged_at
 
 
 def test_interrupted_run_keeps_its_rows(tmp_path, monkeypatch):
@@ -132,6 +190,29 @@ def test_interrupted_run_keeps_its_rows(tmp_path, monkeypatch):
         run_experiment(RunConfig("orbit", "sgd", 0.01, 3, out))
     trace = load_trace(out)
     assert trace.status == "interrupted" and len(trace) == 5
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_interrupting_an_overwrite_keeps_both_the_old_trace_and_the_new_rows(tmp_path, monkeypatch, capsys):
+    existing = _existing(tmp_path)
+    calls = {"n": 0}
+    original = OrbitProblem.loss
+
+    def failing_loss(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, model, batch)
+
+    monkeypatch.setattr(OrbitProblem, "loss", failing_loss)
+    assert main(["trace", "--quiet", "--optimizer", "sgd", "--epochs", "1", "--overwrite", "--out", str(existing)]) == 130
+    assert existing.read_text() == "a trace the user keeps\n"
+    (partial,) = [p for p in tmp_path.iterdir() if p != existing]
+    assert partial.name.startswith("existing.trace.csv.") and partial.suffix == ".partial"
+    assert load_trace(partial).status == "interrupted" and len(load_trace(partial)) == 3
+    said = capsys.readouterr().err.splitlines()
+    assert said == ["tracer: interrupted",
+                    f"tracer: the 3 updates recorded are in {str(partial)!r}; {str(existing)!r} is unchanged"]
 
 
 def test_run_config_is_a_frozen_record():

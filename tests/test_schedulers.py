@@ -123,6 +123,18 @@ ERRORS = [
     ("cyclic:base_lr=0.01;max_lr=0.1;mode=sine", r"expected one of triangular, triangular2, exp_range"),
     ("step:step_size=4;step_size=5", r"key 'step_size' given twice"),
     ("onecycle:max_lr=0.1", r"cannot build scheduler 'onecycle:max_lr=0.1': You must define either total_steps"),
+    # Values the scheduler would misbehave on (torch accepts some of them: T_max=-5 climbs back up).
+    ("cosine:T_max=-5", r"bad value '-5' for cosine:T_max; expected an integer >= 1$"),
+    ("cosine:T_max=10;eta_min=-0.1", r"bad value '-0.1' for cosine:eta_min; expected a number >= 0$"),
+    ("step:step_size=0", r"bad value '0' for step:step_size; expected an integer >= 1$"),
+    ("exponential:gamma=0", r"bad value '0' for exponential:gamma; expected a number > 0$"),
+    ("linear:start_factor=0", r"bad value '0' for linear:start_factor; expected a number > 0 and <= 1$"),
+    ("constant:factor=1.5", r"bad value '1.5' for constant:factor; expected a number >= 0 and <= 1$"),
+    ("multistep:milestones=0,4", r"expected a comma-separated list of integers, each >= 1$"),
+    ("multiplicative:factor=0.5;at=0,5", r"expected a comma-separated list of counts .*, each >= 1$"),
+    ("multiplicative:factor=-0.5", r"bad value '-0.5' for multiplicative:factor; expected a number > 0$"),
+    ("onecycle:max_lr=0.1;total_steps=10;pct_start=1.5", r"onecycle:pct_start; expected a number >= 0 and <= 1$"),
+    ("cosine-restarts:T_0=5;T_mult=0", r"cosine-restarts:T_mult; expected an integer >= 1$"),
 ]
 
 
@@ -147,8 +159,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 _counts = st.lists(
     st.one_of(
-        st.integers(0, 500).map(str),
-        st.tuples(st.integers(0, 100), st.integers(0, 100), st.integers(1, 9)).map(
+        st.integers(1, 500).map(str),
+        st.tuples(st.integers(1, 100), st.integers(1, 100), st.integers(1, 9)).map(
             lambda t: f"{min(t[:2])}-{max(t[:2])}/{t[2]}"
         ),
     ),
@@ -158,7 +170,7 @@ _counts = st.lists(
 
 
 @pytest.mark.parametrize(("typed", "canonical"), [
-    ("multiplicative:factor=0.5;at=0-0/2", "multiplicative:factor=0.5;at=0"),  # found by hypothesis
+    ("multiplicative:factor=0.5;at=1-1/2", "multiplicative:factor=0.5;at=1"),  # found by hypothesis (as 0-0/2)
     ("multiplicative:factor=0.5;at=3-4/2", "multiplicative:factor=0.5;at=3"),
     ("multiplicative:factor=0.5;at=6-25/2", "multiplicative:factor=0.5;at=6-24/2"),
 ])

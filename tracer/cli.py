@@ -66,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TracerError as error:
         print(f"tracer: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("tracer: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # Notes say where the work done so far went (`tracer trace`: the partial trace).
+        print("tracer: interrupted", *getattr(interrupt, "__notes__", ()), sep="\n", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`tracer diff A B | head`): not an error of

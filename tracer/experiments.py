@@ -59,6 +59,7 @@ class CatalogueRun:
             problem=self.problem, optimizer=self.optimizer, lr=self.lr, epochs=self.epochs,
             out=out or self.path(logs), impl=impl, hyperparameters=dict(self.hyperparameters),
             scheduler=self.scheduler, label=self.label, granularity=self.granularity,
+            overwrite=True,  # the catalogue regenerates its own traces by design
         )
 
 
@@ -133,7 +134,7 @@ ORBIT_VIEW = {"xlim": (0.0, 2.5), "ylim": (0.0, 2.5)}
 
 FIGURES: tuple[CatalogueFigure, ...] = (
     CatalogueFigure("fig01", "step-size", E1_RUNS, ("fig01_step_size.png",),
-                    {"updates": (1, 600), "colors": E1_COLORS},  # the article's x range 0-600
+                    {"updates": (1, 600), "colors": E1_COLORS, "yscale": "linear"},  # the article's axes
                     "Effective step size vs update for the same learning rate"),
     CatalogueFigure("fig02", "first-steps", E1_RUNS, ("fig02_first_steps.png",),
                     {"first_steps": 4, "xlim": (0.0, 0.5), "ylim": (1.5, 2.0), "colors": E1_COLORS},

@@ -19,6 +19,9 @@ import numpy as np
 from tracer.trace import Trace, load_trace
 
 
+LISTED = 8  # long lists (coordinates, final values) show this many, then how many more
+
+
 def _number(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
@@ -28,34 +31,49 @@ def _lr_columns(trace: Trace) -> list[str]:
 
 
 def _span(trace: Trace, column: str) -> dict[str, Any]:
-    """First, last, smallest (with its update) and largest finite value of a column."""
+    """First, last, smallest (with its update) and largest finite value of a column.
+
+    `last_update` is the update of the last finite value: before the last update
+    when the run ended on non-finite values (a diverged run's loss)."""
     values = trace[column]
     finite = np.flatnonzero(np.isfinite(values))
     if finite.size == 0:
-        return {"first": None, "last": None, "min": None, "min_update": None, "max": None}
+        return {"first": None, "last": None, "last_update": None, "min": None, "min_update": None, "max": None}
     updates = trace["update"] if "update" in trace else np.arange(1, len(trace) + 1)
     smallest = finite[np.argmin(values[finite])]
     return {
         "first": float(values[finite[0]]),
         "last": float(values[finite[-1]]),
+        "last_update": int(updates[finite[-1]]),
         "min": float(values[smallest]),
         "min_update": int(updates[smallest]),
         "max": float(values[finite].max()),
+        "updates": int(updates[-1]),
     }
 
 
+def _scheduler(trace: Trace) -> str | None:
+    """The spec; None when the runner recorded that there was none, "not recorded" when the
+    trace cannot say (a user's own Recorder: the recorder does not see schedulers)."""
+    meta = trace.meta
+    if meta.get("scheduler"):
+        return meta["scheduler"]
+    return None if meta.get("problem") else "not recorded"
+
+
 def summarize(trace: Trace) -> dict[str, Any]:
-    """The facts `tracer info` prints, as a JSON-able dict."""
+    """The facts `tracer info` prints, as a JSON-able dict (non-finite numbers as None)."""
     meta = trace.meta
     optimizer = meta.get("optimizer") or {}
-    return {
+    facts = {
         "path": str(trace.path),
         "label": meta.get("label"),
         "problem": meta.get("problem"),
         "optimizer": optimizer.get("name"),
         "class": optimizer.get("class"),
         "hyperparameters": optimizer.get("hyperparameters"),
-        "scheduler": meta.get("scheduler"),
+        "param_groups": meta.get("param_groups"),
+        "scheduler": _scheduler(trace),
         "scheduler_every": meta.get("scheduler_every"),
         "epochs": meta.get("epochs"),
         "batch_size": meta.get("batch_size"),
@@ -72,6 +90,18 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "final": trace.final,
         "versions": meta.get("versions"),
     }
+    return _finite_or_none(facts)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """`value` with NaN and infinities as None: JSON has no NaN (json.dumps would write a bare NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def _problem_text(problem: dict[str, Any] | None) -> str:
@@ -86,33 +116,70 @@ def _span_text(span: dict[str, Any] | None) -> str:
         return "-"
     if span["min"] == span["max"]:
         return f"{_number(span['first'])} (constant)"
-    return (f"first {_number(span['first'])}, last {_number(span['last'])}, "
+    last = f"last {_number(span['last'])}"
+    if span["last_update"] != span["updates"]:
+        last = f"last finite {_number(span['last'])} at update {span['last_update']}"
+    return (f"first {_number(span['first'])}, {last}, "
             f"min {_number(span['min'])} at update {span['min_update']}, max {_number(span['max'])}")
+
+
+def _listed(names: list[str], limit: int = LISTED) -> str:
+    """The first `limit` names, then how many more: a 363-coordinate model reads in one line."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names)} in all)"
+
+
+def _hyperparameter_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per parameter group that was recorded; says when only group 0 was."""
+    hyper = facts["hyperparameters"]
+    groups = facts["param_groups"] or 1
+    if isinstance(hyper, list):  # one entry per group
+        return [(f"group {i}", " ".join(f"{k}={v}" for k, v in group.items()) or "-")
+                for i, group in enumerate(hyper)]
+    text = " ".join(f"{k}={v}" for k, v in (hyper or {}).items()) or "-"
+    if groups > 1:
+        return [("group 0", text),
+                (f"groups 1-{groups - 1}", "settings not recorded; their lr is in the lr rows below")]
+    return [("", text)]
+
+
+def _scheduler_text(facts: dict[str, Any]) -> str:
+    scheduler = facts["scheduler"]
+    if scheduler is None:
+        return "none"
+    if scheduler == "not recorded":
+        varies = any(span["first"] is not None and span["min"] != span["max"] for span in facts["lr"].values())
+        return "not recorded" + (" (the lr changes: see the lr rows)" if varies else " (the lr is constant)")
+    return f"{scheduler} (steps per {facts['scheduler_every']})"
 
 
 def format_summary(facts: dict[str, Any]) -> str:
     """The text block `tracer info` prints for one trace."""
-    hyper = facts["hyperparameters"] or {}
     run = f"{facts['updates']} updates, {facts['status']}"
     if facts["diverged_at"] is not None:
         run += f" at update {facts['diverged_at']}"
     if facts["epochs"] is not None:
-        run = f"{facts['epochs']} epochs (batch size {facts['batch_size']}), " + run
-    traced = ", ".join(facts["coordinates"] or []) or "-"
+        batch = f" (batch size {facts['batch_size']})" if facts["batch_size"] is not None else ""
+        run = f"{facts['epochs']} epochs{batch}, " + run
+    traced = _listed(facts["coordinates"] or []) or "-"
     if facts["summarized"]:
-        traced += f"; summarized: {', '.join(facts['summarized'])}"
+        traced += f"; summarized: {_listed(facts['summarized'])}"
+    final = [f"{k}={_number(v)}" for k, v in (facts["final"] or {}).items()]
+    final_text = " ".join(final[:LISTED]) + (f" ... ({len(final)} in all; --json lists every one)"
+                                             if len(final) > LISTED else "")
     rows = [
         ("label", facts["label"] or "-"),
         ("problem", _problem_text(facts["problem"])),
         ("optimizer", f"{facts['optimizer']} ({facts['class']})"),
-        ("", " ".join(f"{k}={v}" for k, v in hyper.items()) or "-"),
-        ("scheduler", f"{facts['scheduler']} (steps per {facts['scheduler_every']})" if facts["scheduler"] else "none"),
+        *_hyperparameter_rows(facts),
+        ("scheduler", _scheduler_text(facts)),
         ("run", run),
         ("granularity", f"{facts['granularity']}: {traced}"),
         ("loss", _span_text(facts["loss"])),
         *((name, _span_text(span)) for name, span in facts["lr"].items()),
         ("step size", _span_text(facts["step_size"])),
-        ("final", " ".join(f"{k}={_number(v)}" for k, v in (facts["final"] or {}).items()) or "-"),
+        ("final", final_text or "-"),
         ("versions", " ".join(f"{k} {v}" for k, v in (facts["versions"] or {}).items()) or "-"),
     ]
     return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in rows)])
@@ -127,7 +194,7 @@ def run_command(args: argparse.Namespace) -> int:
     blocks: list[str] = []
     for path in args.traces:
         facts = summarize(load_trace(path))  # a bad file raises a one-line TraceFormatError
-        blocks.append(json.dumps(facts) if args.json else format_summary(facts))
+        blocks.append(json.dumps(facts, allow_nan=False) if args.json else format_summary(facts))
     print(("\n" if args.json else "\n\n").join(blocks))
     return 0
 

@@ -7,20 +7,32 @@ scheduler.step() when the scheduler steps per update; a per-epoch scheduler
 steps after the epoch's last update.
 
 Files: everything is validated (problem, optimizer and its hyperparameters,
-scheduler spec, lr, epochs) and built before the trace file is created, so
-bad input leaves nothing behind. Once running, rows go straight to `out` and
-are flushed one by one: an interrupted run (Ctrl-C, an exception) keeps the
-rows it finished with an "interrupted" trailer, and a killed process keeps
-them too (the file then reads back as "incomplete"). A run that diverges
-ends with a "diverged" trailer and is returned like any other: divergence is
-a result, not an error.
+scheduler spec and its number of steps, lr, epochs, the output path) and built
+before the first update, so bad input leaves nothing behind. The output:
+
+- must end in ".csv" (traces are named *.trace.csv); its directory must exist
+  (it is not created: a mistyped directory is an error, not a new tree);
+- an existing file is refused unless `overwrite` (`--overwrite`) is given;
+- rows go to a temporary file beside it ("<name>.<random>.partial", flushed row
+  by row) that is moved onto `out` only when the run ends (complete, or
+  diverged: divergence is a result, not an error). So an existing trace is
+  never half replaced.
+
+When the run stops on an exception (Ctrl-C, an error in the user's code) the
+rows it finished are kept with an "interrupted" trailer: moved to `out` when
+`out` did not exist, else left in the ".partial" file (the exception's note
+says where) and `out` untouched. A killed process leaves the ".partial" file
+(it reads back as "incomplete"). A TracerError raised mid-run (a scheduler
+refusing a step) removes the partial file: bad input writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import pathlib
+import secrets
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -30,6 +42,8 @@ from tracer.errors import DivergenceError, TracerError
 SCHEDULER_EVERY = ("update", "epoch")
 GRANULARITIES = ("full", "summary")
 IMPLS = ("tracer", "torch")
+ON_DIVERGENCE = ("stop", "continue")
+TRACE_SUFFIX = ".csv"  # traces are named *.trace.csv; any .csv is accepted
 DISPLAY_NAMES = {"sgd": "SGD", "momentum": "Momentum", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
 
 
@@ -40,7 +54,9 @@ class RunConfig:
     `problem_options` go to `get_problem` (e.g. x0, y0 for the analytic
     surfaces); `seed` and `batch_size`, when given, override the problem's.
     `scheduler_every` None takes the problem's default (orbit: "update",
-    linear: "epoch").
+    linear: "epoch"). `overwrite` False refuses an existing `out`;
+    `on_divergence` is the Recorder's ("stop" ends the run at the first
+    non-finite value, "continue" records on).
     """
 
     problem: str
@@ -58,6 +74,8 @@ class RunConfig:
     label: str | None = None
     quiet: bool = True
     problem_options: Mapping[str, Any] = field(default_factory=dict)
+    overwrite: bool = False  # replace an existing `out` (only once the run has ended)
+    on_divergence: str = "stop"  # "continue": keep recording after the loss or state stops being finite
 
 
 def default_label(optimizer: str, lr: float, scheduler: str | None = None) -> str:
@@ -85,12 +103,40 @@ def _validate(config: RunConfig):
         raise TracerError(f"invalid learning rate {config.lr!r}; expected a number > 0")
     if not isinstance(config.epochs, int) or config.epochs < 1:
         raise TracerError(f"invalid epochs {config.epochs!r}; expected an integer >= 1")
-    out = pathlib.Path(config.out)
-    if out.is_dir() or (out.parent.exists() and not out.parent.is_dir()):
-        raise TracerError(f"cannot write the trace to {str(out)!r}: expected a file path, not a directory")
+    _check_choice("on_divergence", config.on_divergence, ON_DIVERGENCE)
+    check_output(pathlib.Path(config.out), config.overwrite)
     if config.batch_size is not None and (not isinstance(config.batch_size, int) or config.batch_size < 1):
         raise TracerError(f"invalid batch size {config.batch_size!r}; expected an integer >= 1")
     return None if config.scheduler is None else parse_scheduler_spec(config.scheduler)
+
+
+def check_output(out: pathlib.Path, overwrite: bool) -> None:
+    """TracerError unless a trace can be written to `out`: a .csv name, in an existing
+    directory, not an existing file unless `overwrite`; the directory must let us create a file."""
+    where = f"cannot write the trace to {str(out)!r}"
+    if out.is_dir():
+        raise TracerError(f"{where}: it is a directory; expected a file path such as {str(out / 'run.trace.csv')!r}")
+    if out.suffix.lower() != TRACE_SUFFIX:
+        raise TracerError(f"{where}: a trace is a CSV file named *.trace.csv, got the suffix {out.suffix or 'none'!r} "
+                          "(figures are drawn from traces with `tracer render`)")
+    parent = out.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise TracerError(f"{where}: directory {str(parent)!r} {what} (it is not created; make it first)")
+    if out.exists() and not overwrite:
+        raise TracerError(f"{where}: the file exists; pass --overwrite (overwrite=True) to replace it "
+                          "once the new run has ended")
+    probe = _partial_path(out)
+    try:
+        probe.open("x").close()
+        probe.unlink()
+    except OSError as error:
+        raise TracerError(f"{where}: cannot create a file in {str(parent)!r}: {error.strerror or error}") from None
+
+
+def _partial_path(out: pathlib.Path) -> pathlib.Path:
+    """A fresh name beside `out` for the rows of a run in progress."""
+    return out.with_name(f"{out.name}.{secrets.token_hex(4)}.partial")
 
 
 def _build_problem(config: RunConfig):
@@ -112,9 +158,14 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     _check_choice("optimizer", config.optimizer, OPTIMIZER_NAMES)
     from tracer.progress import Progress
     from tracer.recorder import Recorder
-    from tracer.schedulers import build_scheduler
+    from tracer.schedulers import build_scheduler, check_steps
 
     problem = _build_problem(config)
+    every = config.scheduler_every or problem.scheduler_every
+    updates = config.epochs * problem.batches_per_epoch
+    if spec is not None:
+        steps = updates if every == "update" else config.epochs
+        check_steps(spec, steps, f"once per {every}: {config.epochs} epochs of {problem.batches_per_epoch} updates")
     model = problem.build_model()
     try:
         optimizer = build_optimizer(
@@ -123,7 +174,6 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     except ValueError as error:  # torch's own checks: "Invalid momentum value: -1"
         raise TracerError(f"invalid hyperparameter for {config.optimizer}: {error}") from None
     scheduler = build_scheduler(optimizer, spec)
-    every = config.scheduler_every or problem.scheduler_every
     meta = {
         "label": config.label or default_label(config.optimizer, config.lr, spec and spec.text),
         "problem": problem.meta,
@@ -135,10 +185,11 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
         "seed": problem.options.get("seed"),
     }
     out = pathlib.Path(config.out)
-    recorder = Recorder(optimizer, out, named_parameters=model.named_parameters(),
-                        granularity=config.granularity, meta=meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    progress = Progress(config.epochs * problem.batches_per_epoch, out.name, enabled=not config.quiet)
+    existed = out.exists()
+    partial = _partial_path(out)
+    recorder = Recorder(optimizer, partial, named_parameters=model.named_parameters(),
+                        granularity=config.granularity, meta=meta, on_divergence=config.on_divergence)
+    progress = Progress(updates, out.name, enabled=not config.quiet)
     try:
         with recorder, progress:
             for epoch in range(config.epochs):
@@ -149,14 +200,39 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
                     recorder.note(loss=loss.item(), epoch=epoch, batch=batch_index)
                     optimizer.step()
                     if scheduler is not None and every == "update":
-                        scheduler.step()
+                        _step(scheduler, spec)
                     progress.advance()
                 if scheduler is not None and every == "epoch":
-                    scheduler.step()
-    except DivergenceError as error:
+                    _step(scheduler, spec)
+    except DivergenceError:
         if not config.quiet:
-            print(f"tracer: {out}: {error}", file=sys.stderr)
+            print(f"tracer: {out}: {divergence_message(recorder.diverged_at)}", file=sys.stderr)
+    except TracerError:
+        partial.unlink(missing_ok=True)  # bad input found late: nothing is written
+        raise
+    except BaseException as error:
+        # Interrupted: keep the rows, but never in place of an existing trace.
+        if existed:
+            error.add_note(f"tracer: the {recorder.updates} updates recorded are in {str(partial)!r}; "
+                           f"{str(out)!r} is unchanged")
+        else:
+            os.replace(partial, out)
+        raise
+    os.replace(partial, out)
     return out
+
+
+def divergence_message(update: int | None) -> str:
+    """The one wording of a divergence, as `tracer info` and the figures also say it."""
+    return (f"diverged at update {update}: the loss, g, v, s or theta stopped being finite, and the trace "
+            "ends there; lower --lr, or pass --on-divergence continue to keep recording")
+
+
+def _step(scheduler: Any, spec: Any) -> None:
+    try:
+        scheduler.step()
+    except ValueError as error:  # a limit check_steps does not know of
+        raise TracerError(f"scheduler {spec.text!r} refused a step: {error}") from None
 
 
 # ----------------------------------------------------------------- the command
@@ -192,7 +268,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", required=True, help="sgd, momentum, rmsprop, adam or adamw")
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
-    parser.add_argument("--out", type=pathlib.Path, required=True, help="trace file to write (*.trace.csv)")
+    parser.add_argument("--out", type=pathlib.Path, required=True,
+                        help="trace file to write (*.trace.csv) in an existing directory (it is not created); "
+                             "written when the run ends, so a failed run leaves an existing file untouched")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
+    parser.add_argument("--on-divergence", choices=ON_DIVERGENCE, default="stop",
+                        help="stop (default): end the run at the first non-finite loss or state, status "
+                             "'diverged'; continue: keep recording the non-finite rows")
     for flag, keyword, kind, help_text in HYPERPARAMETER_OPTIONS:
         if kind == "flag":
             parser.add_argument(flag, dest=keyword, action="store_const", const=True, default=None, help=help_text)
@@ -232,6 +314,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         scheduler=None if args.scheduler in (None, "", "none") else args.scheduler,
         scheduler_every=args.scheduler_every, batch_size=args.batch_size, seed=args.seed,
         granularity=args.granularity, label=args.label, quiet=args.quiet,
+        overwrite=args.overwrite, on_divergence=args.on_divergence,
     )
 
 
@@ -243,5 +326,6 @@ def run_command(args: argparse.Namespace) -> int:
 
         trace = load_trace(out)
         final = ", ".join(f"{name}={value:.6g}" for name, value in (trace.final or {}).items())
-        print(f"wrote {out}: {len(trace)} updates, {trace.status}" + (f", final {final}" if final else ""))
+        status = trace.status if trace.diverged_at is None else f"{trace.status} at update {trace.diverged_at}"
+        print(f"wrote {out}: {len(trace)} updates, {status}" + (f", final {final}" if final else ""))
     return 0

@@ -7,7 +7,14 @@ Grammar::
     VALUE    := a number, true/false, a word, or a comma-separated list
     at-list  := item { "," item };  item := N | START "-" STOP [ "/" STRIDE ]
 
-Keys are the torch scheduler's own argument names. Examples::
+Keys are the torch scheduler's own argument names. Values are checked as the
+scheduler needs them: step counts (step_size, T_max, T_0, T_mult,
+total_iters, total_steps, epochs, steps_per_epoch, step_size_up/down,
+milestones, at) are integers >= 1; gamma, factor, max_lr, div_factor and
+final_div_factor are > 0; eta_min, base_lr and power are >= 0; pct_start,
+end_factor, constant's factor and the momenta lie in [0, 1]; LinearLR's
+start_factor in (0, 1]. OneCycleLR must not be stepped more often than
+its total_steps (`check_steps`). Examples::
 
     step:step_size=4;gamma=0.9                 StepLR
     multistep:milestones=4,8,10;gamma=0.8      MultiStepLR
@@ -116,6 +123,39 @@ def _parse_counts(text: str) -> tuple[IntRange, ...]:
     return tuple(items)
 
 
+def _at_least(parse: Callable[[str], Any], low: float, *, strict: bool = False,
+              high: float | None = None, what: str = "") -> Callable[[str], Any]:
+    """`parse`, then a bound: values below `low` (or equal when `strict`) or above `high` are
+    refused, as the scheduler would misbehave on them (cosine:T_max=-5 climbs back up)."""
+    kind = what or ("an integer" if parse in (_parse_int, _parse_ints, _parse_counts) else "a number")
+    bound = f"> {low:g}" if strict else f">= {low:g}"
+    expected = f"{kind} {bound}" + (f" and <= {high:g}" if high is not None else "")
+
+    def check(value: Any) -> bool:
+        return (value > low if strict else value >= low) and (high is None or value <= high)
+
+    def parse_bounded(text: str) -> Any:
+        value = parse(text)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, IntRange):
+                item = item.start
+            if not check(item):
+                raise ValueError(expected)
+        return value
+
+    return parse_bounded
+
+
+_COUNT = _at_least(_parse_int, 1)                       # step counts: step_size, T_max, total_iters, ...
+_POSITIVE = _at_least(_parse_float, 0, strict=True)     # gamma, factors, learning rates
+_NON_NEGATIVE = _at_least(_parse_float, 0)              # eta_min, base_lr
+_FRACTION = _at_least(_parse_float, 0, high=1)          # pct_start, end_factor, momenta
+_START_FACTOR = _at_least(_parse_float, 0, strict=True, high=1)
+_MILESTONES = _at_least(_parse_ints, 1, what="a comma-separated list of integers, each")
+_AT = _at_least(_parse_counts, 1, what="a comma-separated list of counts N or ranges START-STOP[/STRIDE], each")
+
+
 def _choice(*words: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in words:
@@ -163,55 +203,55 @@ class _Kind:
 
 
 SCHEDULERS: dict[str, _Kind] = {
-    "step": _Kind("StepLR", {"step_size": _parse_int, "gamma": _parse_float}, ("step_size",)),
-    "multistep": _Kind("MultiStepLR", {"milestones": _parse_ints, "gamma": _parse_float}, ("milestones",)),
-    "exponential": _Kind("ExponentialLR", {"gamma": _parse_float}, ("gamma",)),
+    "step": _Kind("StepLR", {"step_size": _COUNT, "gamma": _POSITIVE}, ("step_size",)),
+    "multistep": _Kind("MultiStepLR", {"milestones": _MILESTONES, "gamma": _POSITIVE}, ("milestones",)),
+    "exponential": _Kind("ExponentialLR", {"gamma": _POSITIVE}, ("gamma",)),
     "linear": _Kind(
-        "LinearLR", {"start_factor": _parse_float, "end_factor": _parse_float, "total_iters": _parse_int}
+        "LinearLR", {"start_factor": _START_FACTOR, "end_factor": _FRACTION, "total_iters": _COUNT}
     ),
-    "constant": _Kind("ConstantLR", {"factor": _parse_float, "total_iters": _parse_int}),
-    "polynomial": _Kind("PolynomialLR", {"total_iters": _parse_int, "power": _parse_float}),
-    "cosine": _Kind("CosineAnnealingLR", {"T_max": _parse_int, "eta_min": _parse_float}, ("T_max",)),
+    "constant": _Kind("ConstantLR", {"factor": _FRACTION, "total_iters": _COUNT}),
+    "polynomial": _Kind("PolynomialLR", {"total_iters": _COUNT, "power": _NON_NEGATIVE}),
+    "cosine": _Kind("CosineAnnealingLR", {"T_max": _COUNT, "eta_min": _NON_NEGATIVE}, ("T_max",)),
     "cosine-restarts": _Kind(
         "CosineAnnealingWarmRestarts",
-        {"T_0": _parse_int, "T_mult": _parse_int, "eta_min": _parse_float},
+        {"T_0": _COUNT, "T_mult": _COUNT, "eta_min": _NON_NEGATIVE},
         ("T_0",),
     ),
     "cyclic": _Kind(
         "CyclicLR",
         {
-            "base_lr": _parse_float,
-            "max_lr": _parse_float,
-            "step_size_up": _parse_int,
-            "step_size_down": _parse_int,
+            "base_lr": _NON_NEGATIVE,
+            "max_lr": _POSITIVE,
+            "step_size_up": _COUNT,
+            "step_size_down": _COUNT,
             "mode": _choice("triangular", "triangular2", "exp_range"),
-            "gamma": _parse_float,
+            "gamma": _POSITIVE,
             "cycle_momentum": _parse_bool,
-            "base_momentum": _parse_float,
-            "max_momentum": _parse_float,
+            "base_momentum": _FRACTION,
+            "max_momentum": _FRACTION,
         },
         ("base_lr", "max_lr"),
     ),
     "onecycle": _Kind(
         "OneCycleLR",
         {
-            "max_lr": _parse_float,
-            "total_steps": _parse_int,
-            "epochs": _parse_int,
-            "steps_per_epoch": _parse_int,
-            "pct_start": _parse_float,
+            "max_lr": _POSITIVE,
+            "total_steps": _COUNT,
+            "epochs": _COUNT,
+            "steps_per_epoch": _COUNT,
+            "pct_start": _FRACTION,
             "anneal_strategy": _choice("cos", "linear"),
             "cycle_momentum": _parse_bool,
-            "base_momentum": _parse_float,
-            "max_momentum": _parse_float,
-            "div_factor": _parse_float,
-            "final_div_factor": _parse_float,
+            "base_momentum": _FRACTION,
+            "max_momentum": _FRACTION,
+            "div_factor": _POSITIVE,
+            "final_div_factor": _POSITIVE,
             "three_phase": _parse_bool,
         },
         ("max_lr",),
     ),
     "multiplicative": _Kind(
-        "MultiplicativeLR", {"factor": _parse_float, "at": _parse_counts}, ("factor",), build=_multiplicative
+        "MultiplicativeLR", {"factor": _POSITIVE, "at": _AT}, ("factor",), build=_multiplicative
     ),
 }
 SCHEDULER_NAMES: tuple[str, ...] = tuple(SCHEDULERS)
@@ -267,6 +307,34 @@ def parse_scheduler_spec(text: str) -> SchedulerSpec:
     if missing:
         raise TracerError(f"scheduler {name!r} needs " + ", ".join(missing) + f"; got {text!r}")
     return SchedulerSpec(name, tuple((key, given[key]) for key in kind.keys if key in given))
+
+
+def step_limit(spec: SchedulerSpec) -> int | None:
+    """How many times the scheduler may step, or None for no limit.
+
+    OneCycleLR plans `total_steps` (or epochs * steps_per_epoch) steps and
+    raises on the step after the last; the others take any number."""
+    if spec.name != "onecycle":
+        return None
+    kwargs = spec.kwargs
+    if "total_steps" in kwargs:
+        return kwargs["total_steps"]
+    if "epochs" in kwargs and "steps_per_epoch" in kwargs:
+        return kwargs["epochs"] * kwargs["steps_per_epoch"]
+    raise TracerError(f"scheduler 'onecycle' needs total_steps, or epochs and steps_per_epoch; got {spec.text!r}")
+
+
+def check_steps(spec: SchedulerSpec, steps: int, counted: str) -> None:
+    """TracerError, before training, when the scheduler cannot step `steps` times.
+
+    `counted` says what one step is ("once per update, 2 epochs of 8 updates")."""
+    limit = step_limit(spec)
+    if limit is not None and steps > limit:
+        key = "total_steps" if "total_steps" in spec.kwargs else "epochs * steps_per_epoch"
+        raise TracerError(
+            f"scheduler {spec.text!r} plans {limit} steps ({key}) but the run steps it {steps} times "
+            f"({counted}); give {key} >= {steps}"
+        )
 
 
 def build_scheduler(optimizer, spec: str | SchedulerSpec | None):

@@ -275,7 +275,77 @@ def _parse_meta(path: pathlib.Path, first: str) -> dict[str, Any]:
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
         raise _fail(path, 1, f"unknown schema_version {version!r}; this tracer reads version {SCHEMA_VERSION}")
+    problem = meta_schema_problem(meta)
+    if problem is not None:
+        raise _fail(path, 1, f"invalid metadata: {problem}")
     return meta
+
+
+# ----------------------------------------------------------- metadata schema
+# What each schema-1 key holds when it is not null (null: not known). The
+# readers (info, render, diff) index into these values, so a first line that is
+# JSON of the wrong shape is refused here, naming the field, rather than
+# failing later as a TypeError deep in a figure.
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_parameters(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, dict) and isinstance(item.get("name"), str)
+        and (item.get("shape") is None or (isinstance(item["shape"], list) and all(_is_int(n) and n >= 0 for n in item["shape"])))
+        for item in value
+    )
+
+
+def _is_optimizer(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    hyper = value.get("hyperparameters")
+    return (all(value.get(key) is None or isinstance(value[key], str) for key in ("name", "class", "impl"))
+            and (hyper is None or isinstance(hyper, dict)
+                 or (isinstance(hyper, list) and all(isinstance(group, dict) for group in hyper))))
+
+
+_META_SCHEMA: dict[str, tuple[Any, str]] = {
+    # key: (check of a non-null value, what is accepted)
+    "label": (lambda v: isinstance(v, str), "a string"),
+    "problem": (lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
+                'an object with a "name" string'),
+    "optimizer": (_is_optimizer, 'an object with "name" and "class" strings and a "hyperparameters" object'),
+    "scheduler": (lambda v: isinstance(v, str), "a scheduler spec string"),
+    "scheduler_every": (lambda v: v in ("update", "epoch"), '"update" or "epoch"'),
+    "epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "seed": (_is_int, "an integer"),
+    "parameters": (_is_parameters, 'a list of {"name": string, "shape": [integers]} objects'),
+    "granularity": (lambda v: v in ("full", "summary", "mixed"), '"full", "summary" or "mixed"'),
+    "coordinates": (_is_names, "a list of coordinate names (strings)"),
+    "summarized": (_is_names, "a list of parameter names (strings)"),
+    "param_groups": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                 "an object of version strings"),
+}
+
+
+def meta_schema_problem(meta: Mapping[str, Any]) -> str | None:
+    """What is wrong with the metadata's schema-1 fields (the first, as one line), or None.
+
+    Keys outside the schema are the caller's own (``Recorder(meta=...)``) and are not checked.
+    """
+    for key, (check, accepted) in _META_SCHEMA.items():
+        value = meta.get(key)
+        if value is not None and not check(value):
+            shown = json.dumps(value, allow_nan=True)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return f"field {key!r} must be {accepted}, got {shown}"
+    return None
 
 
 def _parse_trailer(path: pathlib.Path, line_number: int, line: str) -> dict[str, Any]:

@@ -42,8 +42,8 @@ ORBIT_N = 512
 ORBIT_SEED = 9999
 ORBIT_BATCH_SIZE = 64
 ORBIT_START = (0.1, 1.8)                             # initial (Wa, Wb)
-EARTH_ORBIT_RADIUS = 1.0                             # AU, circular orbits in the fit figure
-MARS_ORBIT_RADIUS = 1.5237
+EARTH_ORBIT_RADIUS = 1.0                             # AU: the transfer orbit's perihelion, a - c
+MARS_ORBIT_RADIUS = 1.5237                           # AU: its aphelion, a + c (drawn as circles by render/fit.py)
 DATA_FILE = "orbit_data.npz"
 
 

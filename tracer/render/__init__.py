@@ -56,13 +56,18 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
 
     The format follows `out`'s extension: .png, .svg, .pdf, and for the animated
     kinds ("paths", "internals") also .gif and .mp4. Options: xlim, ylim,
-    updates (first, last), first_steps, frames, fps, size (w, h) in pixels, dpi,
-    title, labels, colors, against ("update" or "epoch", for "lr"), coordinates
-    (x, y): the two coordinates the path figures draw (names as in
-    meta["coordinates"]; default the problem surface's, else the first two traced),
-    smooth (an int >= 1, "dashboard": the rolling mean drawn over the faint
-    per-update values, 1 = off; default about 1/50 of the updates). In the
-    dashboard the colours name the tensors, so `colors` does not apply there.
+    updates (first, last), first_steps, frames, fps, size (w, h) in pixels, dpi
+    (default: the kind's layout at `size`, or at about 1100 px wide for a still
+    and 800 px for an animation), title, labels, colors, against ("update" or
+    "epoch", for "lr"), coordinates: for the path figures the two (x, y) drawn
+    (names as in meta["coordinates"]; default the problem surface's, else the
+    first two traced), for "gradients" the coordinates drawn (default the first
+    8, with a note of how many are left out), smooth (an int >= 1, "dashboard":
+    the rolling mean drawn over the faint per-update values, 1 = off; default
+    about 1/50 of the updates), yscale ("linear" or "log": "step-size", "lr",
+    "gradients"; default log for step sizes that span more than two decades).
+    In the dashboard the colours name the tensors, so `colors` does not apply.
+    Every kind draws traces without notes (no epoch, batch or loss).
     """
     if kind not in KINDS:
         raise RenderError(f"unknown figure kind {kind!r}; accepted: {', '.join(FIGURE_KINDS)}")

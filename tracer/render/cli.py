@@ -25,14 +25,11 @@ def _numbers(kind: Callable, count: int, separator: str = ",") -> Callable[[str]
     return parse
 
 
-def _names(count: int) -> Callable[[str], tuple]:
-    def parse(text: str) -> tuple:
-        names = tuple(part.strip() for part in text.split(","))
-        if len(names) != count or not all(names):
-            raise argparse.ArgumentTypeError(f"expected {count} comma-separated names, got {text!r}")
-        return names
-
-    return parse
+def _names(text: str) -> tuple:
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated coordinate names, got {text!r}")
+    return names
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -52,14 +49,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, metavar="N", help="frame budget of an animation (default 300)")
     parser.add_argument("--fps", type=float, metavar="F", help="frames per second (default 20)")
     parser.add_argument("--size", type=_numbers(int, 2, "x"), metavar="WxH", help="size in pixels")
-    parser.add_argument("--dpi", type=float, metavar="D", help="dots per inch (default 100)")
+    parser.add_argument("--dpi", type=float, metavar="D",
+                        help="dots per inch (default: what keeps the figure's layout at --size, or at about "
+                             "1100 px wide for a still, 800 px for an animation)")
     parser.add_argument("--title", metavar="T", help="figure title")
     parser.add_argument("--labels", metavar="A,B,...", help="legend text per trace, comma separated")
     parser.add_argument("--colors", metavar="C1,C2,...", help="colour per trace, comma separated")
     parser.add_argument("--against", choices=("update", "epoch"), help="x axis of the lr figure")
-    parser.add_argument("--coordinates", type=_names(2), metavar="A,B",
-                        help="the two coordinates the path figures draw, as in the trace's <c>.theta columns "
-                             "(default: the problem surface's, else the first two traced)")
+    parser.add_argument("--coordinates", type=_names, metavar="A,B,...",
+                        help="path figures: the two coordinates drawn, as in the trace's <c>.theta columns "
+                             "(default: the problem surface's, else the first two traced); gradients: the "
+                             "coordinates drawn (default: the first 8, with a note of how many are left out)")
+    parser.add_argument("--yscale", choices=("linear", "log"),
+                        help="y axis of step-size, lr and gradients (default: step-size log when its values "
+                             "span more than two decades, else linear)")
     parser.add_argument("--smooth", type=int, metavar="N",
                         help="dashboard: rolling mean over N updates drawn over the faint per-update values "
                              "(1: off; default about 1/50 of the updates)")
@@ -72,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     options = {name: getattr(args, name) for name in
                ("xlim", "ylim", "updates", "first_steps", "frames", "fps", "size", "dpi", "title", "against",
-                "coordinates", "smooth", "surface")}
+                "coordinates", "smooth", "yscale", "surface")}
     for name in ("labels", "colors"):
         text = getattr(args, name)
         if text is not None:

@@ -21,10 +21,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from tracer.errors import RenderError, TracerError
+from tracer.errors import RenderError
 
 STILL_FORMATS = ("png", "svg", "pdf")
 ANIMATED_FORMATS = ("gif", "mp4")
+LINE_STYLES = ("-", "--", ":", "-.")  # told apart where colours repeat or name something else
+YSCALES = ("linear", "log")
+
+# Default pixel widths. Each kind lays itself out at a design size (pixels at
+# 100 dpi); the figure is that layout at the dpi that gives this width, so
+# text, lines and margins keep their proportions at any size. Stills are at
+# the articles' scale (their figures are 1000-1200 px wide); animations
+# narrower, as every pixel costs in each of ~300 frames.
+STILL_WIDTH = 1100
+ANIMATION_WIDTH = 800
+DPI_RANGE = (60.0, 300.0)
 
 # Matplotlib writes its version and the time into files unless told not to;
 # without these two renders of one trace would differ.
@@ -46,14 +57,15 @@ class RenderOptions:
     first_steps: int = 4
     frames: int | None = None  # frame budget; None: DEFAULT_FRAMES
     fps: float = 20.0
-    size: tuple[int, int] | None = None  # pixels (width, height)
-    dpi: float = 100.0
+    size: tuple[int, int] | None = None  # pixels (width, height); None: the kind's layout STILL_WIDTH (ANIMATION_WIDTH) wide
+    dpi: float | None = None  # None: what gives `size` (or the default width) at the kind's layout
     title: str | None = None
     labels: tuple[str, ...] | None = None
     colors: tuple[str, ...] | None = None
     against: str = "update"  # x axis of the "lr" figure: update or epoch
-    coordinates: tuple[str, str] | None = None  # (x, y) of the path figures; None: the surface's or the first two
+    coordinates: tuple[str, ...] | None = None  # path figures: (x, y); gradients: the coordinates drawn
     smooth: int | None = None  # dashboard rolling mean over this many updates; 1: off; None: about 1/50 of them
+    yscale: str | None = None  # step-size and gradients: "linear" or "log"; None: log when the values span decades
     surface: str | None = None  # paths/internals: a `tracer landscape` surface file to draw the traces on
 
     @classmethod
@@ -86,13 +98,15 @@ class RenderOptions:
             if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or smooth < 1:
                 raise RenderError(f"smooth must be a whole number of updates >= 1 (1: no smoothing), got {smooth!r}")
             values["smooth"] = int(smooth)
+        if values.get("yscale", "linear") not in YSCALES:
+            raise RenderError(f"yscale must be one of {', '.join(YSCALES)}, got {values['yscale']!r}")
         if values.get("against", "update") not in ("update", "epoch"):
             raise RenderError(f"against must be 'update' or 'epoch', got {values['against']!r}")
         for key in ("labels", "colors"):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key])
         if "coordinates" in values:
-            values["coordinates"] = _coordinate_pair(values["coordinates"])
+            values["coordinates"] = _coordinate_names(values["coordinates"])
         return cls(**values)
 
 
@@ -104,11 +118,11 @@ def _pair(name: str, value: Any, kind: type) -> tuple:
         raise RenderError(f"{name} must be a pair of numbers, got {value!r}") from None
 
 
-def _coordinate_pair(value: Any) -> tuple[str, str]:
+def _coordinate_names(value: Any) -> tuple[str, ...]:
     names = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else [value]
-    if len(names) != 2 or not all(isinstance(n, str) and n for n in names) or names[0] == names[1]:
-        raise RenderError(f"coordinates must be two different coordinate names (x, y), got {value!r}")
-    return names[0], names[1]
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise RenderError(f"coordinates must be different coordinate names, got {value!r}")
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -183,22 +197,47 @@ class TracePath:
     `xy[k]` is the point after k updates of the plotted range (xy[0] is its
     start; the final point after the last update comes from `trace.final`).
     `updates[k]` is the number of updates done at xy[k]. Only finite points are
-    kept; `diverged` says the trace left the finite range after the last one.
+    kept; `diverged_at` is the update at which the run diverged (the trailer's,
+    else the update that produced the first non-finite point), None if it did not.
     """
 
     xy: np.ndarray
     updates: np.ndarray
     rows: np.ndarray  # trace row of each point's update (the last point repeats the last row)
-    diverged: bool
+    diverged_at: int | None
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
 
 
-def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | None = None) -> TracePath:
-    """The finite path of coordinates (x_name, y_name) over `updates`."""
+def diverged_label(update: int | None) -> str:
+    """The one wording of a divergence in every figure, as the trailer and `tracer info` say it."""
+    return f"diverged at update {update}"
+
+
+def divergence_marker(ax: Any, color: str, diverged_at: int | None, point: Sequence[float] | None = None) -> Any:
+    """The X on a diverged run's last finite point, labelled "diverged at update N" (unlabelled
+    when `diverged_at` is None). Empty until `set_data` unless `point` is given: an animation
+    shows it when its clock reaches the update."""
+    (marker,) = ax.plot([], [], marker="X", markersize=11, color=color, markeredgecolor="black",
+                        linestyle="none", zorder=6)
+    if diverged_at is not None:
+        marker.set_label(diverged_label(diverged_at))
+    if point is not None:
+        marker.set_data([point[0]], [point[1]])
+    return marker
+
+
+def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | None = None, *,
+               with_final: bool = True) -> TracePath:
+    """The finite path of coordinates (x_name, y_name) over `updates`; `with_final` False leaves
+    out the point after the last update (it has no row of its own: no g, v, d)."""
     xy = np.column_stack([trace[f"{x_name}.theta"], trace[f"{y_name}.theta"]])
     done = trace["update"] - 1  # theta in row u is the point before update u
     rows = np.arange(len(xy))
     final = trace.final or {}
-    if x_name in final and y_name in final:
+    if with_final and x_name in final and y_name in final:
         xy = np.vstack([xy, [[final[x_name], final[y_name]]]])
         done = np.append(done, done[-1] + 1)
         rows = np.append(rows, rows[-1])
@@ -207,13 +246,17 @@ def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | 
         keep = (done >= updates[0] - 1) & (done <= updates[1])
         xy, done, rows = xy[keep], done[keep], rows[keep]
     finite = np.isfinite(xy).all(axis=1)
-    diverged = trace.status == "diverged" or not finite.all()
+    diverged_at = trace.diverged_at if trace.status == "diverged" else None
     if not finite.all():
-        cut = int(np.argmin(finite))  # first non-finite point
+        cut = int(np.argmin(finite))  # first non-finite point: update done[cut] produced it
+        if diverged_at is None:
+            diverged_at = int(done[cut])
         xy, done, rows = xy[:cut], done[:cut], rows[:cut]
+    if trace.status == "diverged" and diverged_at is None:  # a trailer without the update
+        diverged_at = int(done[-1]) + 1 if len(done) else None
     if len(xy) == 0:
         raise RenderError(f"trace {trace_name(trace)} has no finite point to draw")
-    return TracePath(xy=xy, updates=done.astype(int), rows=rows, diverged=diverged)
+    return TracePath(xy=xy, updates=done.astype(int), rows=rows, diverged_at=diverged_at)
 
 
 def trace_styles(traces: Sequence[Any], options: RenderOptions) -> tuple[list[str], list[str]]:
@@ -235,22 +278,93 @@ def trace_styles(traces: Sequence[Any], options: RenderOptions) -> tuple[list[st
     return labels, colors
 
 
-def new_figure(options: RenderOptions, default_size: tuple[int, int], *, even: bool = False) -> Figure:
-    """A Figure on an Agg canvas (no pyplot state), `options.size` pixels large.
+def new_figure(options: RenderOptions, design_size: tuple[int, int], *, animated: bool = False) -> Figure:
+    """A Figure on an Agg canvas (no pyplot state) laid out as `design_size` (pixels at 100 dpi).
 
-    `even` rounds the size to even pixels, as H.264's 4:2:0 video needs."""
-    width, height = options.size or default_size
-    if even:
+    Its pixel size is `options.size`, else the design scaled to STILL_WIDTH (or
+    ANIMATION_WIDTH) wide; its dpi is `options.dpi`, else the one that keeps the
+    design's proportions at that size. An animation's size is rounded to even
+    pixels, as H.264's 4:2:0 video needs."""
+    design_width, design_height = design_size
+    if options.size is not None:
+        width, height = options.size
+        fitted = min(max(100.0 * width / design_width, DPI_RANGE[0]), DPI_RANGE[1])
+        dpi = float(options.dpi or fitted)
+    else:
+        target = ANIMATION_WIDTH if animated else STILL_WIDTH
+        dpi = float(options.dpi or max(100.0, 100.0 * target / design_width))  # a large design is not shrunk
+        width, height = round(design_width * dpi / 100.0), round(design_height * dpi / 100.0)
+    if animated:
         width, height = width + width % 2, height + height % 2
-    figure = Figure(figsize=(width / options.dpi, height / options.dpi), dpi=options.dpi)
+    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     FigureCanvasAgg(figure)
     return figure
+
+
+CORNERS = ("upper right", "upper left", "lower left", "lower right")
+_CORNER_ANCHORS = {  # axes fraction of the corner, and the alignment that keeps a box inside
+    "upper right": (0.985, 0.985, "right", "top"), "upper left": (0.015, 0.985, "left", "top"),
+    "lower left": (0.015, 0.015, "left", "bottom"), "lower right": (0.985, 0.015, "right", "bottom"),
+}
+_MARKED_WEIGHT = 10_000  # one hidden marker (start, minimum, an end) costs more than any run of path
+
+
+def place_in_clear_corners(ax: Any, boxes: Sequence[Any], marked: Sequence[np.ndarray],
+                           traced: Sequence[np.ndarray] = ()) -> list[str]:
+    """Move each box (a Legend, or a Text in axes coordinates) to its own corner of `ax`, the
+    corner that hides the fewest points: a marked point (start, minimum, end, divergence)
+    outweighs any number of path points. Boxes are placed in order, each in a corner not yet
+    taken; returns the corners chosen. The axes limits must be final."""
+    renderer = ax.figure.canvas.get_renderer()
+    to_axes = ax.transAxes.inverted()
+
+    def in_axes(points: Sequence[np.ndarray]) -> np.ndarray:
+        arrays = [np.asarray(p, dtype=float).reshape(-1, 2) for p in points]
+        stacked = np.concatenate(arrays) if arrays else np.empty((0, 2))
+        stacked = stacked[np.isfinite(stacked).all(axis=1)]
+        return to_axes.transform(ax.transData.transform(stacked)) if len(stacked) else stacked
+
+    marked_xy, traced_xy = in_axes(marked), in_axes(traced)
+    free = list(CORNERS)
+    chosen = []
+    for box in boxes:
+        extent = box.get_window_extent(renderer).transformed(to_axes)
+        width, height = extent.width + 0.03, extent.height + 0.03  # the box, its margin and a marker's radius
+
+        def cost(corner: str) -> int:
+            x, y, horizontal, vertical = _CORNER_ANCHORS[corner]
+            left = 1.0 - width if horizontal == "right" else 0.0
+            bottom = 1.0 - height if vertical == "top" else 0.0
+
+            def inside(points: np.ndarray) -> int:
+                if not len(points):
+                    return 0
+                return int(((points[:, 0] >= left) & (points[:, 0] <= left + width)
+                            & (points[:, 1] >= bottom) & (points[:, 1] <= bottom + height)).sum())
+
+            return _MARKED_WEIGHT * inside(marked_xy) + inside(traced_xy)
+
+        corner = min(free, key=cost)  # ties: the first in CORNERS order
+        free.remove(corner)
+        chosen.append(corner)
+        x, y, horizontal, vertical = _CORNER_ANCHORS[corner]
+        if hasattr(box, "set_loc"):  # a Legend
+            box.set_loc(corner)
+        else:
+            box.set_position((x, y))
+            box.set_horizontalalignment(horizontal)
+            box.set_verticalalignment(vertical)
+    return chosen
 
 
 def save_still(figure: Figure, path: Path, fmt: str) -> None:
     """Save without dates or versions, so the same figure gives the same bytes."""
     with rc_context(_RC):
         figure.savefig(path, format=fmt, dpi=figure.dpi, metadata=_METADATA[fmt], facecolor="white")
+
+
+def is_animated(fmt: str) -> bool:
+    return fmt in ANIMATED_FORMATS
 
 
 def output_format(out: Path, kind: FigureKind) -> str:
@@ -292,7 +406,8 @@ def atomic_output(out: Path) -> Iterator[Path]:
 
 
 __all__ = [
-    "ANIMATED_FORMATS", "STILL_FORMATS", "FigureKind", "RenderOptions", "TracePath", "TracerError",
-    "atomic_output", "check_columns", "load_traces", "lr_columns", "new_figure", "output_format",
+    "ANIMATED_FORMATS", "CORNERS", "LINE_STYLES", "STILL_FORMATS", "FigureKind", "RenderOptions", "TracePath",
+    "atomic_output", "check_columns", "divergence_marker", "diverged_label", "is_animated", "load_traces", "lr_columns", "new_figure",
+    "output_format", "place_in_clear_corners",
     "row_mask", "save_still", "trace_name", "trace_path", "trace_styles",
 ]

@@ -9,6 +9,15 @@ a problem without a surface, other coordinates) it is a plain plane: the loss
 over two of many coordinates is not known from the trace. The loss grid is
 computed once per (problem, range, resolution) in a process: an animation, a
 still and a benchmark of the same problem share it.
+
+The loss is drawn as an image at (at least) the axes' pixel resolution, each
+pixel the mean of OVERSAMPLE x OVERSAMPLE loss samples inside it, with the
+contour's discrete colour bands. The orbit loss jumps each time Wa passes a
+sample's |x + c| (the mask q < 0 keeps one more point), every ~0.0025 in Wa:
+a 250-point grid samples those jumps at a coarser, unrelated spacing, and
+filled contours then alias them into jagged vertical streaks near
+Wa = 0.1-0.15. Per-pixel means show the real shape (a fine sawtooth of the
+level lines where few samples are kept, smooth bands elsewhere).
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib import colormaps
 
 from tracer.errors import RenderError, TracerError
+from tracer.render.common import trace_name
 
-GRID_POINTS = 250  # per axis, as the article's backgrounds
+GRID_POINTS = 250  # per axis at least, as the article's backgrounds; more where the axes have more pixels
+OVERSAMPLE = 3  # loss samples per cell and axis, averaged (see the module's docstring)
 MARGIN = 0.08  # fraction of the span added on each side when the range is fitted
 CONTOUR_LEVELS = 24
 CONTOUR_CMAP = "viridis"
@@ -77,7 +88,7 @@ def surface_of(trace: Any) -> Any | None:
         return None
     except Exception as error:  # a surface problem whose options cannot be read
         raise RenderError(
-            f"trace {_name(trace)} has no loss surface for problem {problem.get('name')!r}: {error}"
+            f"trace {trace_name(trace)} has no loss surface for problem {problem.get('name')!r}: {error}"
         ) from None
 
 
@@ -94,12 +105,14 @@ def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
     Default: the surface's two coordinates when the problem has a surface, else the
     first two traced. RenderError when a coordinate is not traced, or fewer than two are.
     """
+    if coordinates is not None and len(coordinates) != 2:
+        raise RenderError(f"path figures draw two coordinates (x, y); got {len(coordinates)}: {', '.join(coordinates)}")
     traced = traced_coordinates(trace)
     if len(traced) < 2:
         raise RenderError(
-            f"path figures draw two fully traced coordinates (columns <c>.theta); trace {_name(trace)} "
-            f"has {len(traced)} (granularity {trace.meta.get('granularity')!r}); record it with granularity "
-            "'full', or 'mixed' with at least two coordinates traced fully"
+            f"path figures draw two fully traced coordinates (columns <c>.theta); trace {trace_name(trace)} "
+            f"has {len(traced)} (granularity {trace.meta.get('granularity')!r}); record with "
+            "Recorder(granularity='full'), or name at least two coordinates in Recorder(full=[...])"
         )
     surface = surface_of(trace)
     if coordinates is None:
@@ -111,18 +124,13 @@ def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
         if name not in traced:
             listed = ", ".join(traced[:LISTED_COORDINATES]) + (", ..." if len(traced) > LISTED_COORDINATES else "")
             raise RenderError(
-                f"coordinate {name!r} is not traced in trace {_name(trace)}; traced: {listed} "
+                f"coordinate {name!r} is not traced in trace {trace_name(trace)}; traced: {listed} "
                 f"({len(traced)} coordinates)"
             )
     x_name, y_name = coordinates
     if surface is not None and (x_name, y_name) != (surface.x_name, surface.y_name):
         surface = None  # the loss over other coordinates is not known: a plain plane
     return Plane(x_name, y_name, surface, trace.meta.get("problem"), traced)
-
-
-def _name(trace: Any) -> str:
-    path = getattr(trace, "path", None)
-    return f"'{path}'" if path is not None else repr(trace.meta.get("label"))
 
 
 def fitted_range(points: Sequence[np.ndarray], margin: float = MARGIN) -> tuple[Range, Range]:
@@ -140,25 +148,43 @@ def fitted_range(points: Sequence[np.ndarray], margin: float = MARGIN) -> tuple[
     return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
 
 
+def _cell_samples(low: float, high: float, points: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centres, samples): `points` cell centres from low to high, and `oversample` evenly
+    spaced samples inside each cell (cell j spans centre_j +- half a cell)."""
+    centres = np.linspace(low, high, points)
+    step = (high - low) / (points - 1)
+    offsets = (np.arange(oversample) - (oversample - 1) / 2) * step / oversample
+    return centres, (centres[:, None] + offsets[None, :]).ravel()
+
+
 @functools.lru_cache(maxsize=16)
-def _grid(problem_key: str, xlim: Range, ylim: Range, points: int) -> tuple[np.ndarray, ...]:
+def _grid(problem_key: str, xlim: Range, ylim: Range, points: tuple[int, int]) -> tuple[np.ndarray, ...]:
     from tracer.problems.surfaces import surface_for
 
     surface = surface_for(json.loads(problem_key))
-    xs = np.linspace(xlim[0], xlim[1], points)
-    ys = np.linspace(ylim[0], ylim[1], points)
-    loss = np.asarray(surface.loss_grid(xs, ys), dtype=float)
-    if loss.shape != (points, points):
-        raise RenderError(f"surface loss grid has shape {loss.shape}, expected {(points, points)}")
+    (x_points, y_points), k = points, OVERSAMPLE
+    xs, fine_xs = _cell_samples(*xlim, x_points, k)
+    ys, fine_ys = _cell_samples(*ylim, y_points, k)
+    fine = np.asarray(surface.loss_grid(fine_xs, fine_ys), dtype=float)
+    if fine.shape != (len(fine_ys), len(fine_xs)):
+        raise RenderError(f"surface loss grid has shape {fine.shape}, expected {(len(fine_ys), len(fine_xs))}")
+    cells = fine.reshape(y_points, k, x_points, k)
+    kept = np.isfinite(cells)
+    count = kept.sum(axis=(1, 3))
+    # The mean of a cell's finite samples; NaN where none is (no orbit sample kept at Wa ~ 0).
+    with np.errstate(invalid="ignore"):
+        loss = np.where(kept, cells, 0.0).sum(axis=(1, 3)) / count
     for array in (xs, ys, loss):
         array.setflags(write=False)  # shared by every caller: keep it intact
     return xs, ys, loss
 
 
-def loss_grid(problem: dict, xlim: Range, ylim: Range, points: int = GRID_POINTS):
-    """(xs, ys, loss) on a points x points grid; cached per (problem, range)."""
+def loss_grid(problem: dict, xlim: Range, ylim: Range, points: int | tuple[int, int] = GRID_POINTS):
+    """(xs, ys, loss): cell centres and the mean loss over each cell, shape (len(ys), len(xs));
+    `points` per axis, or (x points, y points); cached per (problem, range, points)."""
     key = json.dumps(problem, sort_keys=True)
-    return _grid(key, (float(xlim[0]), float(xlim[1])), (float(ylim[0]), float(ylim[1])), points)
+    pair = (points, points) if isinstance(points, int) else (int(points[0]), int(points[1]))
+    return _grid(key, (float(xlim[0]), float(xlim[1])), (float(ylim[0]), float(ylim[1])), pair)
 
 
 def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
@@ -180,11 +206,11 @@ def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
 
 
 def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
-                    cmap: str = CONTOUR_CMAP, colorbar: bool = True, mark_minimum: bool = True) -> Any | None:
+                    cmap: str = CONTOUR_CMAP, colorbar: bool = True) -> Any | None:
     """The plane's background over (xlim, ylim), axes named after its coordinates.
 
-    With a surface: the filled loss contour, its colour bar and the true minimum
-    marked; returns the contour. Without: a plain grid and no marker (the minimum
+    With a surface: the loss in the contour's colour bands (an image, see the
+    module's docstring), its colour bar and the true minimum marked; returns the image. Without: a plain grid and no marker (the minimum
     is not known); returns None, "no background".
     """
     if plane.surface is None:
@@ -193,22 +219,25 @@ def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
         ax.set_axisbelow(True)
         _name_axes(ax, plane, xlim, ylim)
         return None
-    xs, ys, loss = loss_grid(plane.problem, xlim, ylim)
+    # At least one cell per pixel of the axes (before a colour bar narrows them).
+    extent = ax.get_window_extent()
+    points = (max(GRID_POINTS, int(np.ceil(extent.width))), max(GRID_POINTS, int(np.ceil(extent.height))))
+    xs, ys, loss = loss_grid(plane.problem, xlim, ylim, points)
     levels = contour_levels(loss)
     cmap = colormaps[cmap]
     norm = BoundaryNorm(levels, cmap.N)
-    filled = ax.contourf(xs, ys, np.clip(loss, levels[0], levels[-1]), levels=levels,
-                         cmap=cmap, norm=norm)
+    half_x, half_y = (xs[1] - xs[0]) / 2, (ys[1] - ys[0]) / 2
+    filled = ax.imshow(np.clip(loss, levels[0], levels[-1]), origin="lower", aspect="auto", cmap=cmap, norm=norm,
+                       interpolation="nearest", extent=(xs[0] - half_x, xs[-1] + half_x, ys[0] - half_y, ys[-1] + half_y))
     if colorbar:
         bar = ax.figure.colorbar(filled, ax=ax, pad=0.02, fraction=0.05)
         bar.set_label("loss")
-        if levels[-1] / max(levels[0], 1e-300) > 10 and levels[0] > 0:
+        if levels[0] > 0 and levels[-1] / levels[0] > 10:  # geometric levels: ticks at every few
             ticks = levels[:: max(1, len(levels) // 6)]
             bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
     _name_axes(ax, plane, xlim, ylim)
-    if mark_minimum:
-        ax.plot(*plane.surface.minimum, marker="*", markersize=13, color="white",
-                markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
+    ax.plot(*plane.surface.minimum, marker="*", markersize=13, color="white",
+            markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
     return filled
 
 

@@ -10,9 +10,11 @@ import numpy as np
 from tracer.errors import RenderError
 from tracer.render.common import RenderOptions, new_figure, save_still, trace_name, trace_styles
 
-FIT_SIZE = (760, 520)
-EARTH_RADIUS = 1.0  # AU, circular orbit
-MARS_RADIUS = 1.5237
+FIT_WIDTH = 760  # design pixels (100 dpi), scaled to the still width (see common.new_figure)
+# Design pixels around the axes: the legend stands right of the data, off it.
+FIT_LEFT, FIT_RIGHT, FIT_TOP, FIT_BOTTOM = 78, 250, 40, 48
+FIT_AXES_HEIGHT = (160, 520)  # the axes keep the data's aspect (1 AU is 1 AU both ways) within these
+Y_BELOW = 0.25  # AU shown below the x axis: the ellipses' ends and the Sun, not the empty lower half
 
 
 def requires_fit(trace: Any, options: RenderOptions) -> list[str]:
@@ -39,37 +41,58 @@ def fitted_axes(trace: Any) -> tuple[float, float]:
     return float(wa[finite[-1]]), float(wb[finite[-1]])
 
 
+def _fit_limits(wa: float, wb: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x and y ranges (AU) holding both circular orbits' upper halves, the truth and the fit."""
+    from tracer.problems.orbit import MARS_ORBIT_RADIUS, ORBIT_A, ORBIT_B, ORBIT_C
+
+    pad = 0.12
+    left = min(-MARS_ORBIT_RADIUS, -abs(wa) - ORBIT_C, -ORBIT_A - ORBIT_C) - pad
+    right = max(MARS_ORBIT_RADIUS, abs(wa) - ORBIT_C) + pad
+    top = max(MARS_ORBIT_RADIUS, abs(wb), ORBIT_B) + pad
+    return (left, right), (-Y_BELOW, top)
+
+
 def draw_fit(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """Samples, the fitted upper half ellipse, the true one, Earth's and Mars' orbits, the Sun."""
-    from tracer.problems.orbit import ORBIT_A, ORBIT_B, ORBIT_C, load_orbit_samples, orbit_curve  # numpy only
+    """Samples, the fitted upper half ellipse, the true one, Earth's and Mars' orbits, the Sun.
+
+    The figure's height follows the data's aspect, so no empty band stands above the orbits,
+    and the legend (with the final Wa, Wb) stands right of the axes, off the data."""
+    from tracer.problems.orbit import (  # numpy only
+        EARTH_ORBIT_RADIUS, MARS_ORBIT_RADIUS, ORBIT_A, ORBIT_B, load_orbit_samples, orbit_curve,
+    )
 
     (trace,) = traces
     labels, colors = trace_styles(traces, options)
     wa, wb = fitted_axes(trace)
     x, y = load_orbit_samples()
-    figure = new_figure(options, FIT_SIZE)
+    xlim, ylim = _fit_limits(wa, wb)
+    xlim, ylim = options.xlim or xlim, options.ylim or ylim
+    axes_width = FIT_WIDTH - FIT_LEFT - FIT_RIGHT
+    axes_height = min(max(axes_width * (ylim[1] - ylim[0]) / (xlim[1] - xlim[0]), FIT_AXES_HEIGHT[0]),
+                      FIT_AXES_HEIGHT[1])
+    height = round(axes_height + FIT_TOP + FIT_BOTTOM)
+    figure = new_figure(options, (FIT_WIDTH, height))
+    figure.subplots_adjust(left=FIT_LEFT / FIT_WIDTH, right=1 - FIT_RIGHT / FIT_WIDTH,
+                           top=1 - FIT_TOP / height, bottom=FIT_BOTTOM / height)
     ax = figure.add_subplot()
     circle = np.linspace(0.0, 2 * np.pi, 400)
-    for radius, name, color in ((EARTH_RADIUS, "Earth's orbit", "#1f77b4"),
-                                (MARS_RADIUS, "Mars' orbit", "#d62728")):
+    for radius, name, color in ((EARTH_ORBIT_RADIUS, "Earth's orbit", "#1f77b4"),
+                                (MARS_ORBIT_RADIUS, "Mars' orbit", "#d62728")):
         ax.plot(radius * np.cos(circle), radius * np.sin(circle), color=color, lw=1, linestyle=":",
                 label=name)
     ax.scatter(np.asarray(x, float), np.asarray(y, float), s=6, color="#7f7f7f", label="samples", zorder=3)
     ax.plot(*orbit_curve(ORBIT_A, ORBIT_B), color="black", lw=1.5, linestyle="--",
-            label=f"truth  a={ORBIT_A:.4f}, b={ORBIT_B:.4f}", zorder=4)
-    ax.plot(*orbit_curve(wa, wb), color=colors[0], lw=2.2,
-            label=f"fit: {labels[0]}", zorder=5)
+            label=f"truth a={ORBIT_A:.4f}, b={ORBIT_B:.4f}", zorder=4)
+    ax.plot(*orbit_curve(wa, wb), color=colors[0], lw=2.2, label=f"fit Wa={wa:.4f}, Wb={wb:.4f}", zorder=5)
     ax.plot(0, 0, marker="o", markersize=12, color="#ffbf00", markeredgecolor="#b35900",
             linestyle="none", label="Sun", zorder=6)
-    ax.text(0.02, 0.97, f"Wa = {wa:.4f}\nWb = {wb:.4f}", transform=ax.transAxes, va="top",
-            fontsize="medium", bbox=dict(boxstyle="round", facecolor="white", alpha=0.9))
-    reach = max(MARS_RADIUS, abs(wa) + ORBIT_C, abs(wb)) * 1.08
-    ax.set_xlim(*(options.xlim or (-reach, reach)))
-    ax.set_ylim(*(options.ylim or (-0.25 * reach, reach)))
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("x (AU)")
     ax.set_ylabel("y (AU)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="x-small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small",
+              title=labels[0], title_fontsize="small", alignment="left")
     ax.set_title(options.title if options.title is not None else f"Fitted orbit: {labels[0]}")
     save_still(figure, out, fmt)

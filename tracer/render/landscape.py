@@ -124,7 +124,7 @@ def draw_landscape(kind: str, traces: Sequence[Any], options: RenderOptions, out
     internals = kind == "internals"
     animated = fmt in ("gif", "mp4")
     labels, colors = trace_styles(traces, options)
-    figure = new_figure(options, INTERNALS_SIZE if internals else PATHS_SIZE, even=animated)
+    figure = new_figure(options, INTERNALS_SIZE if internals else PATHS_SIZE, animated=animated)
     if internals:
         spec = figure.add_gridspec(2, 2, width_ratios=[1.6, 1], hspace=0.35, wspace=0.35, left=0.07, right=0.97)
         ax = figure.add_subplot(spec[:, 0])

@@ -22,12 +22,13 @@ from matplotlib.lines import Line2D
 from tracer.errors import RenderError
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import (
-    RenderOptions, TracePath, lr_columns, new_figure, row_mask, save_still, trace_name, trace_path,
-    trace_styles,
+    LINE_STYLES, RenderOptions, TracePath, divergence_marker, is_animated, lr_columns, new_figure,
+    place_in_clear_corners, save_still, trace_path, trace_styles,
 )
 from tracer.render.contour import Plane, draw_background, fitted_range, plane_of
 
-PATH_SIZE = (640, 500)
+CONSTANT_LR_COLOR = "#cc4778"  # plasma's middle: the colour of the lr when it does not change
+PATH_SIZE = (640, 500)  # design sizes: pixels at 100 dpi (see common.new_figure)
 INTERNALS_SIZE = (1000, 500)
 
 
@@ -74,37 +75,35 @@ class ContourScene:
 
 
 def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size: tuple[int, int],
-                  even: bool = False, fit_points: Sequence[np.ndarray] | None = None,
-                  plane: Plane | None = None, paths: list[TracePath] | None = None, cmap: str = "viridis",
-                  grid: tuple[int, int] | None = None, title: str = "",
+                  animated: bool = False, plane: Plane | None = None, paths: list[TracePath] | None = None,
+                  cmap: str = "viridis", grid: tuple[int, int] | None = None, title: str = "",
                   colorbar: bool = True) -> ContourScene:
     """Figure, background axes and each trace's path; the range is options' or fitted."""
     plane = plane if plane is not None else shared_plane(traces, options)
     if paths is None:
         paths = [trace_path(t, plane.x_name, plane.y_name, options.updates) for t in traces]
     labels, colors = trace_styles(traces, options)
-    fitted = fitted_range(list(fit_points if fit_points is not None else [p.xy for p in paths]) + plane.landmarks)
+    fitted = fitted_range([p.xy for p in paths] + plane.landmarks)
     xlim = options.xlim or fitted[0]
     ylim = options.ylim or fitted[1]
-    figure = new_figure(options, default_size, even=even)
+    figure = new_figure(options, default_size, animated=animated)
+    width = figure.get_figwidth()  # inches: tick labels and axis labels are sized in points, not in pixels
     spec = None
     if grid is None:
         ax = figure.add_subplot()
         if colorbar:
-            # The colour bar is carved out of the axes; its tick labels and its
-            # label stand to its right and need about 80 pixels whatever the
+            # The colour bar is carved out of the axes; its tick labels ("1.3e+03")
+            # and its label stand to its right and need about an inch whatever the
             # figure's size (matplotlib's default right margin is 10%).
-            width = figure.get_figwidth() * figure.dpi
-            figure.subplots_adjust(right=1 - min(0.2, 80 / width))
+            figure.subplots_adjust(right=1 - min(0.22, 1.05 / width))
     else:
         # The panels beside the contour carry their ticks and labels on their right (see
         # draw_internals), so the gap holds only the colour bar's ticks and label, whatever
-        # the panels' numbers. Margins and gap are in pixels (tick labels and axis labels do
-        # not scale with the figure), capped so that a small figure keeps room for the contour.
-        width = figure.get_figwidth() * figure.dpi
-        left, right = min(0.125, 75 / width), 1 - min(0.12, 105 / width)
+        # the panels' numbers. Margins and gap are in inches, capped so that a small
+        # figure keeps room for the contour.
+        left, right = min(0.125, 0.75 / width), 1 - min(0.12, 1.05 / width)
         inner = (right - left) * width
-        gap = min(100.0, inner / 5)  # the colour bar's tick labels and its label
+        gap = min(1.0, inner / 5)  # the colour bar's tick labels and its label
         spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, left=left, right=right,
                                    wspace=2 * gap / (inner - gap))  # wspace: a fraction of the mean width
         ax = figure.add_subplot(spec[:, 0])
@@ -117,12 +116,9 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
     return ContourScene(figure, ax, plane, paths, labels, colors, spec)
 
 
-def _mark_divergence(ax: Any, path: TracePath, color: str, *, animated: bool = False) -> Line2D:
-    (marker,) = ax.plot([], [], marker="X", markersize=11, color=color, markeredgecolor="black",
-                        linestyle="none", zorder=6, animated=animated)
-    if path.diverged:
-        marker.set_label(f"diverged after update {path.updates[-1]}")
-    return marker
+def _marked_points(scene: ContourScene, *extra: np.ndarray) -> list[np.ndarray]:
+    """The points a legend or the clock must not hide: starts, minimum, ends (and `extra`)."""
+    return [p.xy[:1] for p in scene.paths] + [p.xy[-1:] for p in scene.paths] + scene.plane.landmarks + list(extra)
 
 
 def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
@@ -140,16 +136,17 @@ def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, f
                               arrowprops=dict(arrowstyle="-|>", color=color, lw=2, mutation_scale=16,
                                               shrinkA=0, shrinkB=0))
         scene.ax.plot([], [], color=color, lw=2, label=label)
-    scene.ax.legend(loc="best", fontsize="small")
+    legend = scene.ax.legend(fontsize="small")
+    place_in_clear_corners(scene.ax, [legend], _marked_points(scene), [p.xy for p in scene.paths])
     save_still(scene.figure, out, fmt)
 
 
 def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
     """Paths on the loss contour (or the plain plane of two coordinates): an animation
     (.gif, .mp4) or the whole paths as a still."""
-    animated = fmt in ("gif", "mp4")
+    animated = is_animated(fmt)
     plane = shared_plane(traces, options)
-    scene = contour_scene(traces, options, default_size=PATH_SIZE, even=animated, plane=plane,
+    scene = contour_scene(traces, options, default_size=PATH_SIZE, animated=animated, plane=plane,
                           title="Paths on the loss surface" if plane.surface is not None else "Paths")
     ax = scene.ax
     lines, heads = [], []
@@ -159,13 +156,15 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
                           linestyle="none", zorder=6)
         lines.append(line)
         heads.append(head)
-    crosses = [_mark_divergence(ax, path, color) for path, color in zip(scene.paths, scene.colors)]
-    ax.legend(loc="upper right", fontsize="x-small", framealpha=0.75)
+    crosses = [divergence_marker(ax, color, path.diverged_at) for path, color in zip(scene.paths, scene.colors)]
+    legend = ax.legend(fontsize="x-small", framealpha=0.75)
     first = min(int(p.updates[0]) for p in scene.paths)
-    last = max(int(p.updates[-1]) for p in scene.paths)
+    # The clock runs on to the update at which a run diverged, where its X appears.
+    last = max(max(int(p.updates[-1]), p.diverged_at or 0) for p in scene.paths)
     timeline = first + frame_indices(last - first + 1, options.frames or DEFAULT_FRAMES)
     clock = max(traces, key=len)
-    caption = _caption(ax, _clock_text(clock, last))
+    caption = FrameText(ax, 0.02, 0.97, width=len(_clock_text(clock, last)) + 1)
+    place_in_clear_corners(ax, [legend, caption.artist], _marked_points(scene), [p.xy for p in scene.paths])
 
     def update(frame: int) -> None:
         done = int(timeline[frame])
@@ -173,7 +172,7 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
             shown = max(1, int(np.searchsorted(path.updates, done, side="right")))
             line.set_data(path.xy[:shown, 0], path.xy[:shown, 1])
             head.set_data(path.xy[shown - 1:shown, 0], path.xy[shown - 1:shown, 1])
-            if path.diverged and done >= path.updates[-1]:
+            if path.diverged and done >= path.diverged_at:
                 cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
         caption.set_text(_clock_text(clock, done))
 
@@ -187,21 +186,26 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
                     scene.colors + ["black", "white"], texts=[caption])
 
 
-def _caption(ax: Any, longest: str) -> FrameText:
-    """The epoch / batch / update line, top left inside the contour axes."""
-    return FrameText(ax, 0.02, 0.97, width=len(longest) + 1)
-
-
 def _clock_text(trace: Any, done: int) -> str:
-    """'epoch e  batch b  update u' after `done` updates (read from the trace's rows)."""
-    if done <= 0:
-        return "epoch 0  batch 0  update 0"
+    """'epoch e  batch b  update u' after `done` updates (read from the trace's rows); 'update u'
+    alone when the trace has no epoch and batch (recorded without `note(epoch=, batch=)`)."""
+    done = max(int(done), 0)
     row = min(done, len(trace)) - 1
-    return f"epoch {int(trace['epoch'][row])}  batch {int(trace['batch'][row])}  update {done}"
+    if row < 0 or "epoch" not in trace or "batch" not in trace:
+        epoch = batch = 0.0
+        noted = "epoch" in trace and "batch" in trace and bool(np.isfinite(trace["epoch"][:1]).all())
+    else:
+        epoch, batch = trace["epoch"][row], trace["batch"][row]
+        noted = bool(np.isfinite(epoch) and np.isfinite(batch))
+    if not noted:
+        return f"update {done}"
+    return f"epoch {int(epoch)}  batch {int(batch)}  update {done}"
 
 
 def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """Paths coloured by the learning rate in effect at each update, so a schedule shows."""
+    """Paths coloured by the learning rate in effect at each update, so a schedule shows.
+
+    A learning rate that never changes gets one colour and no colour bar: the legend says it."""
     # A grey contour without its colour bar: the one colour scale is the learning rate's.
     scene = contour_scene(traces, options, default_size=PATH_SIZE, cmap="Greys", colorbar=False,
                           title="Paths coloured by the learning rate")
@@ -210,25 +214,33 @@ def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: 
     if finite.size == 0:
         raise RenderError("no finite learning rate to colour the paths with")
     low, high = float(finite.min()), float(finite.max())
-    norm = LogNorm(low, high) if low > 0 and high > low else Normalize(low, high if high > low else low + 1)
-    styles = ["-", "--", ":", "-."]
+    constant = high == low
+    norm = LogNorm(low, high) if low > 0 and not constant else Normalize(low, high if not constant else low + 1)
     mappable = None
+    crosses = []
     for index, (path, rate, label, color) in enumerate(zip(scene.paths, rates, scene.labels, scene.colors)):
+        style = LINE_STYLES[index % len(LINE_STYLES)]
         segments = np.stack([path.xy[:-1], path.xy[1:]], axis=1)
-        collection = LineCollection(segments, cmap="plasma", norm=norm, linewidths=2.4,
-                                    linestyles=styles[index % len(styles)], zorder=5)
-        collection.set_array(rate[:-1] if len(rate) > 1 else rate)
+        if constant:
+            collection = LineCollection(segments, colors=CONSTANT_LR_COLOR, linewidths=2.4, linestyles=style, zorder=5)
+        else:
+            collection = LineCollection(segments, cmap="plasma", norm=norm, linewidths=2.4, linestyles=style, zorder=5)
+            collection.set_array(rate[:-1] if len(rate) > 1 else rate)
         mappable = scene.ax.add_collection(collection)
         scene.ax.plot(*path.xy[-1], marker="o", markersize=8, color=color, markeredgecolor="black",
                       linestyle="none", zorder=6)
-        cross = _mark_divergence(scene.ax, path, color)
         if path.diverged:
-            cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
-        scene.ax.plot([], [], color="black", linestyle=styles[index % len(styles)], marker="o",
+            divergence_marker(scene.ax, color, path.diverged_at, path.xy[-1])
+            crosses.append(path.xy[-1:])
+        scene.ax.plot([], [], color=CONSTANT_LR_COLOR if constant else "black", linestyle=style, marker="o",
                       markerfacecolor=color, markeredgecolor="black", label=f"{label} (end ●)")
-    bar = scene.figure.colorbar(mappable, ax=scene.ax, pad=0.02, fraction=0.05)
-    bar.set_label("learning rate")
-    scene.ax.legend(loc="upper right", fontsize="x-small", framealpha=0.75)
+    if constant:
+        scene.ax.plot([], [], color=CONSTANT_LR_COLOR, lw=2.4, label=f"learning rate constant: {low:g}")
+    else:
+        bar = scene.figure.colorbar(mappable, ax=scene.ax, pad=0.02, fraction=0.05)
+        bar.set_label("learning rate")
+    legend = scene.ax.legend(fontsize="x-small", framealpha=0.75)
+    place_in_clear_corners(scene.ax, [legend], _marked_points(scene, *crosses), [p.xy for p in scene.paths])
     save_still(scene.figure, out, fmt)
 
 
@@ -237,20 +249,14 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     (each projected on the two coordinates drawn), next to step size and lr panels with a
     moving cursor. The step size panel is lr*|d| over every traced coordinate."""
     (trace,) = traces
-    animated = fmt in ("gif", "mp4")
+    animated = is_animated(fmt)
     plane = plane_of(trace, options.coordinates)
     x, y = plane.x_name, plane.y_name
-    rows = np.flatnonzero(row_mask(trace, options.updates))
-    theta = np.column_stack([trace[f"{x}.theta"], trace[f"{y}.theta"]])
-    finite = np.isfinite(theta[rows]).all(axis=1)
-    if not finite.all():
-        rows = rows[: int(np.argmin(finite))]
-    if len(rows) == 0:
-        raise RenderError(f"trace {trace_name(trace)} has no finite update to draw")
-    path = TracePath(xy=theta[rows], updates=trace["update"][rows].astype(int) - 1, rows=rows,
-                     diverged=trace.status == "diverged" or len(rows) < len(theta))
-    scene = contour_scene(traces, options, default_size=INTERNALS_SIZE, even=animated, plane=plane, paths=[path],
-                          grid=(2, 2), title="Inside the optimizer")
+    # One point per row (no point after the last update: it has no g, v, d of its own).
+    path = trace_path(trace, x, y, options.updates, with_final=False)
+    rows = path.rows
+    scene = contour_scene(traces, options, default_size=INTERNALS_SIZE, animated=animated, plane=plane,
+                          paths=[path], grid=(2, 2), title="Inside the optimizer")
     figure, ax, color = scene.figure, scene.ax, scene.colors[0]
 
     def vectors(quantity: str) -> np.ndarray:
@@ -283,6 +289,7 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     (whiskers,) = ax.plot([], [], color="#17becf", lw=2.2, zorder=6)
     (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
                       linestyle="none", zorder=8)
+    cross = divergence_marker(ax, color, path.diverged_at)
     legend = [
         Line2D([], [], color=color, lw=1.5, label=scene.labels[0]),
         Line2D([], [], color=arrow_colors[0], lw=3, label=f"−g ×{g_scale:.3g}"),
@@ -290,8 +297,9 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         Line2D([], [], color=arrow_colors[2], lw=3, label=f"step −lr·d ×{step_scale:.3g}",
                path_effects=None, markeredgecolor="black"),
         Line2D([], [], color="#17becf", lw=2.2, label=f"±√s per axis ×{g_scale:.3g}"),
+        *([cross] if path.diverged else []),
     ]
-    ax.legend(handles=legend, loc="lower left", fontsize="x-small", facecolor="#bbbbbb")
+    legend = ax.legend(handles=legend, fontsize="x-small", facecolor="#bbbbbb")
 
     spec = scene.grid
     updates = trace["update"][rows]
@@ -309,8 +317,8 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         (dot,) = panel.plot([], [], marker="o", markersize=5, color=color, markeredgecolor="black",
                             linestyle="none")
         panels.append((values, cursor, dot))
-    caption = _caption(ax, _clock_text(trace, int(trace["update"][rows[-1]])))
-    cross = _mark_divergence(ax, path, color)
+    caption = FrameText(ax, 0.02, 0.97, width=len(_clock_text(trace, int(updates[-1]))) + 1)
+    place_in_clear_corners(ax, [legend, caption.artist], _marked_points(scene), [path.xy])
     frames = frame_indices(len(rows), options.frames or DEFAULT_FRAMES)
 
     def update(frame: int) -> None:
@@ -326,7 +334,7 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         for values, cursor, dot in panels:
             cursor.set_xdata([updates[index], updates[index]])
             dot.set_data([updates[index]], [values[index]])
-        if path.diverged and index == len(rows) - 1:
+        if path.diverged and index == len(rows) - 1:  # the last finite point, the row before the divergence
             cross.set_data([point[0]], [point[1]])
         caption.set_text(_clock_text(trace, int(updates[index])))
 

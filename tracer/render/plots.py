@@ -11,14 +11,20 @@ from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
 from tracer.render.common import (
-    RenderOptions, lr_columns, new_figure, row_mask, save_still, trace_name, trace_styles,
+    LINE_STYLES, RenderOptions, divergence_marker, lr_columns, new_figure, row_mask, save_still, trace_name,
+    trace_styles,
 )
 
-PLOT_SIZE = (800, 480)
+PLOT_SIZE = (800, 480)  # design sizes: pixels at 100 dpi (see common.new_figure)
 DASHBOARD_SIZE = (1200, 700)  # one trace: a 2 x 3 grid of quantities
 DASHBOARD_ROW_HEIGHT = 170  # several traces: a row per quantity, a column per trace
 DASHBOARD_COLUMN_WIDTH = 560
+DASHBOARD_LEGEND_ROW = 17  # design pixels per row of the tensors' legend
+LEGEND_CHARACTER = 6.2  # design pixels per character of a "small" legend label, and its handle:
+LEGEND_HANDLE = 45
 SMOOTH_FRACTION = 50  # default rolling window: about 1/50 of the updates drawn
+GRADIENTS_SHOWN = 8  # coordinates the gradients figure draws unless told which
+LOG_SPAN = 100.0  # "auto" y scale: log when the positive values span more than this ratio (two decades)
 
 
 @dataclass(frozen=True)
@@ -51,14 +57,27 @@ def requires_lr(trace: Any, options: RenderOptions) -> list[str]:
     return ["update", "epoch"] + lr_columns(trace)
 
 
-def requires_gradients(trace: Any, options: RenderOptions) -> list[str]:
-    coordinates = trace.meta.get("coordinates") or []
-    if not coordinates:
+def gradient_coordinates(trace: Any, options: RenderOptions) -> list[str]:
+    """The coordinates the gradients figure draws: `options.coordinates`, else the first
+    GRADIENTS_SHOWN traced (a note on the figure says how many were left out)."""
+    traced = trace.meta.get("coordinates") or []
+    if not traced:
         raise RenderError(
             f"figure 'gradients' needs fully traced coordinates (columns <c>.g); trace "
             f"{trace_name(trace)} has none (granularity {trace.meta.get('granularity')!r})"
         )
-    return ["update"] + [f"{c}.g" for c in coordinates]
+    if options.coordinates is None:
+        return list(traced[:GRADIENTS_SHOWN])
+    unknown = [c for c in options.coordinates if c not in traced]
+    if unknown:
+        listed = ", ".join(traced[:6]) + (", ..." if len(traced) > 6 else "")
+        raise RenderError(f"coordinate {unknown[0]!r} is not traced in trace {trace_name(trace)}; traced: {listed} "
+                          f"({len(traced)} coordinates)")
+    return list(options.coordinates)
+
+
+def requires_gradients(trace: Any, options: RenderOptions) -> list[str]:
+    return ["update"] + [f"{c}.g" for c in gradient_coordinates(trace, options)]
 
 
 def summarized_parameters(trace: Any) -> list[str]:
@@ -87,55 +106,86 @@ def plotted_rows(trace: Any, updates: tuple[int, int] | None) -> np.ndarray:
 
 
 def _mark_diverged(ax: Any, trace: Any, x: np.ndarray, values: np.ndarray, color: str) -> None:
-    """An X at the last finite value of a diverged trace."""
-    if trace.status != "diverged":
-        return
+    """The divergence X at the last finite value of a diverged trace."""
     finite = np.flatnonzero(np.isfinite(values))
-    if finite.size:
-        last = finite[-1]
-        ax.plot(x[last], values[last], marker="X", markersize=10, color=color, markeredgecolor="black",
-                linestyle="none", zorder=5, label=f"diverged at update {trace.diverged_at}")
+    if trace.status == "diverged" and finite.size:
+        divergence_marker(ax, color, trace.diverged_at, (x[finite[-1]], values[finite[-1]]))
+
+
+def _x_values(trace: Any, rows: np.ndarray, against: str) -> np.ndarray:
+    """The update, or the epoch with the batch as its fraction (for `against="epoch"`)."""
+    if against != "epoch":
+        return trace["update"][rows]
+    epoch, batch = trace["epoch"][rows], trace["batch"][rows]
+    if not np.isfinite(epoch).all():
+        raise RenderError(f"trace {trace_name(trace)} has no epoch numbers (recorded without "
+                          "note(epoch=..., batch=...)); draw it against the update")
+    batch = np.nan_to_num(batch)
+    return epoch + batch / max(1.0, batch.max() + 1)
+
+
+def log_scale_suits(values: Sequence[np.ndarray]) -> bool:
+    """Whether positive values span more than LOG_SPAN (two decades): a linear axis would show
+    a long run's later values as a flat line at 0."""
+    stacked = np.concatenate([np.asarray(v, dtype=float).ravel() for v in values] or [np.empty(0)])
+    positive = stacked[np.isfinite(stacked) & (stacked > 0)]
+    if positive.size < 2 or (np.isfinite(stacked) & (stacked < 0)).any():
+        return False
+    return float(positive.max()) / float(positive.min()) > LOG_SPAN
 
 
 def _lines_figure(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str, *,
                   columns_of, ylabel: str, title: str, drawstyle: str = "default",
-                  logy: bool = False) -> None:
-    """One axes, one line per (trace, column) against the update (or epoch) index."""
+                  yscale: str = "linear", note: str = "") -> None:
+    """One axes, one line per (trace, column) against the update (or epoch) index.
+
+    `yscale` "auto" is log when the values drawn span decades (`log_scale_suits`)."""
     labels, colors = trace_styles(traces, options)
     figure = new_figure(options, PLOT_SIZE)
     ax = figure.add_subplot()
-    styles = ["-", "--", ":", "-."]
     # One trace with several columns (dWa, dWb): a colour per column reads
     # better than line styles; with several traces the colour names the trace.
     colour_per_column = len(traces) == 1 and not options.colors
+    drawn = []
     for trace, label, color in zip(traces, labels, colors):
         columns = columns_of(trace)
         rows = plotted_rows(trace, options.updates)
-        x = trace["epoch"][rows] + trace["batch"][rows] / max(1, trace["batch"].max() + 1) \
-            if options.against == "epoch" else trace["update"][rows]
+        x = _x_values(trace, rows, options.against)
         for index, (column, name) in enumerate(columns):
             values = trace[column][rows]
+            drawn.append(values)
             text = label if len(columns) == 1 else f"{label}: {name}"
             line_color = f"C{index % 10}" if colour_per_column else color
-            line_style = "-" if colour_per_column else styles[index % len(styles)]
+            line_style = LINE_STYLES[index // 10 % len(LINE_STYLES)] if colour_per_column \
+                else LINE_STYLES[index % len(LINE_STYLES)]
             ax.plot(x, values, color=line_color, lw=1.4 if len(columns) == 1 else 1.0,
                     linestyle=line_style, drawstyle=drawstyle, label=text,
                     zorder=2 + len(columns) - index)  # the first column on top
             _mark_diverged(ax, trace, x, values, line_color)
     ax.set_xlabel("epoch" if options.against == "epoch" else "update")
     ax.set_ylabel(ylabel)
-    if logy:
+    if yscale == "auto":
+        yscale = "log" if log_scale_suits(drawn) else "linear"
+    if yscale == "log":
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    if note:
+        # Below the x axis' label (its ticks and label take about 30 points).
+        ax.annotate(note, xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, -34), textcoords="offset points",
+                    va="top", ha="left", fontsize="small", color="#444444")
     ax.set_title(options.title if options.title is not None else title)
+    figure.set_layout_engine("constrained")  # the note below the axes, the labels: nothing clipped
     save_still(figure, out, fmt)
 
 
 def draw_step_size(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """Effective step size lr*|d| against the update, one colour per trace (article Fig 1)."""
+    """Effective step size lr*|d| against the update, one colour per trace (article Fig 1).
+
+    A log y axis when the step sizes span decades (a long run's later steps), unless `yscale`."""
     _lines_figure(traces, options, out, fmt, columns_of=lambda t: [("step_size", "step size")],
-                  ylabel="effective step size  lr·|d|", title="Effective step size")
+                  ylabel="effective step size  lr·|d|", title="Effective step size",
+                  yscale=options.yscale or "auto")
 
 
 def draw_lr(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
@@ -143,14 +193,23 @@ def draw_lr(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) 
     constant between scheduler steps."""
     _lines_figure(traces, options, out, fmt,
                   columns_of=lambda t: [(c, c) for c in lr_columns(t)],
-                  ylabel="learning rate", title="Learning rate", drawstyle="steps-post")
+                  ylabel="learning rate", title="Learning rate", drawstyle="steps-post",
+                  yscale=options.yscale or "linear")
 
 
 def draw_gradients(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """The gradient of each traced coordinate against the update (article Fig 13)."""
+    """The gradient g of each chosen coordinate against the update (article Fig 13): the
+    `coordinates` option, else the first GRADIENTS_SHOWN (a note names how many are left out)."""
+    shown = {id(t): gradient_coordinates(t, options) for t in traces}
+    left_out = max(len(t.meta["coordinates"]) - len(shown[id(t)]) for t in traces)
+    note = ""
+    if options.coordinates is None and left_out > 0:
+        total = max(len(t.meta["coordinates"]) for t in traces)
+        note = (f"showing the first {GRADIENTS_SHOWN} of {total} coordinates; "
+                "choose others with coordinates (--coordinates A,B,...)")
     _lines_figure(traces, options, out, fmt,
-                  columns_of=lambda t: [(f"{c}.g", f"d{c}") for c in t.meta["coordinates"]],
-                  ylabel="gradient g", title="Gradients")
+                  columns_of=lambda t: [(f"{c}.g", f"g of {c}") for c in shown[id(t)]],
+                  ylabel="gradient g", title="Gradients", yscale=options.yscale or "linear", note=note)
 
 
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -200,9 +259,14 @@ def tensor_styles(traces: Sequence[Any]) -> dict[str, tuple[str, Any]]:
     """(colour, line style) per summarized tensor, in order of first appearance over the traces:
     the same tensor has the same colour in every panel and every trace's column."""
     names = list(dict.fromkeys(n for t in traces for n in summarized_parameters(t)))
-    styles = ["-", "--", ":", "-."]
     # Past ten tensors the colours repeat; the line style tells those apart.
-    return {name: (f"C{i % 10}", styles[(i // 10) % len(styles)]) for i, name in enumerate(names)}
+    return {name: (f"C{i % 10}", LINE_STYLES[(i // 10) % len(LINE_STYLES)]) for i, name in enumerate(names)}
+
+
+def legend_columns(labels: Sequence[str], width: float) -> int:
+    """How many columns of `labels` fit across `width` design pixels (a "small" legend)."""
+    widest = max((len(label) for label in labels), default=1) * LEGEND_CHARACTER + LEGEND_HANDLE
+    return max(1, min(len(labels), int(width // widest)))
 
 
 def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
@@ -219,11 +283,16 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     several = len(traces) > 1
     if several:
         width = max(DASHBOARD_SIZE[0], DASHBOARD_COLUMN_WIDTH * len(traces))
-        default_size = (width, DASHBOARD_ROW_HEIGHT * len(DASHBOARD_PANELS) + 130)
+        height = DASHBOARD_ROW_HEIGHT * len(DASHBOARD_PANELS) + 130
     else:
-        default_size = DASHBOARD_SIZE
-    figure = new_figure(options, default_size)
-    figure.set_layout_engine("constrained", h_pad=0.03, w_pad=0.03)
+        width, height = DASHBOARD_SIZE
+    # The tensors' legend wraps into as many columns as fit across the figure (a 6-layer
+    # transformer's ~40 tensors: about 4 columns of 10), and the figure grows by its rows.
+    columns = legend_columns(list(styles), width - 40)
+    legend_rows = -(-len(styles) // columns)
+    height += max(0, legend_rows - 2) * DASHBOARD_LEGEND_ROW
+    figure = new_figure(options, (width, height))
+    figure.set_layout_engine("constrained", h_pad=0.06, w_pad=0.06)  # inches: a margin round the legend too
     if several:
         grid = figure.subplots(len(DASHBOARD_PANELS), len(traces), sharex=True, sharey="row", squeeze=False)
     else:
@@ -272,8 +341,9 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     if window > 1:
         notes.append(f"faint: each update; bold: mean over {window} updates")
     if left_out:
-        notes.append(f"cosines leave out {', '.join(left_out)}: one element, so only a sign (±1)")
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize="small",
+        named = ", ".join(left_out) if len(left_out) <= 3 else f"{len(left_out)} tensors"
+        notes.append(f"cosines leave out {named}: one element, so only a sign (±1)")
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small",
                   title="   ·   ".join(notes) or None, title_fontsize="small", frameon=False)
     default_title = "Per-tensor summary" if several else f"Per-tensor summary: {labels[0]}"
     figure.suptitle(options.title if options.title is not None else default_title)
