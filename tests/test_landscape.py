@@ -299,3 +299,24 @@ def test_cnn_example_script(tmp_path):
     assert result.stdout.split() == [str(tmp_path / "cnn_landscape.png"), str(tmp_path / "cnn_landscape.gif")]
     meta = json.loads(str(np.load(tmp_path / "cnn.surface.npz")["meta"]))
     assert meta["parameters"] == 566 and [run["label"] for run in meta["runs"]] == ["adam", "momentum"]
+
+
+def test_an_interrupted_run_keeps_its_snapshots(tmp_path):
+    problem = OrbitProblem()
+    model = problem.build_model()
+    optimizer = build_optimizer("adam", model.parameters(), lr=LR)
+    with pytest.raises(KeyboardInterrupt):
+        with Recorder(optimizer, tmp_path / "r.trace.csv", named_parameters=model.named_parameters(),
+                      snapshots=SnapshotPolicy(every=2)):
+            for _, batch in problem.batches(0):
+                loss = problem.loss(model, batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if optimizer.state[model.Wa]["step"] == 5:
+                    raise KeyboardInterrupt
+    snaps = load_snapshots(tmp_path / "r.snapshots.npz")
+    assert snaps.meta["status"] == "interrupted" and snaps.updates.tolist() == [1, 3, 5] and snaps.updates_done == 5
+    assert np.array_equal(snaps.final, torch.stack([model.Wa, model.Wb]).detach().numpy())
+    assert load_trace(tmp_path / "r.trace.csv").status == "interrupted"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
