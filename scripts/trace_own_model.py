@@ -38,7 +38,7 @@ def train(out: pathlib.Path, epochs: int) -> pathlib.Path:
     # paths can be drawn), every tensor also summarised.
     with Recorder(optimizer, path, named_parameters=model.named_parameters(),
                   granularity="summary", full=["2.bias", "2.weight[0]", "2.weight[1]"],
-                  meta={"label": "AdamW + cosine"}) as recorder:
+                  meta={"label": "AdamW + cosine"}, if_exists="overwrite") as recorder:
         for epoch in range(epochs):
             order = torch.randperm(256, generator=generator)
             for batch, start in enumerate(range(0, 256, 32)):

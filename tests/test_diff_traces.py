@@ -6,18 +6,13 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from tracer import diff_traces, load_trace
 from tracer.cli import main
 from tracer.errors import TracerError
-from tracer.testing import assert_trace_matches, record_small_run
+from tracer.testing import assert_trace_matches
 from tracer.trace import write_trace
-
-try:
-    import tracer.optim as ours
-except ImportError:  # pragma: no cover - tracer.optim is written concurrently
-    ours = None
+from traced_configs import CONFIGS, run
 
 COLUMNS = ["update", "loss", "Wa.theta", "Wa.v"]
 
@@ -76,21 +71,12 @@ def test_nan_equals_nan_and_empty_equals_empty(tmp_path):
     assert (column.one_sided, column.max_abs, column.max_rel) == (0, 0.5, 0.5 / 1.5)
 
 
-# (desc, torch class, kwargs): ours and torch's for-loop implementation trace identically.
-SAME_RUNS = [
-    ("sgd", "SGD", dict(lr=0.05)),
-    ("momentum", "SGD", dict(lr=0.05, momentum=0.9)),
-    ("rmsprop", "RMSprop", dict(lr=0.01)),
-    ("adam", "Adam", dict(lr=0.01)),
-]
-
-
-@pytest.mark.skipif(ours is None, reason="tracer.optim is not there yet")
-@pytest.mark.parametrize("cls, kwargs", [(c, k) for _, c, k in SAME_RUNS], ids=[d for d, _, _ in SAME_RUNS])
-def test_ours_and_torchs_traces_are_identical(tmp_path, cls, kwargs):
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.ours], ids=lambda c: c.desc)
+def test_ours_and_torchs_traces_are_identical(tmp_path, config):
+    """Ours and torch's for-loop implementation trace identically."""
     torch_path, ours_path = tmp_path / "torch.trace.csv", tmp_path / "ours.trace.csv"
-    record_small_run(lambda p: getattr(torch.optim, cls)(p, foreach=False, **kwargs), torch_path)
-    record_small_run(lambda p: getattr(ours, cls)(p, **kwargs), ours_path)
+    run(config, "torch", torch_path)
+    run(config, "tracer", ours_path)
     result = diff_traces(ours_path, torch_path)
     assert result.equal, result.report()
     assert {key for key, _, _ in result.meta} >= {"optimizer.class", "optimizer.impl"}

@@ -130,6 +130,7 @@ def test_bad_options_are_clear_errors(tmp_path):
         (dict(on_divergence="ignore"), "invalid on_divergence 'ignore'"),
         (dict(full=["nope"]), r"full= names no parameter or coordinate: \['nope'\]"),
         (dict(meta={"granularity": "full"}), "meta may not set"),
+        (dict(if_exists="replace"), "invalid if_exists 'replace'; accepted: error, append, overwrite"),
     ]
     for options, message in cases:
         with pytest.raises(TracerError, match=message):

@@ -65,6 +65,22 @@ def test_killed_run_reads_back_incomplete_and_drops_a_partial_line(tmp_path):
     assert len(trace) == 4 and trace.status == "incomplete" and trace.final is None
 
 
+@pytest.mark.parametrize("kept", [len("#"), len("#end "), len('#end {"status": "compl')])
+def test_trailer_cut_mid_write_reads_back_incomplete(tmp_path, kept):
+    path = tmp_path / "cut.trace.csv"
+    with TraceWriter(path, {}, COLUMNS) as writer:
+        for row in _rows(4):
+            writer.write_row(row)
+        writer.close("complete", final={"Wa": 1.0})
+    text = path.read_text()
+    trailer_at = text.index("#end ")
+    path.write_text(text[: trailer_at + kept])  # the disk filled up while the trailer was written
+    with pytest.warns(UserWarning, match="line 7: dropped a trailer cut mid-write"):
+        trace = load_trace(path)
+    assert len(trace) == 4 and trace.status == "incomplete" and trace.final is None
+    assert trace["update"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
 def test_interrupted_writer(tmp_path):
     path = tmp_path / "i.trace.csv"
     with pytest.raises(KeyboardInterrupt):

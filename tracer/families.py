@@ -13,12 +13,15 @@ d is defined by ``theta_next = theta - lr * d``. It is obtained one of two ways:
   in its own op order from (gradient, state after the step, group options,
   theta before the step). Bit for bit the step's own d for SGD, Momentum and
   RMSprop with momentum; within a few ulp for Adam/AdamW and plain RMSprop,
-  where torch folds lr into a fused op. Parameters in float16 or bfloat16
-  are probed in float32, as torch's fused kernels compute them.
+  where torch folds lr into a fused op.
 - measured: ``d = (theta - theta_next) / lr`` in float64 from the
   parameters before and after the step, exact up to one rounding. For every
   family whose arithmetic the toolkit does not repeat (NAdam, RAdam, Adamax,
-  Adagrad, Adadelta, ASGD, Rprop, SparseAdam); empty while lr = 0.
+  Adagrad, Adadelta, ASGD, Rprop, SparseAdam), and for float16 and bfloat16
+  parameters of every family: torch's fused kernels compute their step in
+  float32 from state they then round to 16 bits, so no recomputation from
+  the stored state is the step (recomputed in float16 it was even inf).
+  Empty while lr = 0, as theta does not move.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from torch import Tensor
 
 import tracer.optim as ours
 from tracer.errors import TracerError
-from tracer.probes import Probe, ProbeResult, _scalar, probe_adam, probe_rmsprop, probe_sgd, state_tensor, used_gradient
+from tracer.probes import Probe, ProbeResult, option_value, probe_adam, probe_rmsprop, probe_sgd, state_tensor, used_gradient
 
-D_SOURCES = ("recomputed", "measured")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -55,23 +58,29 @@ class Family:
     momentum_v: bool = False
     name_for: Callable[[Mapping[str, Any]], str] | None = None
 
-    @property
-    def d_source(self) -> str:
-        """"recomputed" (a probe repeats the optimizer's arithmetic) or "measured" (from the displacement)."""
-        return "measured" if self.probe is None else "recomputed"
+    def recomputes(self, dtype: torch.dtype) -> bool:
+        """d of a parameter of this dtype is recomputed by the probe (else measured from the displacement)."""
+        return self.probe is not None and dtype not in _LOW_PRECISION
+
+    def d_source(self, dtypes: Sequence[torch.dtype]) -> str:
+        """How d is obtained for parameters of these dtypes: "recomputed", "measured", or "measured for 16-bit parameters"."""
+        recomputed = {self.recomputes(dtype) for dtype in dtypes} or {self.probe is not None}
+        if recomputed == {True}:
+            return "recomputed"
+        return "measured" if recomputed == {False} else "measured for 16-bit parameters"
 
     def display_name(self, group: Mapping[str, Any]) -> str:
         return self.name if self.name_for is None else self.name_for(group)
 
     def moment_keys(self, group: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """The state keys of v and s under these group options (None: no such quantity)."""
-        if self.momentum_v and _scalar(group.get("momentum", 0.0)) == 0:
+        if self.momentum_v and option_value(group.get("momentum", 0.0)) == 0:
             return None, self.s_key
         return self.v_key, self.s_key
 
 
 def _sgd_name(group: Mapping[str, Any]) -> str:
-    return "momentum" if _scalar(group.get("momentum", 0.0)) != 0 else "sgd"
+    return "momentum" if option_value(group.get("momentum", 0.0)) != 0 else "sgd"
 
 
 def _adam_name(group: Mapping[str, Any]) -> str:
@@ -121,9 +130,6 @@ def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
     return family_of(optimizer).display_name(optimizer.param_groups[0])
 
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
 def read_group(
     family: Family,
     grads: Sequence[Tensor],
@@ -134,21 +140,16 @@ def read_group(
 ) -> ProbeResult:
     """g, v, s and d of one group's parameters that have gradients, at the update just made.
 
-    ``before`` and ``after`` are the parameters before and after the step.
+    ``before`` and ``after`` are the parameters before and after the step
+    (of one dtype: a group of mixed 16-bit and wider parameters has d measured).
     """
-    if family.probe is not None:
-        grads, states, before = list(grads), list(states), list(before)
-        if any(theta.dtype in _LOW_PRECISION for theta in before):
-            # torch's fused kernels compute in float32; so does the probe (float16 would overflow to inf).
-            grads = [grad.float() for grad in grads]
-            states = [{k: v.float() if isinstance(v, Tensor) else v for k, v in state.items()} for state in states]
-            before = [theta.float() for theta in before]
-        return family.probe(grads, states, group, before)
+    if all(family.recomputes(theta.dtype) for theta in before):
+        return family.probe(list(grads), list(states), group, list(before))
     g = used_gradient(list(grads), list(before), group)
     v_key, s_key = family.moment_keys(group)
     v = None if v_key is None else tuple(state_tensor(state, v_key) for state in states)
     s = None if s_key is None else tuple(state_tensor(state, s_key) for state in states)
-    lr = _scalar(group["lr"])
+    lr = option_value(group["lr"])
     d = None
     if lr > 0:
         d = tuple((b.double() - a.double()) / lr for b, a in zip(before, after))

@@ -55,7 +55,7 @@ class ProbeResult:
     d: tuple[Tensor, ...] | None
 
 
-def _scalar(value: Any) -> float:
+def option_value(value: Any) -> float:
     """A group option as a Python float (options may be 1-element tensors)."""
     return value.item() if isinstance(value, Tensor) else float(value)
 
@@ -69,7 +69,7 @@ def gradient_convention(group: Mapping[str, Any]) -> tuple[float, float]:
     """
     sign = -1.0 if group.get("maximize", False) else 1.0
     coupled = not group.get("decoupled_weight_decay", False)
-    return sign, _scalar(group.get("weight_decay", 0.0)) if coupled else 0.0
+    return sign, option_value(group.get("weight_decay", 0.0)) if coupled else 0.0
 
 
 def state_tensor(state: Mapping[str, Any], key: str) -> Tensor:
@@ -99,7 +99,7 @@ def used_gradient(grads: list[Tensor], thetas: list[Tensor], group: Mapping[str,
 def probe_sgd(grads, states, group, thetas) -> ProbeResult:
     """SGD, with momentum, dampening and Nesterov: d = g, or v, or g + momentum * v."""
     g = used_gradient(grads, thetas, group)
-    momentum = _scalar(group.get("momentum", 0.0))
+    momentum = option_value(group.get("momentum", 0.0))
     if momentum == 0:
         return ProbeResult(g=tuple(g), v=None, s=None, d=tuple(g))
     v = _state_list(states, "momentum_buffer")
@@ -111,7 +111,7 @@ def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
     """RMSprop, centered or not, with or without momentum: d = g / (sqrt(s) + eps), or the momentum buffer."""
     g = used_gradient(grads, thetas, group)
     s = _state_list(states, "square_avg")
-    momentum = _scalar(group.get("momentum", 0.0))
+    momentum = option_value(group.get("momentum", 0.0))
     v = _state_list(states, "momentum_buffer") if momentum > 0 else None
     if v is not None:
         d = v
@@ -122,7 +122,7 @@ def probe_rmsprop(grads, states, group, thetas) -> ProbeResult:
             torch._foreach_sqrt_(avg)
         else:
             avg = torch._foreach_sqrt(s)
-        torch._foreach_add_(avg, _scalar(group["eps"]))
+        torch._foreach_add_(avg, option_value(group["eps"]))
         d = torch._foreach_div(g, avg)
     return ProbeResult(g=tuple(g), v=None if v is None else tuple(v), s=tuple(s), d=tuple(d))
 
@@ -133,17 +133,17 @@ def probe_adam(grads, states, group, thetas) -> ProbeResult:
     g = used_gradient(grads, thetas, group)
     v = _state_list(states, "exp_avg")
     s = _state_list(states, "exp_avg_sq")
-    beta1, beta2 = (_scalar(beta) for beta in group["betas"])
+    beta1, beta2 = (option_value(beta) for beta in group["betas"])
     # Each parameter has its own step count: one skipped while its grad was None has fewer.
-    steps = [_scalar(state["step"]) for state in states]
+    steps = [option_value(state["step"]) for state in states]
     bias_correction1 = [1 - beta1**step for step in steps]
     bias_correction2_sqrt = [(1 - beta2**step) ** 0.5 for step in steps]
     second = _state_list(states, "max_exp_avg_sq") if group.get("amsgrad", False) else s
     denom = torch._foreach_sqrt(second)
     torch._foreach_div_(denom, bias_correction2_sqrt)
-    torch._foreach_add_(denom, _scalar(group["eps"]))
+    torch._foreach_add_(denom, option_value(group["eps"]))
     d = torch._foreach_div(torch._foreach_div(v, bias_correction1), denom)
-    weight_decay = _scalar(group.get("weight_decay", 0.0))
+    weight_decay = option_value(group.get("weight_decay", 0.0))
     if decoupled and weight_decay != 0:
         d = torch._foreach_add(d, thetas, alpha=weight_decay)
     return ProbeResult(g=tuple(g), v=tuple(v), s=tuple(s), d=tuple(d))

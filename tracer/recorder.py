@@ -14,9 +14,10 @@ Usage, with no other change to a training loop::
 A step pre-hook snapshots the parameters; the post-hook appends one row to
 the trace file. The recorder orchestrates (life cycle, hooks, row assembly,
 divergence policy); its parts live in ``tracer.recording``: ``selection``
-(what is traced), ``full`` (every coordinate, d recomputed by the family's
-probe in the optimizer's own op order) and ``summary`` (per-tensor
-reductions, d measured from the displacement). The recorder only reads: a
+(what is traced), ``full`` (every coordinate, d as the optimizer's family in
+``tracer.families`` says: recomputed in the optimizer's own op order, or
+measured) and ``summary`` (per-tensor reductions, d measured from the
+displacement). The recorder only reads: a
 traced run's parameters equal an untraced run's bit for bit.
 """
 
@@ -38,12 +39,13 @@ from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
 from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, snapshot_file_for
 from tracer.recording.summary import SummaryReducer
-from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TraceWriter, row_columns
+from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
 
-__all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
+__all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
 
 GRANULARITIES = ("full", "summary")
 ON_DIVERGENCE = ("stop", "continue")
+IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
     "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups", "snapshots",
@@ -59,6 +61,19 @@ def _json_option(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(type(value).__name__)
+
+
+def _group_options(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A parameter group's options as JSON (those that cannot be, e.g. a callable, left out)."""
+    options = {}
+    for key, value in group.items():
+        if key == "params":
+            continue
+        try:
+            options[key] = _json_option(value)
+        except TypeError:
+            pass
+    return options
 
 
 def _versions() -> dict[str, str | None]:
@@ -80,8 +95,10 @@ class Recorder:
     """Record what an optimizer does at every update into a trace file.
 
     Args:
-        optimizer: a torch.optim.SGD, RMSprop, Adam or AdamW (any flags,
-            foreach and fused included) or tracer.optim's.
+        optimizer: any optimizer of ``tracer.families.FAMILIES`` (torch's
+            SGD, RMSprop, Adam, AdamW, NAdam, RAdam, Adamax, Adagrad,
+            Adadelta, ASGD, Rprop, SparseAdam with any flags, foreach and
+            fused included, or tracer.optim's); others raise TracerError.
         path: the trace file to write (tracer.trace format, schema version 1).
         named_parameters: (name, tensor) pairs, e.g. ``model.named_parameters()``;
             parameters not named there are called p0, p1, ... by their
@@ -95,15 +112,28 @@ class Recorder:
         on_divergence: "stop" raises DivergenceError from ``step()`` once the
             loss, g, v, s or theta stops being finite (the row is written and
             the trailer says "diverged"); "continue" keeps recording.
+        if_exists: what to do when ``path`` already exists: "error" (default)
+            refuses it; "append" continues that trace (resuming from a
+            checkpoint: update numbers go on, its columns, optimizer class and
+            parameters must be this run's; the first appended row has no
+            ``cos_d_prev``); "overwrite" replaces it.
         snapshots: a SnapshotPolicy (e.g. ``SnapshotPolicy(every=10, limit=200)``)
             to keep snapshots of the whole model, with g, v and d, every k
             updates and at the end, in ``<run>.snapshots.npz`` beside the
             trace (named in the metadata's ``snapshots``), for
-            ``tracer landscape``; None (default): no snapshots.
+            ``tracer landscape``; None (default): no snapshots. Not with
+            ``if_exists="append"`` (the snapshots would hold only the new part).
+
+    The loss of a row is the one given to ``note``, else the one the closure
+    of ``optimizer.step(closure)`` returned. The optimizer's parameter groups
+    are fixed once traced: ``add_param_group`` (or a parameter added to a
+    group) afterwards makes the next ``step()`` raise TracerError before it
+    changes anything.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
-    granularity recomputes d with the optimizer's own arithmetic.
+    granularity recomputes d with the optimizer's own arithmetic where the
+    family has a probe, and measures it otherwise.
 
     ``|d|`` (for ``u`` and ``step_size``) is the norm over every traced
     parameter together; with several groups ``step_size`` is the norm of
@@ -121,12 +151,15 @@ class Recorder:
         full: Sequence[str] | None = None,
         meta: Mapping[str, Any] | None = None,
         on_divergence: str = "stop",
+        if_exists: str = "error",
         snapshots: SnapshotPolicy | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
         if on_divergence not in ON_DIVERGENCE:
             raise TracerError(f"invalid on_divergence {on_divergence!r}; accepted: {', '.join(ON_DIVERGENCE)}")
+        if if_exists not in IF_EXISTS:
+            raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
         meta = dict(meta or {})
         owned = sorted(key for key in meta if key in _OWN_META_KEYS)
         if owned:
@@ -134,12 +167,16 @@ class Recorder:
         self.optimizer = optimizer
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
+        self.if_exists = if_exists
         self.family = family_of(optimizer)
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
         self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
         if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
             raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
+        if snapshots is not None and if_exists == "append":
+            raise TracerError("snapshots cannot continue an appended trace (they would hold only the new part); "
+                              "pass if_exists='overwrite' or another path, or snapshots=None")
         self.snapshot_policy = snapshots
         self.snapshot_path = None if snapshots is None else snapshot_file_for(self.path)
         if snapshots is not None:
@@ -154,25 +191,21 @@ class Recorder:
         self._lrs: list[float] = []
         self._full: FullReader | None = None
         self._summary: SummaryReducer | None = None
+        # The shape of the optimizer's groups when traced: parameters per group.
+        self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
+        self._closure_loss: float | None = None
         self._snapshots: SnapshotKeeper | None = None
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
         optimizer = self.optimizer
         cls = type(optimizer)
-        hyperparameters = {}
-        for key, value in optimizer.param_groups[0].items():
-            if key == "params":
-                continue
-            try:
-                hyperparameters[key] = _json_option(value)
-            except TypeError:
-                pass
         optimizer_meta = {
             "name": self.family.display_name(optimizer.param_groups[0]),
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "impl": "tracer" if cls.__module__.startswith("tracer.") else "torch",
-            "hyperparameters": hyperparameters,
-            "d": self.family.d_source,
+            "hyperparameters": _group_options(optimizer.param_groups[0]),
+            "group_hyperparameters": [_group_options(group) for group in optimizer.param_groups],
+            "d": self.family.d_source([p.tensor.dtype for p in self._params]),
             "state_keys": dict(zip(("v", "s"), self.family.moment_keys(optimizer.param_groups[0]))),
         }
         optimizer_meta.update(caller.pop("optimizer", None) or {})
@@ -194,7 +227,15 @@ class Recorder:
         """Open the trace file and attach to the optimizer (``with`` does this)."""
         if self._writer is not None:
             raise TracerError("this Recorder has already been started; make a new one per run")
-        self._writer = TraceWriter(self.path, self.meta, self.columns)
+        if self.path.exists() and self.if_exists == "error":
+            raise TracerError(
+                f"trace file {self.path} already exists; pass if_exists='append' to continue it "
+                f"or if_exists='overwrite' to replace it"
+            )
+        if self.path.exists() and self.if_exists == "append":
+            self._writer = self._continue_trace()
+        else:
+            self._writer = TraceWriter(self.path, self.meta, self.columns)
         groups = len(self.optimizer.param_groups)
         self._full = FullReader(self._params, groups)
         self._summary = SummaryReducer(self._params, groups)
@@ -205,6 +246,38 @@ class Recorder:
             self.optimizer.register_step_post_hook(self._post_step),
         ]
         return self
+
+    def _continue_trace(self) -> TraceWriter:
+        """A writer appending to the existing trace at ``path``, once it is checked to be this run's."""
+        trace = load_trace(self.path)
+        mine, theirs = self.meta["optimizer"], trace.meta.get("optimizer") or {}
+        differences = [
+            what
+            for what, same in (
+                ("columns", trace.columns == self.columns),
+                ("optimizer class", theirs.get("class") == mine["class"]),
+                ("parameters", trace.meta.get("parameters") == self.meta["parameters"]),
+            )
+            if not same
+        ]
+        if differences:
+            raise TracerError(
+                f"cannot append to {self.path}: its {', '.join(differences)} differ from this run's "
+                f"(optimizer {theirs.get('class')!r}, {len(trace.columns)} columns); "
+                f"pass if_exists='overwrite' or another path"
+            )
+        # Cut the trailer and any row cut mid-write: the file ends after its last whole row.
+        raw = self.path.read_bytes()
+        end = raw.rfind(b"\n") + 1
+        last_line = raw.rfind(b"\n", 0, end - 1) + 1
+        if raw.startswith(TRAILER_PREFIX.encode(), last_line):
+            end = last_line
+        os.truncate(self.path, end)
+        if len(trace):
+            self.updates = int(trace["update"][-1])
+        self.final = dict(trace.final or {})
+        self.diverged_at = trace.diverged_at
+        return TraceWriter(self.path, self.meta, self.columns, append_after=len(trace))
 
     def close(self, status: str | None = None) -> None:
         """Detach and write the trailer: "complete" (or "diverged" if it diverged) unless told otherwise."""
@@ -232,7 +305,7 @@ class Recorder:
     def note(self, *, loss: float | Tensor | None = None, epoch: int | None = None, batch: int | None = None) -> None:
         """Values for the next row only (call before ``step()``); a tensor loss is read with ``.item()``."""
         if loss is not None:
-            self._notes["loss"] = float(loss)
+            self._notes["loss"] = float(loss.detach() if isinstance(loss, Tensor) else loss)
         if epoch is not None:
             self._notes["epoch"] = int(epoch)
         if batch is not None:
@@ -241,12 +314,38 @@ class Recorder:
     # -- the hooks ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _pre_step(self, optimizer, args, kwargs) -> None:
+    def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:
+        sizes = [len(group["params"]) for group in optimizer.param_groups]
+        if sizes != self._group_sizes:
+            raise TracerError(
+                f"the optimizer's parameter groups changed after the Recorder started (parameters per group: "
+                f"{self._group_sizes} traced, {sizes} now), which the trace's columns cannot follow; this step "
+                f"was not applied: start a new Recorder on a new trace file after add_param_group"
+            )
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self._full.snapshot()
         self._summary.snapshot()
         if self._snapshots is not None:
             self._snapshots.before_step(self.updates + 1)
+        self._closure_loss = None
+        # args is (optimizer, closure?) as step() was called.
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            return None
+        # Hand step() a closure that keeps the loss it returns for this update's row.
+        recording = self._recording(closure)
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": recording}
+        return (args[0], recording, *args[2:]), kwargs
+
+    def _recording(self, closure):
+        def recording():
+            loss = closure()
+            if loss is not None:
+                self._closure_loss = float(loss.detach() if isinstance(loss, Tensor) else loss)
+            return loss
+
+        return recording
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
@@ -257,7 +356,7 @@ class Recorder:
         if self._snapshots is not None:
             self._snapshots.after_step(optimizer, self.family, self._lrs, self.updates)
         notes, self._notes = self._notes, {}
-        loss = notes.get("loss")
+        loss = notes.get("loss", self._closure_loss)
         lrs = self._lrs
         cells: list[Any] = [self.updates, notes.get("epoch"), notes.get("batch"), *lrs, loss]
         finite = (loss is None or math.isfinite(loss)) and finite_full and finite_summary

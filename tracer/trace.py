@@ -142,7 +142,16 @@ class TraceWriter:
     with status ``interrupted``.
     """
 
-    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any], columns: Sequence[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        meta: Mapping[str, Any],
+        columns: Sequence[str],
+        *,
+        append_after: int | None = None,
+    ) -> None:
+        """``append_after``: None writes a new file; a row count continues a file that holds the
+        metadata, the header and that many rows and nothing after them (the caller checked it)."""
         self.path = pathlib.Path(path)
         self.columns = list(columns)
         if len(set(self.columns)) != len(self.columns):
@@ -157,8 +166,12 @@ class TraceWriter:
             meta_line = json.dumps(self.meta, allow_nan=True)
         except TypeError as error:
             raise TracerError(f"trace metadata is not JSON-serialisable: {error}") from None
-        self.updates = 0
         self.closed = False
+        if append_after is not None:
+            self.updates = append_after
+            self._file = open(self.path, "a", encoding="utf-8", newline="\n")
+            return
+        self.updates = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "w", encoding="utf-8", newline="\n")
         self._file.write(meta_line + "\n" + ",".join(self.columns) + "\n")
@@ -366,6 +379,15 @@ def _parse_trailer(path: pathlib.Path, line_number: int, line: str) -> dict[str,
     return trailer
 
 
+def _complete_json(text: str) -> bool:
+    """The text is one whole JSON value (a trailer cut mid-write is not)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int) -> np.ndarray:
     """The rows as a (columns, rows) float64 array; empty cells become NaN."""
     commas = width - 1
@@ -431,8 +453,14 @@ def load_trace(path: str | os.PathLike) -> Trace:
             body = body[:offset]
             break
     if partial:
-        if partial.startswith(TRAILER_PREFIX) and trailer is None:
+        if partial.startswith(TRAILER_PREFIX) and trailer is None and _complete_json(partial[len(TRAILER_PREFIX):]):
             trailer = _parse_trailer(path, len(lines) + 1, partial)
+        elif partial.startswith("#"):
+            warnings.warn(
+                f"{path}, line {len(lines) + 1}: dropped a trailer cut mid-write; the finished rows read as "
+                f"status 'incomplete'",
+                stacklevel=2,
+            )
         else:
             warnings.warn(
                 f"{path}, line {len(lines) + 1}: dropped an unterminated last line (the run was killed mid-write)",
