@@ -320,3 +320,11 @@ def test_an_interrupted_run_keeps_its_snapshots(tmp_path):
     assert np.array_equal(snaps.final, torch.stack([model.Wa, model.Wb]).detach().numpy())
     assert load_trace(tmp_path / "r.trace.csv").status == "interrupted"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_snapshots_refuse_an_appended_trace(tmp_path):
+    model = OrbitProblem().build_model()
+    optimizer = build_optimizer("sgd", model.parameters(), lr=LR)
+    with pytest.raises(TracerError, match="snapshots cannot continue an appended trace"):
+        Recorder(optimizer, tmp_path / "r.trace.csv", if_exists="append", snapshots=SnapshotPolicy())
+    assert list(tmp_path.iterdir()) == []

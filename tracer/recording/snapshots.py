@@ -37,7 +37,7 @@ import torch
 
 from tracer.errors import TracerError
 from tracer.families import Family
-from tracer.probes import _scalar, state_tensor, used_gradient
+from tracer.probes import option_value, state_tensor, used_gradient
 from tracer.recording.selection import TracedParameter
 
 SNAPSHOT_FORMAT = "tracer-snapshots"
@@ -131,7 +131,7 @@ class SnapshotKeeper:
                     self._has_v = True
                     v = state_tensor(optimizer.state[tensor], v_key)
                     pieces["v"].append(v.detach().reshape(-1).to(self.dtype).cpu())
-            pieces["lr"].append(torch.full((tensor.numel(),), _scalar(lrs[parameter.group]), dtype=torch.float64))
+            pieces["lr"].append(torch.full((tensor.numel(),), option_value(lrs[parameter.group]), dtype=torch.float64))
         lr = torch.cat(pieces["lr"])
         step = after.double() - theta.double()
         d = torch.where(lr > 0, -step / lr, torch.full_like(step, float("nan")))
