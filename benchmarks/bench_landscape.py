@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_landscape.py            # both
     .venv/bin/python benchmarks/bench_landscape.py --quick    # fewer rounds
+    .venv/bin/python benchmarks/bench_landscape.py --only snapshots
 
 1. Surface evaluation of the mlp example (two spirals, 1,185 parameters, the
    loss of all 512 points) on a 41 x 41 grid: time per grid point, against
@@ -136,10 +137,13 @@ def bench_snapshots(directory: Path, rounds: int, every: int = 10, limit: int = 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--only", choices=("surface", "snapshots"), help="run one of the two")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        bench_surface(Path(directory), 3 if args.quick else 7)
-        bench_snapshots(Path(directory), 4 if args.quick else 10)
+        if args.only in (None, "surface"):
+            bench_surface(Path(directory), 3 if args.quick else 7)
+        if args.only in (None, "snapshots"):
+            bench_snapshots(Path(directory), 4 if args.quick else 10)
 
 
 if __name__ == "__main__":
