@@ -89,7 +89,7 @@ def _grid(text: str) -> tuple[int, int]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.split("\n\n", 2)[2] if __doc__ else None
+    parser.description = __doc__.split("\n\n", 1)[1] if __doc__ else None
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("traces", nargs="+", metavar="TRACE",
                         help="traces recorded with snapshots, runs of one model from one start (the first "
