@@ -1,8 +1,8 @@
 """`tracer landscape TRACE... --model MODULE:FACTORY --data MODULE:FUNCTION -o OUT.npz`.
 
-    tracer landscape logs/mlp-momentum.trace.csv logs/mlp-adam.trace.csv \\
+    tracer landscape logs/landscape/mlp-adam.trace.csv logs/landscape/mlp-momentum.trace.csv \\
         --model tracer.problems.mlp:landscape_model --data tracer.problems.mlp:landscape_data \\
-        --loss bce_with_logits --grid 41 -o logs/mlp.surface.npz
+        --loss bce_with_logits --grid 41 -o mlp.surface.npz
 
 FACTORY() returns the model (a torch.nn.Module with the traced run's
 parameters; their values do not matter, the plane sets them). FUNCTION()
