@@ -328,3 +328,12 @@ def test_snapshots_refuse_an_appended_trace(tmp_path):
     with pytest.raises(TracerError, match="snapshots cannot continue an appended trace"):
         Recorder(optimizer, tmp_path / "r.trace.csv", if_exists="append", snapshots=SnapshotPolicy())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_snapshot_limit_beyond_the_machines_memory_is_refused(tmp_path):
+    model = OrbitProblem().build_model()
+    optimizer = build_optimizer("sgd", model.parameters(), lr=LR)
+    with pytest.raises(TracerError, match=r"snapshot limit 1000000000000 needs .* GiB for 2 parameters \(20 bytes per "
+                                          r"parameter per snapshot\), more than this machine's .* GiB; lower the limit"):
+        Recorder(optimizer, tmp_path / "r.trace.csv", snapshots=SnapshotPolicy(limit=10**12))
+    assert list(tmp_path.iterdir()) == []

@@ -37,7 +37,7 @@ from tracer.errors import DivergenceError, TracerError
 from tracer.families import family_of
 from tracer.recording.full import FullReader
 from tracer.recording.selection import select_parameters
-from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, snapshot_file_for
+from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import SummaryReducer
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
 
@@ -177,6 +177,8 @@ class Recorder:
         if snapshots is not None and if_exists == "append":
             raise TracerError("snapshots cannot continue an appended trace (they would hold only the new part); "
                               "pass if_exists='overwrite' or another path, or snapshots=None")
+        if snapshots is not None:
+            check_memory(self._params, snapshots)
         self.snapshot_policy = snapshots
         self.snapshot_path = None if snapshots is None else snapshot_file_for(self.path)
         if snapshots is not None:

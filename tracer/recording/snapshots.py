@@ -65,6 +65,20 @@ class SnapshotPolicy:
                 raise TracerError(f"invalid snapshot {name} {value!r}; expected an integer >= {low}")
 
 
+def check_memory(parameters: Sequence[TracedParameter], policy: SnapshotPolicy) -> None:
+    """TracerError when ``policy.limit`` snapshots of these parameters could not fit in this machine's memory."""
+    count = sum(p.tensor.numel() for p in parameters)
+    width = 8 if any(p.tensor.dtype == torch.float64 for p in parameters) else 4
+    needed = policy.limit * len(QUANTITIES) * width * count
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > physical:
+        raise TracerError(
+            f"snapshot limit {policy.limit} needs {needed / 2**30:.3g} GiB for {count} parameters "
+            f"({len(QUANTITIES) * width} bytes per parameter per snapshot), more than this machine's "
+            f"{physical / 2**30:.3g} GiB; lower the limit"
+        )
+
+
 def snapshot_file_for(trace_path: str | os.PathLike) -> pathlib.Path:
     """The snapshot file beside a trace: ``run.trace.csv`` -> ``run.snapshots.npz``."""
     path = pathlib.Path(trace_path)
