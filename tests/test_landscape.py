@@ -204,7 +204,7 @@ def test_cli_writes_a_surface_the_renderer_draws(runs, tmp_path, capsys):
 
 
 def test_render_on_a_surface_does_not_import_torch(runs, tmp_path):
-    surface = landscape(runs, orbit_model(), orbit_data(), tmp_path / "s.npz", grid=(3, 3), progress=False)
+    surface = landscape(runs, orbit_model(), orbit_data(), tmp_path / "s.npz", grid=3, progress=False)
     code = (
         "import sys\n"
         "from tracer.render import render_figure\n"

@@ -189,7 +189,7 @@ def write_surface(out: str | os.PathLike, plane: Plane, xs: np.ndarray, ys: np.n
 
 
 def landscape(traces: Sequence[str | os.PathLike], model: torch.nn.Module, loss_fn: LossClosure,
-              out: str | os.PathLike, *, grid: tuple[int, int] = DEFAULT_GRID,
+              out: str | os.PathLike, *, grid: int | tuple[int, int] = DEFAULT_GRID,
               xlim: tuple[float, float] | None = None, ylim: tuple[float, float] | None = None,
               margin: float = DEFAULT_MARGIN, normalization: str = "none", progress: bool = True,
               loss_name: str = "") -> pathlib.Path:
@@ -201,6 +201,7 @@ def landscape(traces: Sequence[str | os.PathLike], model: torch.nn.Module, loss_
     """
     if not str(out).endswith(".npz"):
         raise TracerError(f"the surface file must end in .npz, got {str(out)!r}")
+    grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
     loaded = [snapshots_of_trace(path) for path in traces]
     if not loaded:
         raise TracerError("no trace given; pass at least one trace recorded with snapshots")
@@ -208,8 +209,8 @@ def landscape(traces: Sequence[str | os.PathLike], model: torch.nn.Module, loss_
     runs = [run for _, run in loaded]
     plane = find_plane(runs, normalization)
     model_parameters(model, plane)
-    check_grid(tuple(grid))
-    xs, ys = grid_axes([plane.locate(np.vstack([r.theta, r.final[None, :]])) for r in runs], tuple(grid),
+    check_grid(grid)
+    xs, ys = grid_axes([plane.locate(np.vstack([r.theta, r.final[None, :]])) for r in runs], grid,
                        xlim, ylim, margin)
     loss = evaluate_surface(model, loss_fn, plane, xs, ys, progress=progress)
     return write_surface(out, plane, xs, ys, loss, runs, trace_list, loss_name)
