@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("tracer.diff", "compare two trace files; exit 0 when equal within tolerance"),
     "info": ("tracer.info", "what a trace holds: run, optimizer, loss, lr, step size, final values"),
     "check-optimizer": ("tracer.optimizer_check", "check an optimizer against a reference after every update; exit 0 equal"),
+    "landscape": ("tracer.landscape.cli", "the loss over the plane of traced runs' snapshots, for render --surface"),
 }
 
 EXIT_USAGE = 2

@@ -42,6 +42,7 @@ from tracer.recording.distributed import Distributed, DistributedOptions, RanksD
 from tracer.recording.distributed_full import ShardedFullReader
 from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
+from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import PendingSummaries, SummaryReducer
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
 
@@ -53,7 +54,7 @@ IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
     "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups",
-    "distributed", "every",
+    "distributed", "every", "snapshots",
 )
 
 
@@ -151,6 +152,12 @@ class Recorder:
             eager torch ops (False, default). Both agree within the
             tolerances of ``tracer.summary_kernels``. Not yet faster than
             eager where measured (README, Speed).
+        snapshots: a SnapshotPolicy (e.g. ``SnapshotPolicy(every=10, limit=200)``)
+            to keep snapshots of the whole model, with g, v and d, every k
+            updates and at the end, in ``<run>.snapshots.npz`` beside the
+            trace (named in the metadata's ``snapshots``), for
+            ``tracer landscape``; None (default): no snapshots. Not with
+            ``if_exists="append"`` (the snapshots would hold only the new part).
 
     The loss of a row is the one given to ``note``, else the one the closure
     of ``optimizer.step(closure)`` returned. The optimizer's parameter groups
@@ -192,6 +199,7 @@ class Recorder:
         distributed: DistributedOptions | None = None,
         every: int = 1,
         fused: bool = False,
+        snapshots: SnapshotPolicy | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -221,6 +229,19 @@ class Recorder:
         self._dist = Distributed(
             optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
         )
+        if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
+            raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
+        if snapshots is not None and if_exists == "append":
+            raise TracerError("snapshots cannot continue an appended trace (they would hold only the new part); "
+                              "pass if_exists='overwrite' or another path, or snapshots=None")
+        if snapshots is not None and self._dist.distributed:
+            raise TracerError("snapshots are not supported under torch.distributed yet; pass snapshots=None there")
+        if snapshots is not None:
+            check_memory(self._params, snapshots)
+        self.snapshot_policy = snapshots
+        self.snapshot_path = None if snapshots is None else snapshot_file_for(self.path)
+        if snapshots is not None:
+            meta["snapshots"] = {"file": self.snapshot_path.name, "every": snapshots.every, "limit": snapshots.limit}
         self.meta = self._make_meta(meta)
         self.updates = 0  # optimizer steps taken while attached, recorded or not
         self.recorded = 0  # rows written
@@ -238,6 +259,7 @@ class Recorder:
         self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
         self._closure_loss: float | None = None
         self._queue: collections.deque[_PendingRow] = collections.deque()
+        self._snapshots: SnapshotKeeper | None = None
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
         optimizer = self.optimizer
@@ -294,6 +316,8 @@ class Recorder:
         groups = len(self.optimizer.param_groups)
         self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
         self._summary = SummaryReducer(self._params, groups, self._dist.sharding, fused=self._fused_choice)
+        if self.snapshot_policy is not None:
+            self._snapshots = SnapshotKeeper(self._params, self.snapshot_policy, self.snapshot_path)
         self._handles = [
             self.optimizer.register_step_pre_hook(self._pre_step),
             self.optimizer.register_step_post_hook(self._post_step),
@@ -351,6 +375,8 @@ class Recorder:
             # The last steps were not recorded: the final coordinates are the parameters' values now.
             self.final.update(self._full.current())
         self._writer.close(status, final=self.final, diverged_at=self.diverged_at)
+        if self._snapshots is not None:  # after the trace: a failure here leaves the trace complete
+            self._snapshots.write(self.updates, status)
 
     def __enter__(self) -> "Recorder":
         return self.start()
@@ -396,9 +422,13 @@ class Recorder:
                 f"was not applied: start a new Recorder on a new trace file after add_param_group"
             )
         self._role = self._role_of(self.updates + 1)
-        if self._role == "skip":
+        if self._role == "skip" and self._snapshots is None:
             return None
         self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        if self._snapshots is not None:  # on its own schedule, recorded update or not
+            self._snapshots.before_step(self.updates + 1)
+        if self._role == "skip":
+            return None
         if self._role == "record":
             self._full.snapshot()
         self._summary.snapshot()
@@ -435,6 +465,8 @@ class Recorder:
         if self._role != "record":
             self.updates += 1
             self._notes = {}
+            if self._snapshots is not None:
+                self._snapshots.after_step(optimizer, self.family, self._lrs, self.updates)
             if self._role == "measure":
                 self._summary.measure_previous(self._lrs)
             else:
@@ -446,6 +478,8 @@ class Recorder:
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
         full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
         self.updates += 1
+        if self._snapshots is not None:
+            self._snapshots.after_step(optimizer, self.family, self._lrs, self.updates)
         notes, self._notes = self._notes, {}
         if "loss" not in notes and self._closure_loss is not None:
             notes["loss"] = self._closure_loss

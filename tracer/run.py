@@ -192,7 +192,7 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     partial = _partial_path(out)
     recorder = Recorder(optimizer, partial, named_parameters=model.named_parameters(),
                         granularity=config.granularity, meta=meta, on_divergence=config.on_divergence,
-                        every=config.every)
+                        every=config.every, if_exists="overwrite")  # the .partial of a killed run is replaced
     progress = Progress(updates, out.name, enabled=not config.quiet)
     try:
         with recorder, progress:

@@ -68,3 +68,14 @@ class MLPProblem(ShuffledDataProblem):
             predicted = (model(self.features) > 0).float()
         return float((predicted == self.labels).float().mean())
 
+
+
+def landscape_model() -> torch.nn.Module:
+    """The problem's network, for `tracer landscape --model tracer.problems.mlp:landscape_model`."""
+    return MLPProblem().build_model()
+
+
+def landscape_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole data set (features, labels), the evaluation batch of the mlp landscape (loss bce_with_logits)."""
+    problem = MLPProblem()
+    return problem.features, problem.labels

@@ -78,12 +78,25 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
     loaded = load_traces(traces)
     if figure_kind.max_traces is not None and len(loaded) > figure_kind.max_traces:
         raise RenderError(f"figure {kind!r} draws at most {figure_kind.max_traces} trace(s), got {len(loaded)}")
+    if parsed.surface is not None:
+        return _render_on_surface(figure_kind, loaded, parsed, out, fmt)
     for trace in loaded:
         if len(trace) == 0:
             raise RenderError(f"trace {trace_name(trace)} has no update to draw")
         check_columns(figure_kind, trace, parsed)
     with atomic_output(out) as temporary:
         figure_kind.draw(loaded, parsed, temporary, fmt)
+    return out
+
+
+def _render_on_surface(kind: FigureKind, traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> Path:
+    """paths / internals drawn on a `tracer landscape` surface file (tracer.render.landscape)."""
+    from tracer.render.landscape import draw_landscape
+
+    if kind.name not in ("paths", "internals"):
+        raise RenderError(f"--surface applies to the paths and internals figures, not {kind.name!r}")
+    with atomic_output(out) as temporary:
+        draw_landscape(kind.name, traces, options, temporary, fmt)
     return out
 
 

@@ -66,6 +66,7 @@ class RenderOptions:
     coordinates: tuple[str, ...] | None = None  # path figures: (x, y); gradients: the coordinates drawn
     smooth: int | None = None  # dashboard rolling mean over this many updates; 1: off; None: about 1/50 of them
     yscale: str | None = None  # step-size and gradients: "linear" or "log"; None: log when the values span decades
+    surface: str | None = None  # paths/internals: a `tracer landscape` surface file to draw the traces on
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> "RenderOptions":
