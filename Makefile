@@ -18,7 +18,6 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 reproduce: venv
 	MPLBACKEND=Agg $(BIN)/tracer reproduce
-	MPLBACKEND=Agg $(BIN)/python -m tracer.landscape.mlp_example --logs logs/landscape --figures figures
 
 test: venv
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q

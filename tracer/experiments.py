@@ -176,6 +176,11 @@ def reproduce(names: Iterable[str] | None = None, *, render: bool = True, logs: 
     if not render:
         selected_figures = ()
     _run_catalogue(runs, selected_figures, logs, figures, workers, say)
+    if names is None and render:  # everything: the mlp landscape example too (its own traces and surface)
+        from tracer.landscape import mlp_example
+
+        written = mlp_example.reproduce(pathlib.Path(logs) / "landscape", pathlib.Path(figures))
+        say(f"landscape: {', '.join(str(path) for path in written)}")
     say(f"done in {time.perf_counter() - start:.1f} s")
 
 

@@ -35,7 +35,8 @@ def trace_run(optimizer_name: str, lr: float, label: str, out: pathlib.Path, epo
     meta = {"label": label, "problem": problem.meta, "epochs": epochs, "batch_size": problem.batch_size,
             "seed": problem.seed}
     with Recorder(optimizer, out, named_parameters=model.named_parameters(), granularity="summary", meta=meta,
-                  snapshots=SnapshotPolicy(every=SNAPSHOT_EVERY, limit=200)) as recorder:
+                  snapshots=SnapshotPolicy(every=SNAPSHOT_EVERY, limit=200),
+                  if_exists="overwrite") as recorder:  # the example regenerates its own traces by design
         for epoch in range(epochs):
             for batch_index, batch in problem.batches(epoch):
                 loss = problem.loss(model, batch)
