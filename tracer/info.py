@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tracer.platform import UNKNOWN, platform_of
-from tracer.trace import Trace, load_trace
+from tracer.trace import Trace, load_trace, trace_lr_columns
 
 
 LISTED = 8  # long lists (coordinates, final values) show this many, then how many more
@@ -25,10 +25,6 @@ LISTED = 8  # long lists (coordinates, final values) show this many, then how ma
 
 def _number(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
-
-
-def _lr_columns(trace: Trace) -> list[str]:
-    return [c for c in trace.columns if c == "lr" or c.startswith("lr[")]
 
 
 def _span(trace: Trace, column: str) -> dict[str, Any]:
@@ -86,7 +82,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "coordinates": meta.get("coordinates"),
         "summarized": meta.get("summarized"),
         "loss": _span(trace, "loss") if "loss" in trace and len(trace) else None,
-        "lr": {c: _span(trace, c) for c in _lr_columns(trace)} if len(trace) else {},
+        "lr": {c: _span(trace, c) for c in trace_lr_columns(trace.columns)} if len(trace) else {},
         "step_size": _span(trace, "step_size") if "step_size" in trace and len(trace) else None,
         "final": trace.final,
         "versions": meta.get("versions"),

@@ -22,6 +22,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from tracer.errors import RenderError
+from tracer.trace import trace_lr_columns
 
 STILL_FORMATS = ("png", "svg", "pdf")
 ANIMATED_FORMATS = ("gif", "mp4")
@@ -172,8 +173,7 @@ def check_columns(kind: FigureKind, trace: Any, options: RenderOptions) -> None:
 
 def lr_columns(trace: Any) -> list[str]:
     """`lr`, or `lr[0]`, `lr[1]`, ... for several parameter groups."""
-    groups = [c for c in trace.columns if c.startswith("lr[")]
-    return groups or ["lr"]
+    return trace_lr_columns(trace.columns) or ["lr"]
 
 
 def row_mask(trace: Any, updates: tuple[int, int] | None) -> np.ndarray:

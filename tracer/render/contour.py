@@ -34,6 +34,7 @@ from matplotlib import colormaps
 
 from tracer.errors import RenderError, TracerError
 from tracer.render.common import trace_name
+from tracer.trace import traced_coordinates as trace_columns_coordinates
 
 GRID_POINTS = 250  # per axis at least, as the article's backgrounds; more where the axes have more pixels
 OVERSAMPLE = 3  # loss samples per cell and axis, averaged (see the module's docstring)
@@ -95,8 +96,7 @@ def surface_of(trace: Any) -> Any | None:
 def traced_coordinates(trace: Any) -> tuple[str, ...]:
     """The fully traced coordinates: meta["coordinates"], else read from the <c>.theta columns
     (a file written by hand may omit the list)."""
-    names = trace.meta.get("coordinates") or [c[: -len(".theta")] for c in trace.columns if c.endswith(".theta")]
-    return tuple(names)
+    return tuple(trace.meta.get("coordinates") or trace_columns_coordinates(trace.columns))
 
 
 def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
+from tracer.trace import summarized_tensors
 from tracer.render.common import (
     LINE_STYLES, RenderOptions, divergence_marker, lr_columns, new_figure, row_mask, save_still, trace_name,
     trace_styles,
@@ -83,7 +84,7 @@ def requires_gradients(trace: Any, options: RenderOptions) -> list[str]:
 def summarized_parameters(trace: Any) -> list[str]:
     names = trace.meta.get("summarized") or []
     if not names:  # a file written by hand may omit the list: read it from the columns
-        names = [c[: -len(".g_norm")] for c in trace.columns if c.endswith(".g_norm")]
+        names = summarized_tensors(trace.columns)
     return list(names)
 
 
