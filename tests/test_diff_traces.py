@@ -214,3 +214,22 @@ def test_a_column_name_with_brackets_is_a_name_not_a_glob(tmp_path):
     b = write_trace(tmp_path / "b.trace.csv", {}, columns, [{"update": 1, "weight[0].theta": 1.0, "weight[1].theta": 3.0}])
     assert diff_traces(a, b, columns=["weight[0].theta"]).equal
     assert [c.column for c in diff_traces(a, b, columns=["weight[*"]).columns] == ["weight[1].theta"]
+
+
+def test_a_sampled_trace_is_compared_with_a_full_one_by_update_number(tmp_path):
+    # every=3 holds updates 1, 4, 7, 10: row 2 of it is update 4, not update 2.
+    full = write_trace(tmp_path / "full.trace.csv", {"label": "a", "platform": HERE}, COLUMNS,
+                       [{"update": u, "loss": 1.0 / u, "Wa.theta": 0.5 * u} for u in range(1, 11)])
+    sampled_rows = [{"update": u, "loss": 1.0 / u, "Wa.theta": 0.5 * u} for u in (1, 4, 7, 10)]
+    sampled = write_trace(tmp_path / "sampled.trace.csv", {"label": "a", "platform": HERE, "every": 3}, COLUMNS,
+                          sampled_rows)
+    result = diff_traces(full, sampled)
+    assert result.common_updates == 4 and result.columns == ()
+    assert not result.equal  # the traces do not hold the same updates
+    assert "compared the 4 updates both hold, matched by update number" in result.report()
+
+    sampled_rows[2]["Wa.theta"] = np.nextafter(3.5, 4.0)  # one ulp off at update 7
+    changed = write_trace(tmp_path / "changed.trace.csv", {"label": "a", "platform": HERE, "every": 3}, COLUMNS,
+                          sampled_rows)
+    (column,) = diff_traces(full, changed).columns
+    assert column.column == "Wa.theta" and column.first_update == 7 and column.rows == 1

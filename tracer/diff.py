@@ -157,6 +157,7 @@ class TraceDiff:
     columns: tuple[ColumnDiff, ...] = ()
     trailer: tuple[tuple[str, Any, Any], ...] = ()
     compared: tuple[str, ...] = field(default=(), repr=False)
+    common_updates: int | None = None  # the traces number different updates (every=k): rows compared by update
 
     @property
     def counted_meta(self) -> tuple[tuple[str, Any, Any], ...]:
@@ -206,7 +207,12 @@ class TraceDiff:
             lines.append(f"columns only in A: {', '.join(self.only_in_a)}")
         if self.only_in_b:
             lines.append(f"columns only in B: {', '.join(self.only_in_b)}")
-        if self.rows_a != self.rows_b:
+        if self.common_updates is not None:
+            lines.append(
+                f"the traces hold different updates (A {self.rows_a} rows, B {self.rows_b}; a sampled trace, "
+                f"every=k?): compared the {self.common_updates} updates both hold, matched by update number"
+            )
+        elif self.rows_a != self.rows_b:
             lines.append(
                 f"row counts differ: A has {self.rows_a}, B has {self.rows_b} (compared the first {min(self.rows_a, self.rows_b)})"
             )
@@ -429,6 +435,8 @@ def diff_traces(
     trace_b = b if isinstance(b, Trace) else load_trace(b)
     precision = run_precision(trace_b)
     compared, only_a, only_b = _select(columns, trace_a, trace_b)
+    rows_a, rows_b = len(trace_a), len(trace_b)
+    trace_a, trace_b, common_updates = _matched_by_update(trace_a, trace_b)
     rows = min(len(trace_a), len(trace_b))
     if "update" in trace_a:
         updates = trace_a["update"][:rows]
@@ -454,12 +462,30 @@ def diff_traces(
         meta=tuple(m for m in _meta_differences(trace_a.meta, trace_b.meta) if m[0].split(".")[0] != "platform"),
         only_in_a=tuple(only_a),
         only_in_b=tuple(only_b),
-        rows_a=len(trace_a),
-        rows_b=len(trace_b),
+        rows_a=rows_a,
+        rows_b=rows_b,
         columns=tuple(column_diffs),
         trailer=_trailer_differences(trace_a, trace_b, rtol, atol, ulps, precision) if columns is None else (),
         compared=tuple(compared),
+        common_updates=common_updates,
     )
+
+
+def _matched_by_update(a: Trace, b: Trace) -> tuple[Trace, Trace, int | None]:
+    """Rows compared by update number when the two traces hold different updates; else the traces as they are.
+
+    A trace recorded with ``every=k`` holds updates 1, 1 + k, ...; compared
+    with a trace of every update, row i of one is not row i of the other, so
+    the rows of the updates both hold are compared (and their count returned).
+    """
+    if "update" not in a or "update" not in b:
+        return a, b, None
+    updates_a, updates_b = a["update"], b["update"]
+    shared = min(len(updates_a), len(updates_b))
+    if np.array_equal(updates_a[:shared], updates_b[:shared]):
+        return a, b, None
+    common, rows_a, rows_b = np.intersect1d(updates_a, updates_b, assume_unique=True, return_indices=True)
+    return a.take(rows_a), b.take(rows_b), len(common)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

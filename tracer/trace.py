@@ -286,6 +286,10 @@ class Trace:
     def __contains__(self, column: object) -> bool:
         return column in self._index
 
+    def take(self, rows: np.ndarray) -> "Trace":
+        """The same trace holding only the given rows (indices, in order); metadata and trailer as they are."""
+        return Trace(self.path, self.meta, self.columns, self._data[:, rows], self.trailer)
+
     def __len__(self) -> int:
         return self._data.shape[1]
 
