@@ -63,7 +63,7 @@ def bench_summary_large(directory: Path, rounds: int, fused: bool) -> float:
     plain_params, plain = setup()
     traced_params, traced = setup()
     names = [(f"layer{i}.weight", p) for i, p in enumerate(traced_params)]
-    path = directory / "summary.trace.csv"
+    path = directory / f"summary-{'fused' if fused else 'eager'}.trace.csv"  # one file per run: a Recorder refuses an existing trace
     with Recorder(traced, path, named_parameters=names, granularity="summary", fused=fused) as recorder:
         untraced_s, traced_s = _interleave(plain.step, traced.step, rounds)
         kind = "fused (torch.compile)" if recorder.fused else "eager"
@@ -110,7 +110,7 @@ def bench_transformer(directory: Path, rounds: int, every: int) -> float:
     traced_model, traced = setup()
     parameters = sum(p.numel() for p in traced_model.parameters())
     tensors = len(list(traced_model.parameters()))
-    path = directory / "transformer.trace.csv"
+    path = directory / f"transformer-every{every}.trace.csv"  # one file per run: a Recorder refuses an existing trace
     with Recorder(traced, path, named_parameters=traced_model.named_parameters(), granularity="summary", every=every) as rec:
         # Steps are ~100 ms: one round is `every` steps, so every round holds one recorded update.
         def repeat(step):

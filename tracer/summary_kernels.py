@@ -95,57 +95,63 @@ class SummaryInput:
     previous_delta: Tensor | None
 
 
-def _dot(a: Tensor, b: Tensor, out: Tensor) -> None:
-    """a . b (1-D) into the 0-dim ``out``; a dot product is BLAS, faster than vector_norm."""
-    if a.dtype == out.dtype:
-        torch.dot(a, b, out=out)
-    else:
-        out.copy_(torch.dot(a.to(out.dtype), b.to(out.dtype)))
+def _dot(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
+    """a . b (1-D) as a 0-dim tensor of ``dtype``; a dot product is BLAS, faster than vector_norm."""
+    if a.dtype == dtype:
+        return torch.dot(a, b)
+    return torch.dot(a.to(dtype), b.to(dtype))
 
 
 def _flat(tensor: Tensor) -> Tensor:
     return tensor if tensor.dim() == 1 else tensor.reshape(-1)
 
 
-def _squared_norm(tensor: Tensor, out: Tensor) -> None:
-    """|x|^2 into the 0-dim ``out``."""
+def _squared_norm(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """|x|^2 as a 0-dim tensor of ``dtype``."""
     if tensor.is_contiguous():
         flat = _flat(tensor)
-        _dot(flat, flat, out)
-    else:
-        out.copy_(torch.linalg.vector_norm(tensor, dtype=out.dtype).square())
+        return _dot(flat, flat, dtype)
+    return torch.linalg.vector_norm(tensor, dtype=dtype).square()
 
 
 def reduce_eager(item: SummaryInput, out: Tensor) -> None:
     """Turn ``item.snapshot`` into delta in place and write the REDUCTIONS into ``out`` (9,).
 
     Entries whose input is None (no gradient, no v, no s, no previous delta) are left as they are.
+    The reductions are collected as 0-dim tensors and written with one ``stack`` where they fill
+    a prefix of ``out`` (the usual case): per tensor, ~20 fewer small torch calls than writing each
+    entry through its own view, the same kernels and so the same numbers.
     """
+    dtype = out.dtype
     snapshot = item.snapshot
     flat = snapshot.view(-1)
-    _dot(flat, flat, out[0])
+    values = [_dot(flat, flat, dtype)]  # REDUCTIONS in order, from index 0
+    later: list[tuple[int, Tensor]] = []  # those after a gap (an absent input)
     g = None
     if item.grad is not None and item.g_theta != 0:
         g = torch.add(item.grad, snapshot, alpha=item.g_theta).reshape(-1)
     snapshot.sub_(item.theta_after)
-    _dot(flat, flat, out[1])
-    if item.grad is None:
-        return
-    if g is None:
-        g = _flat(item.grad)
-    # aminmax is one vectorised pass; vector_norm(inf) measured twice as slow here. A NaN propagates through both.
-    low, high = torch.aminmax(flat)
-    out[2].copy_(torch.maximum(high, low.neg()))
-    _dot(g, flat, out[3])
-    _dot(g, g, out[4])
-    if item.previous_delta is not None:
-        previous = item.previous_delta.view(-1)
-        _dot(previous, flat, out[5])
-        _dot(previous, previous, out[6])
-    if item.v is not None:
-        _squared_norm(item.v, out[7])
-    if item.s is not None:
-        _squared_norm(item.s, out[8])
+    values.append(_dot(flat, flat, dtype))
+    if item.grad is not None:
+        if g is None:
+            g = _flat(item.grad)
+        # aminmax is one vectorised pass; vector_norm(inf) measured twice as slow here. A NaN propagates through both.
+        low, high = torch.aminmax(flat)
+        values += [torch.maximum(high, low.neg()).to(dtype), _dot(g, flat, dtype), _dot(g, g, dtype)]
+        if item.previous_delta is not None:
+            previous = item.previous_delta.view(-1)
+            values += [_dot(previous, flat, dtype), _dot(previous, previous, dtype)]
+        for index, moment in ((7, item.v), (8, item.s)):
+            if moment is None:
+                continue
+            norm = _squared_norm(moment, dtype)
+            if index == len(values):
+                values.append(norm)
+            else:
+                later.append((index, norm))
+    torch.stack(values, out=out[: len(values)])
+    for index, value in later:
+        out[index].copy_(value)
 
 
 def _reductions(
