@@ -33,6 +33,9 @@ import torch
 from tracer import Recorder
 from tracer.recording.snapshots import BYTES_PER_PARAMETER, SnapshotPolicy
 
+# The transformer of the recorder benchmark (issue 10), so both measure the same model.
+from bench_recorder import transformer
+
 
 def _medians(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
     """Median seconds of one call of each, the order rotated every round."""
@@ -78,18 +81,6 @@ def bench_surface(directory: Path, rounds: int) -> float:
     print(f"    per grid point: {per_point * 1e3:.3f} ms (whole grid {medians['surface']:.2f} s); "
           f"plain forward + loss {floor * 1e3:.3f} ms; ratio {per_point / floor:.2f}x")
     return per_point
-
-
-def transformer(seed: int) -> torch.nn.Module:
-    """A 4-layer transformer encoder with token embedding and output head: 3.67M parameters in 51 tensors."""
-    torch.manual_seed(seed)
-    width, vocabulary = 256, 1000
-    layer = torch.nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=1024, dropout=0.0, batch_first=True)
-    return torch.nn.Sequential(
-        torch.nn.Embedding(vocabulary, width),
-        torch.nn.TransformerEncoder(layer, num_layers=4, enable_nested_tensor=False),
-        torch.nn.Linear(width, vocabulary),
-    )
 
 
 def bench_snapshots(directory: Path, rounds: int, every: int = 10, limit: int = 6) -> float:
