@@ -1,6 +1,6 @@
-"""The recorder's fast paths agree with its plain one: the fused summary pass, sampling with ``every``.
+"""The recorder's fast paths agree with its plain one: the native and compiled summary passes, sampling with ``every``.
 
-The fused pass compiles (torch.compile) once per family shape and chunk
+The compiled pass compiles (torch.compile) once per family shape and chunk
 size: two families here, small tensors, chunks of 2 tensors (the recorder's
 default is 8: a longer compilation), seconds each. Speed is measured in
 benchmarks/bench_recorder.py, not here.
@@ -34,12 +34,15 @@ def _summary_columns(trace):
     return [c for c in trace.columns if c.rsplit(".", 1)[-1] in SUMMARY_QUANTITIES]
 
 
+@pytest.mark.parametrize("summary_pass", ["native", "compiled"])
 @pytest.mark.parametrize("make", [m for _, m in OPTIMIZERS], ids=[d for d, _ in OPTIMIZERS])
-def test_fused_summaries_agree_with_eager_and_leave_training_alone(tmp_path, monkeypatch, make):
+def test_fast_summaries_agree_with_eager_and_leave_training_alone(tmp_path, monkeypatch, make, summary_pass):
     monkeypatch.setattr(summary, "FusedReducer", functools.partial(FusedReducer, chunk=2))
     untraced = record_small_run(make, None, shapes=SHAPES)
-    eager_params = record_small_run(make, tmp_path / "eager.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "fused": False})
-    fused_params = record_small_run(make, tmp_path / "fused.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "fused": True})
+    eager_params = record_small_run(make, tmp_path / "eager.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "summary_pass": "eager"})
+    fused_params = record_small_run(
+        make, tmp_path / "fused.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "summary_pass": summary_pass}
+    )
     for a, b, c in zip(untraced, eager_params, fused_params):
         assert torch.equal(a, b) and torch.equal(a, c)  # tracing only reads: bit for bit
     eager, fused = load_trace(tmp_path / "eager.trace.csv"), load_trace(tmp_path / "fused.trace.csv")
@@ -61,9 +64,9 @@ def test_fused_summaries_agree_with_eager_and_leave_training_alone(tmp_path, mon
 @pytest.mark.parametrize("every", [2, 3, 5])
 def test_sampled_rows_equal_the_same_updates_recorded_every_time(tmp_path, every):
     make = OPTIMIZERS[0][1]
-    all_params = record_small_run(make, tmp_path / "all.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "fused": False})
+    all_params = record_small_run(make, tmp_path / "all.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "summary_pass": "eager"})
     some_params = record_small_run(
-        make, tmp_path / "some.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "fused": False, "every": every}
+        make, tmp_path / "some.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "summary_pass": "eager", "every": every}
     )
     assert all(torch.equal(a, b) for a, b in zip(all_params, some_params))
     everything, sampled = load_trace(tmp_path / "all.trace.csv"), load_trace(tmp_path / "some.trace.csv")
@@ -93,7 +96,7 @@ BAD_OPTIONS = [
     (dict(every=0), r"invalid every 0; accepted: a whole number of updates >= 1"),
     (dict(every=2.0), r"invalid every 2\.0"),
     (dict(every=True), r"invalid every True"),
-    (dict(fused="yes"), r"invalid fused 'yes'; accepted: True or False"),
+    (dict(summary_pass="fast"), r"invalid summary_pass 'fast'; accepted: 'auto', 'native', 'compiled', 'eager'"),
     (dict(meta={"every": 3}), r"meta may not set \['every'\]"),
 ]
 
@@ -112,7 +115,7 @@ def _train(path, steps, *, lr=0.01, fail_at=None, recorder_options=None):
     params = [torch.randn(40, 3, generator=generator).requires_grad_(True), torch.randn(64, generator=generator).requires_grad_(True)]
     optimizer = torch.optim.AdamW(params, lr=lr)
     rows_seen = []
-    with Recorder(optimizer, path, granularity="summary", fused=False, **(recorder_options or {})) as recorder:
+    with Recorder(optimizer, path, granularity="summary", summary_pass="eager", **(recorder_options or {})) as recorder:
         for step in range(steps):
             loss = sum((p * p).sum() for p in params) * (1e38 if step == fail_at else 1.0)
             optimizer.zero_grad()
@@ -151,7 +154,7 @@ def test_deferred_rows_survive_a_crash(tmp_path, slow_copies):
     with pytest.raises(RuntimeError, match="the data loader broke"):
         param = torch.ones(20, requires_grad=True)
         optimizer = torch.optim.SGD([param], lr=0.1)
-        with Recorder(optimizer, path, granularity="summary", fused=False):
+        with Recorder(optimizer, path, granularity="summary", summary_pass="eager"):
             for step in range(3):
                 optimizer.zero_grad()
                 (param * param).sum().backward()

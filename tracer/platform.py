@@ -127,9 +127,20 @@ def platform_of(meta: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def fingerprint_of(meta: Mapping[str, Any]) -> str | None:
-    """The kernel fingerprint of the platform that wrote a trace, or None (platform unknown)."""
+    """The kernel fingerprint of the platform that wrote a trace, or None (platform unknown).
+
+    A trace whose summaries came from a pass other than eager torch ops (its
+    metadata's ``summary_pass``, tracer.summary_kernels) has that pass
+    appended, ``37da3e4cd346+native``: summary columns of different passes
+    differ in their last bits, so only traces of the same pass compare bit
+    for bit.
+    """
     entry = platform_of(meta)
-    return None if entry is None else str(entry["fingerprint"])
+    if entry is None:
+        return None
+    summary_pass = meta.get("summary_pass")
+    fingerprint = str(entry["fingerprint"])
+    return fingerprint if summary_pass in (None, "eager") else f"{fingerprint}+{summary_pass}"
 
 
 def same_platform(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> bool:
@@ -139,11 +150,14 @@ def same_platform(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> bool:
 
 
 def describe_platform(meta: Mapping[str, Any]) -> str:
-    """One short phrase: ``5c0e9d1a47b2 (AVX512, AMD EPYC, torch 2.13.0+cpu)`` or ``platform unknown``."""
+    """One short phrase: ``5c0e9d1a47b2 (AVX512, AMD EPYC, torch 2.13.0+cpu)`` or ``platform unknown``.
+
+    The fingerprint is ``fingerprint_of``'s: with ``+native`` where the summaries came from the native pass.
+    """
     entry = platform_of(meta)
     if entry is None:
         return f"{UNKNOWN} (the trace has no platform entry)"
     details = ", ".join(str(entry[key]) for key in ("cpu_capability", "cpu") if entry.get(key))
     if entry.get("torch"):
         details += f", torch {entry['torch']}"
-    return f"{entry['fingerprint']} ({details})" if details else str(entry["fingerprint"])
+    return f"{fingerprint_of(meta)} ({details})" if details else str(fingerprint_of(meta))

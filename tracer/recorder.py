@@ -44,6 +44,7 @@ from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
 from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import PendingSummaries, SummaryReducer
+from tracer.summary_kernels import resolve_summary_pass
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
 
 __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
@@ -54,7 +55,7 @@ IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
     "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups",
-    "distributed", "every", "snapshots",
+    "distributed", "every", "snapshots", "summary_pass",
 )
 
 
@@ -147,11 +148,14 @@ class Recorder:
             ``update`` column says which updates the trace holds; the metadata
             holds ``every`` when it is not 1. Divergence is checked at
             recorded updates.
-        fused: summary reductions as one compiled pass per chunk of tensors
-            (True; compiles for seconds to minutes at the first update), or
-            eager torch ops (False, default). Both agree within the
-            tolerances of ``tracer.summary_kernels``. Not yet faster than
-            eager where measured (README, Speed).
+        summary_pass: how summary reductions are computed
+            (``tracer.summary_kernels``): "auto" (default) is "native" where
+            its C loop builds (one pass over memory, float64 sums in a fixed
+            order, the same on every CPU), else "eager" (torch ops);
+            "compiled" uses torch.compile (compiles for seconds to minutes at
+            the first update; single-process). They agree within the
+            tolerances of ``tracer.summary_kernels``; the metadata's
+            ``summary_pass`` says which ran.
         snapshots: a SnapshotPolicy (e.g. ``SnapshotPolicy(every=10, limit=200)``)
             to keep snapshots of the whole model, with g, v and d, every k
             updates and at the end, in ``<run>.snapshots.npz`` beside the
@@ -198,7 +202,7 @@ class Recorder:
         if_exists: str = "error",
         distributed: DistributedOptions | None = None,
         every: int = 1,
-        fused: bool = False,
+        summary_pass: str = "auto",
         snapshots: SnapshotPolicy | None = None,
     ) -> None:
         if granularity not in GRANULARITIES:
@@ -209,8 +213,6 @@ class Recorder:
             raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
-        if not isinstance(fused, bool):
-            raise TracerError(f"invalid fused {fused!r}; accepted: True or False")
         meta = dict(meta or {})
         owned = sorted(key for key in meta if key in _OWN_META_KEYS)
         if owned:
@@ -220,7 +222,6 @@ class Recorder:
         self.on_divergence = on_divergence
         self.if_exists = if_exists
         self.every = every
-        self._fused_choice = fused
         self.family = family_of(inner_optimizer(optimizer))
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
@@ -229,6 +230,10 @@ class Recorder:
         self._dist = Distributed(
             optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
         )
+        # Resolved once, here: the metadata says which pass ran ("auto" builds the C library on first use).
+        self._summary_pass = resolve_summary_pass(summary_pass, self._dist.distributed)
+        if not any(p.summarized for p in self._params):
+            self._summary_pass = None
         if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
             raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
         if snapshots is not None and if_exists == "append":
@@ -286,6 +291,8 @@ class Recorder:
         }
         if self._dist.distributed:
             meta["distributed"] = self._dist.meta()
+        if self._summary_pass is not None:
+            meta["summary_pass"] = self._summary_pass
         if self.every != 1:  # absent means every update: the reference traces stay as they were
             meta["every"] = self.every
         meta.update(caller)
@@ -315,7 +322,7 @@ class Recorder:
             return self
         groups = len(self.optimizer.param_groups)
         self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
-        self._summary = SummaryReducer(self._params, groups, self._dist.sharding, fused=self._fused_choice)
+        self._summary = SummaryReducer(self._params, groups, self._dist.sharding, summary_pass=self._summary_pass)
         if self.snapshot_policy is not None:
             self._snapshots = SnapshotKeeper(self._params, self.snapshot_policy, self.snapshot_path)
         self._handles = [
@@ -357,9 +364,11 @@ class Recorder:
         return TraceWriter(self.path, self.meta, self.columns, append_after=len(trace))
 
     @property
-    def fused(self) -> bool:
-        """Whether the summary reductions run as a compiled fused pass (False before ``start``)."""
-        return self._summary is not None and self._summary.fused
+    def summary_pass(self) -> str | None:
+        """The summary reductions' pass: "native", "compiled" or "eager"; None without summarised parameters."""
+        if self._summary is not None:
+            return self._summary.summary_pass
+        return self._summary_pass
 
     def close(self, status: str | None = None) -> None:
         """Detach and write the trailer: "complete" (or "diverged" if it diverged) unless told otherwise."""

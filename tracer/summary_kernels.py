@@ -19,12 +19,18 @@ delta: one read of each and one write of delta is the least any summary
 computed outside the optimizer can do (28 bytes per float32 parameter, plus 8
 for the snapshot copy before the step, against fused Adam's 28).
 
-Two implementations with one contract:
+Three implementations with one contract (``SUMMARY_PASSES``; a Recorder's
+``summary_pass`` chooses, "auto" by default: native where it builds, else eager):
 
-- ``reduce_eager``: torch ops, one kernel per reduction (BLAS dot products
-  where the dtypes allow), about ten passes over memory. Always available; the
-  reference the fused path is tested against.
-- ``FusedReducer``: the same arithmetic written once as a torch function and
+- ``NativeReducer`` ("native"): one C loop per tensor over memory, every
+  tensor of an update in one call on torch's thread count
+  (``tracer/native/summaries.c``). Float64 sums in a fixed order: the same
+  on every CPU and thread count, and closer to the exact sums than eager's
+  float32 ones. Float32 CPU tensors only; others go the eager way.
+- ``reduce_eager`` ("eager"): torch ops, one kernel per reduction (BLAS dot
+  products where the dtypes allow), about ten passes over memory. Always
+  available; the reference the other two are tested against.
+- ``FusedReducer`` ("compiled"): the same arithmetic written once as a torch function and
   compiled by ``torch.compile`` (inductor: fused C++/OpenMP loops on CPU,
   Triton kernels on GPU), over a chunk of ``chunk`` tensors per call: the
   compiled function's fixed cost per call (guards, the Python wrapper) is
@@ -32,10 +38,12 @@ Two implementations with one contract:
   last chunk is padded with two-element dummies, so one compilation serves
   every chunk of a model (per device, dtype and family: which of v and s
   exist). Where compilation is not possible (no C++ compiler, an unsupported
-  device) it falls back to ``reduce_eager`` once, with a warning.
+  device) it falls back to ``reduce_eager`` once, with a warning. It is the
+  way to fuse on a GPU; on a CPU the native pass is faster (README, Speed).
 
-The two agree within named tolerances: they sum the same products in
-different orders (blocked BLAS against inductor's vectorised cascade sums). A
+They agree within named tolerances: they sum the same products in
+different orders (blocked BLAS against inductor's vectorised cascade sums
+against the native float64 lanes). A
 sum of squares (all terms of one sign) agrees within ``FUSED_RTOL`` relative
 (measured: 2.4e-7 on 100k float32 terms); a dot product of terms of both signs
 can lose relative precision to cancellation, so it is compared against the
@@ -51,6 +59,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -65,6 +74,8 @@ REDUCTIONS = (
     "v_sq",
     "s_sq",
 )
+SUMMARY_PASSES = ("auto", "native", "compiled", "eager")
+"""What ``Recorder(summary_pass=...)`` accepts; "auto" is native where it builds, else eager."""
 FUSED_RTOL = 1e-5
 """Relative tolerance between fused and eager sums of squares (float32 sums in different orders)."""
 FUSED_COSINE_ATOL = 1e-5
@@ -330,3 +341,94 @@ def _fusable(item: SummaryInput) -> bool:
         and item.snapshot.numel() >= _FUSED_MIN_LENGTH
         and all(t is None or t.is_contiguous() for t in (item.theta_after, item.grad, item.v, item.s))
     )
+
+
+class NativeReducer:
+    """``reduce_eager``'s contract for many tensors in one C pass (``tracer/native/summaries.c``).
+
+    Float32 contiguous CPU tensors go through the C pass, all of one update in
+    one call on ``torch.get_num_threads()`` threads; any other tensor goes the
+    eager way. Its sums are float64 in a fixed order: the same on every
+    machine and thread count, and more accurate than eager's float32 sums, so
+    the two agree within ``FUSED_RTOL`` / ``FUSED_COSINE_ATOL``; ``delta`` and
+    ``delta_abs_max`` are equal bit for bit. ``available()`` says whether the
+    C library could be built here (``tracer.native.failure()`` says why not).
+    """
+
+    def __init__(self) -> None:
+        from tracer import native
+
+        self._library = native.library()
+        self._item = native.ITEM
+
+    def available(self) -> bool:
+        return self._library is not None
+
+    def __call__(self, items: Sequence[tuple[int, SummaryInput]], out: Tensor) -> None:
+        """The REDUCTIONS of each (row, item) into ``out[row]`` (``out``: (rows, 9) of ``result_dtype``)."""
+        native_rows: list[int] = []
+        records = []
+        for row, item in items:
+            if self._library is None or not _native(item):
+                reduce_eager(item, out[row])
+                continue
+            native_rows.append(row)
+            records.append(
+                (
+                    item.snapshot.numel(),
+                    item.snapshot.data_ptr(),
+                    item.theta_after.data_ptr(),
+                    0 if item.grad is None else item.grad.data_ptr(),
+                    0 if item.v is None else item.v.data_ptr(),
+                    0 if item.s is None else item.s.data_ptr(),
+                    0 if item.previous_delta is None else item.previous_delta.data_ptr(),
+                    item.g_theta,
+                )
+            )
+        if not records:
+            return
+        table = np.array(records, dtype=self._item)
+        results = np.empty((len(records), len(REDUCTIONS)), dtype=np.float64)
+        if self._library.tracer_summaries_f32(table.ctypes.data, len(records), results.ctypes.data, torch.get_num_threads()) != 0:
+            raise MemoryError("the native summary pass could not allocate its task table")
+        reduced = torch.from_numpy(results).to(out.dtype)
+        first = native_rows[0]
+        if native_rows == list(range(first, first + len(native_rows))):
+            out[first : first + len(native_rows)].copy_(reduced)
+        else:
+            out[native_rows] = reduced
+
+
+def _native(item: SummaryInput) -> bool:
+    """Whether the C pass takes this tensor: float32, on the CPU, every input contiguous and of its length."""
+    snapshot = item.snapshot
+    if snapshot.dtype != torch.float32 or snapshot.device.type != "cpu":
+        return False
+    return all(
+        t is None or (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() and t.numel() == snapshot.numel())
+        for t in (snapshot, item.theta_after, item.grad, item.v, item.s, item.previous_delta)
+    )
+
+
+def resolve_summary_pass(requested: str, distributed: bool) -> str:
+    """The pass a Recorder runs for ``requested`` (one of SUMMARY_PASSES): "native", "compiled" or "eager".
+
+    Raises TracerError for an unknown name, for "native" where the C library
+    cannot be built (saying why), and for "compiled" under torch.distributed
+    (a compiled chunk reduces every row of a results buffer; with shards some
+    rows are another rank's).
+    """
+    from tracer import native
+    from tracer.errors import TracerError
+
+    if requested not in SUMMARY_PASSES:
+        raise TracerError(f"invalid summary_pass {requested!r}; accepted: {', '.join(map(repr, SUMMARY_PASSES))}")
+    if requested == "compiled" and distributed:
+        raise TracerError("summary_pass='compiled' is single-process only; under torch.distributed use 'auto', 'native' or 'eager'")
+    if requested in ("auto", "native"):
+        if native.library() is not None:
+            return "native"
+        if requested == "native":
+            raise TracerError(f"summary_pass='native' cannot be built here ({native.failure()}); use 'auto' or 'eager'")
+        return "eager"
+    return requested

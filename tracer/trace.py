@@ -372,6 +372,7 @@ _META_SCHEMA: dict[str, tuple[Any, str]] = {
     "coordinates": (_is_names, "a list of coordinate names (strings)"),
     "summarized": (_is_names, "a list of parameter names (strings)"),
     "param_groups": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "summary_pass": (lambda v: v in ("native", "compiled", "eager"), '"native", "compiled" or "eager"'),
     "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                  "an object of version strings"),
 }

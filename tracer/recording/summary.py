@@ -46,7 +46,7 @@ from tracer.families import Family
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
-from tracer.summary_kernels import REDUCTIONS, FusedReducer, SummaryInput, reduce_eager, result_dtype
+from tracer.summary_kernels import REDUCTIONS, FusedReducer, NativeReducer, SummaryInput, reduce_eager, result_dtype
 from tracer.trace import SUMMARY_QUANTITIES
 
 @dataclass(frozen=True)
@@ -128,20 +128,23 @@ class _Pending:
 class SummaryReducer:
     """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
-    ``fused``: True compiles the reductions into one pass per chunk of
-    tensors (``tracer.summary_kernels.FusedReducer``), False (default) keeps
-    eager torch ops. ``sharding`` says what this rank reduces of each tensor
-    under torch.distributed; by default every tensor is whole and local.
+    ``summary_pass``: "native", "compiled" or "eager", the implementation of
+    the reductions (``tracer.summary_kernels``; a Recorder resolves "auto").
+    ``sharding`` says what this rank reduces of each tensor under
+    torch.distributed; by default every tensor is whole and local.
     """
 
     def __init__(
-        self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE, fused: bool = False
+        self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE, summary_pass: str = "eager"
     ) -> None:
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
         self._sharding = sharding
-        # The fused pass reduces every row of a results buffer; with shards some rows are another rank's.
-        self._fused = FusedReducer() if fused and sharding is WHOLE else None
+        # The compiled pass reduces every row of a results buffer; with shards some rows are another rank's.
+        assert summary_pass != "compiled" or sharding is WHOLE, "resolve_summary_pass refuses this"
+        self._pass = summary_pass
+        self._fused = FusedReducer() if summary_pass == "compiled" else None
+        self._native = NativeReducer() if summary_pass == "native" else None
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
         self._buffers: dict[int, _Buffers] = {}
         for p in summarized:
@@ -165,9 +168,11 @@ class SummaryReducer:
         self._held = [b for b in self._buffers.values() if b.held]
 
     @property
-    def fused(self) -> bool:
-        """Whether the reductions run as a compiled fused pass."""
-        return self._fused is not None and self._fused.fused
+    def summary_pass(self) -> str:
+        """The pass in use: "native", "compiled" or "eager" ("compiled" turns "eager" if compiling fails)."""
+        if self._fused is not None and not self._fused.fused:
+            return "eager"
+        return self._pass
 
     def snapshot(self) -> None:
         """Copy theta before the step (the pre-step hook), all tensors in one call."""
@@ -239,7 +244,9 @@ class SummaryReducer:
                     buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
         for key, items in inputs.items():
             rows = self._results[key]
-            if self._fused is not None:  # one process: items are every row, in order
+            if self._native is not None:
+                self._native(items, rows)
+            elif self._fused is not None:  # one process: items are every row, in order
                 self._fused([item for _, item in items], rows)
             else:
                 for row, item in items:

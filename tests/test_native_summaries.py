@@ -1,0 +1,181 @@
+"""The native summary pass (tracer/native/summaries.c): its definitions, its agreement with eager, its fallbacks.
+
+Its sums are float64 over exact float64 products in a fixed order, so they
+are checked against exact sums (math.fsum) to NATIVE_RTOL, and against the
+eager float32 reductions to the tolerances every pass shares. The C library
+is built once per machine into the user's cache (a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tracer import native
+from tracer.errors import TracerError
+from tracer.summary_kernels import (
+    FUSED_COSINE_ATOL,
+    FUSED_RTOL,
+    REDUCTIONS,
+    NativeReducer,
+    SummaryInput,
+    reduce_eager,
+    resolve_summary_pass,
+)
+
+# A float64 sum of n exact terms in any order is within n * 2^-53 relative of
+# the exact sum for terms of one sign; 8 lanes of up to 65536/8 terms, then
+# the lanes and the blocks: far below this for the sizes here.
+NATIVE_RTOL = 1e-12
+BLOCK = 65536  # summaries.c's: sizes around it cross block boundaries
+SIZES = [1, 7, 8, 9, 1000, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5]
+
+
+def _inputs(size: int, seed: int, *, grad=True, moments=True, previous=True, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    theta = torch.randn(size, generator=generator, dtype=dtype)
+    after = theta - 1e-3 * torch.randn(size, generator=generator, dtype=dtype)
+    g = torch.randn(size, generator=generator, dtype=dtype) if grad else None
+    v = torch.randn(size, generator=generator, dtype=dtype) if moments else None
+    s = torch.rand(size, generator=generator, dtype=dtype) if moments else None
+    prev = torch.randn(size, generator=generator, dtype=dtype) if previous else None
+    return theta, after, g, v, s, prev
+
+
+def _native(inputs, g_theta=0.0, out_dtype=torch.float64):
+    """Each (theta, after, g, v, s, prev) through one NativeReducer call: (delta, reductions) per input."""
+    snapshots = [theta.clone() for theta, *_ in inputs]
+    items = [(row, SummaryInput(snap, after, g, g_theta, v, s, prev)) for row, (snap, (_, after, g, v, s, prev)) in enumerate(zip(snapshots, inputs))]
+    out = torch.zeros(len(items), len(REDUCTIONS), dtype=out_dtype)
+    NativeReducer()(items, out)
+    return [(snap, dict(zip(REDUCTIONS, row))) for snap, row in zip(snapshots, out.tolist())]
+
+
+def _eager(theta, after, g, v, s, prev, g_theta=0.0):
+    snapshot, out = theta.clone(), torch.zeros(len(REDUCTIONS), dtype=torch.float64 if theta.dtype == torch.float64 else torch.float32)
+    reduce_eager(SummaryInput(snapshot, after, g, g_theta, v, s, prev), out)
+    return snapshot, dict(zip(REDUCTIONS, out.tolist()))
+
+
+def _fsum_products(a: torch.Tensor, b: torch.Tensor) -> float:
+    return math.fsum((a.double() * b.double()).tolist())  # float32 x float32 is exact in float64
+
+
+@pytest.fixture(autouse=True)
+def _library():
+    assert native.library() is not None, f"the native library should build on this machine: {native.failure()}"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_native_reductions_are_the_definitions(size):
+    theta, after, g, v, s, prev = inputs = _inputs(size, size)
+    [(delta, got)] = _native([inputs])
+    assert torch.equal(delta, theta - after)  # one float32 subtraction: bit for bit
+    assert got["delta_abs_max"] == delta.abs().max().item()
+    exact = {
+        "theta_sq": _fsum_products(theta, theta),
+        "delta_sq": _fsum_products(delta, delta),
+        "g_sq": _fsum_products(g, g),
+        "v_sq": _fsum_products(v, v),
+        "s_sq": _fsum_products(s, s),
+        "previous_sq": _fsum_products(prev, prev),
+    }
+    for name, value in exact.items():
+        assert math.isclose(got[name], value, rel_tol=NATIVE_RTOL), name
+    for name, (a, b) in {"g_dot_delta": (g, delta), "previous_dot_delta": (prev, delta)}.items():
+        scale = math.sqrt(_fsum_products(a, a) * _fsum_products(b, b))
+        assert abs(got[name] - _fsum_products(a, b)) <= NATIVE_RTOL * scale, name
+
+
+@pytest.mark.parametrize(
+    "options, g_theta",
+    [
+        (dict(), 0.0),
+        (dict(), -0.01),
+        (dict(moments=False), 0.0),
+        (dict(previous=False), 0.0),
+        (dict(grad=False, moments=False, previous=False), 0.0),
+    ],
+    ids=["adam-like", "weight decay in g", "no moments", "no previous delta", "no gradient"],
+)
+def test_native_agrees_with_eager(options, g_theta):
+    inputs = [_inputs(size, seed, **options) for seed, size in enumerate(SIZES)]
+    for (theta, after, g, v, s, prev), (native_delta, got) in zip(inputs, _native(inputs, g_theta, torch.float32)):
+        eager_delta, eager = _eager(theta, after, g, v, s, prev, g_theta)
+        assert torch.equal(native_delta, eager_delta)
+        present = ["theta_sq", "delta_sq"]
+        if g is not None:
+            present += ["g_sq"] + (["v_sq", "s_sq"] if v is not None else []) + (["previous_sq"] if prev is not None else [])
+            assert got["delta_abs_max"] == eager["delta_abs_max"]
+            for name, a, b in (("g_dot_delta", "g_sq", "delta_sq"), ("previous_dot_delta", "previous_sq", "delta_sq")):
+                if name == "previous_dot_delta" and prev is None:
+                    continue
+                assert abs(got[name] - eager[name]) <= FUSED_COSINE_ATOL * math.sqrt(eager[a] * eager[b]), name
+        for name in present:
+            assert math.isclose(got[name], eager[name], rel_tol=FUSED_RTOL), name
+
+
+def test_native_sums_do_not_depend_on_the_thread_count():
+    inputs = [_inputs(size, seed) for seed, size in enumerate(SIZES)]
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 3, 8):
+            torch.set_num_threads(count)
+            results.append(_native(inputs, 0.01))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for (delta_a, a), (delta_b, b) in zip(results[0], other):
+            assert torch.equal(delta_a, delta_b) and a == b  # bit for bit
+
+
+def test_a_nan_in_delta_makes_its_sums_and_its_largest_value_nan():
+    theta, after, g, v, s, prev = inputs = _inputs(BLOCK + 3, 0)
+    after[BLOCK + 1] = float("nan")
+    [(delta, got)] = _native([inputs])
+    assert math.isnan(got["delta_sq"]) and math.isnan(got["delta_abs_max"]) and math.isnan(got["g_dot_delta"])
+    assert not math.isnan(got["theta_sq"])
+
+
+def test_tensors_the_c_pass_does_not_take_go_the_eager_way_with_the_eager_numbers():
+    float64 = _inputs(300, 1, dtype=torch.float64)
+    strided_theta, *rest = _inputs(600, 2)
+    strided = (strided_theta[::2], *(t[::2] for t in rest))
+    for inputs in (float64, strided):
+        [(delta, got)] = _native([inputs], out_dtype=torch.float64 if inputs[0].dtype == torch.float64 else torch.float32)
+        eager_delta, eager = _eager(*inputs)
+        assert torch.equal(delta, eager_delta) and got == eager
+
+
+def test_auto_is_native_where_it_builds_and_eager_where_it_cannot(monkeypatch):
+    assert resolve_summary_pass("auto", distributed=False) == "native"
+    monkeypatch.setenv("TRACER_NATIVE", "0")
+    native.library.cache_clear()
+    try:
+        assert resolve_summary_pass("auto", distributed=False) == "eager"
+        with pytest.raises(TracerError, match=r"summary_pass='native' cannot be built here \(TRACER_NATIVE=0\); use 'auto' or 'eager'"):
+            resolve_summary_pass("native", distributed=False)
+    finally:
+        native.library.cache_clear()
+
+
+def test_a_failing_compiler_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "false")  # exits 1, prints nothing: the build fails
+    monkeypatch.setenv("TRACER_CACHE_DIR", str(tmp_path))
+    native.library.cache_clear()
+    try:
+        assert native.library() is None
+        assert native.failure().startswith("RuntimeError: false failed")
+        assert list(tmp_path.iterdir()) == []  # nothing half-built left behind
+    finally:
+        native.library.cache_clear()
+
+
+def test_compiled_is_refused_under_distributed_and_unknown_passes_are_refused():
+    with pytest.raises(TracerError, match="summary_pass='compiled' is single-process only"):
+        resolve_summary_pass("compiled", distributed=True)
+    with pytest.raises(TracerError, match=r"invalid summary_pass 'fused'; accepted: 'auto', 'native', 'compiled', 'eager'"):
+        resolve_summary_pass("fused", distributed=False)

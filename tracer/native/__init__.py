@@ -1,0 +1,128 @@
+"""C kernels built on first use with the machine's C compiler and loaded through ctypes.
+
+Why C and ctypes: the summary pass must read each parameter's arrays once
+(``summaries.c`` says what it computes and why its sums are the same on every
+machine). torch's eager ops take about ten passes and ``torch.compile``'s
+loops four per tensor plus a fixed cost per call; a forty-line C loop does it
+in one, and built without torch's headers it compiles in well under a second
+with no build tool beyond ``cc``. ctypes releases the GIL during the call.
+
+The shared library is cached under ``$TRACER_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/tracer``, else ``~/.cache/tracer``), named by a hash of the
+source, the flags, the compiler's version and this CPU (``-march=native``
+code must not run on another CPU sharing the cache). Set ``TRACER_NATIVE=0``
+to never build or load it. Where it cannot be built (no compiler, a
+read-only cache and temp dir) ``library()`` returns None and ``failure()``
+says why; callers fall back to torch ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("summaries.c")
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread"]
+
+ITEM = np.dtype(
+    [
+        ("length", np.int64),
+        ("snapshot", np.uint64),
+        ("after", np.uint64),
+        ("grad", np.uint64),
+        ("v", np.uint64),
+        ("s", np.uint64),
+        ("previous", np.uint64),
+        ("g_theta", np.float64),
+    ]
+)
+"""The C ``item_t``: a tensor's length, its six arrays' addresses (0: absent) and g_theta."""
+
+_failure: str | None = None
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu() -> str:
+    """What identifies this CPU's instruction set: the model and the flags lines of /proc/cpuinfo."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(dict.fromkeys(wanted))
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("TRACER_CACHE_DIR"):
+        return Path(os.environ["TRACER_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tracer"
+
+
+def _build(compiler: str) -> Path:
+    """The shared library's path, compiling it first if this source, compiler and CPU have none yet."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu()]).encode()).hexdigest()[:16]
+    for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "tracer-native"):
+        target = directory / f"summaries-{key}.so"
+        if target.exists():
+            return target
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # Compiled beside the target under a unique name, then renamed: a concurrent
+            # process sees the whole library or none.
+            handle, partial = tempfile.mkstemp(suffix=".so.partial", dir=directory)
+            os.close(handle)
+        except OSError:
+            continue
+        try:
+            result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:300]}")
+            os.replace(partial, target)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        return target
+    raise RuntimeError(f"no writable cache directory ({_cache_dir()} or the temp dir)")
+
+
+@lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None where they cannot be built here (``failure()`` says why)."""
+    global _failure
+    if os.environ.get("TRACER_NATIVE", "1") == "0":
+        _failure = "TRACER_NATIVE=0"
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        _failure = "no C compiler (cc, gcc or clang) on PATH"
+        return None
+    try:
+        loaded = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        _failure = f"{type(error).__name__}: {error}"
+        return None
+    loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+    loaded.tracer_summaries_f32.restype = ctypes.c_int
+    return loaded
+
+
+def failure() -> str | None:
+    """Why ``library()`` is None (after it was called); None when it loaded."""
+    return _failure
