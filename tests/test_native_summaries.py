@@ -1,7 +1,8 @@
 """The native summary pass (tracer/native/summaries.c): its definitions, its agreement with eager, its fallbacks.
 
-Its sums are float64 over exact float64 products in a fixed order, so they
-are checked against exact sums (math.fsum) to NATIVE_RTOL, and against the
+Its sums are float32 lanes of at most 64 terms, then float64, in a fixed
+order (tracer/native/reductions.h), so they are checked against exact sums
+(math.fsum) to the bound that order guarantees, NATIVE_RTOL, and against the
 eager float32 reductions to the tolerances every pass shares. The C library
 is built once per machine into the user's cache (a fraction of a second).
 """
@@ -25,10 +26,11 @@ from tracer.summary_kernels import (
     resolve_summary_pass,
 )
 
-# A float64 sum of n exact terms in any order is within n * 2^-53 relative of
-# the exact sum for terms of one sign; 8 lanes of up to 65536/8 terms, then
-# the lanes and the blocks: far below this for the sizes here.
-NATIVE_RTOL = 1e-12
+# A float32 lane sums at most CHUNK / LANES = 64 products, each rounded once by
+# an FMA: for terms of one sign that is within 64 * 2^-24 (3.8e-6) relative
+# of the exact sum, and the float64 sums after it add nothing visible. A dot
+# product's error is within the same bound times sum |a_i b_i| <= |a| |b|.
+NATIVE_RTOL = 64 * 2.0**-24
 BLOCK = 65536  # summaries.c's: sizes around it cross block boundaries
 SIZES = [1, 7, 8, 9, 1000, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5]
 

@@ -440,7 +440,9 @@ class Recorder:
             return None
         if self._role == "record":
             self._full.snapshot()
-        self._summary.snapshot()
+            self._summary.snapshot(optimizer)  # a fused tracer.optim.Adam may reduce in its own pass
+        else:
+            self._summary.snapshot()
         self._closure_loss = None
         # args is (optimizer, closure?) as step() was called.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)

@@ -1,8 +1,9 @@
 """C kernels built on first use with the machine's C compiler and loaded through ctypes.
 
 Why C and ctypes: the summary pass must read each parameter's arrays once
-(``summaries.c`` says what it computes and why its sums are the same on every
-machine). torch's eager ops take about ten passes and ``torch.compile``'s
+(``summaries.c`` says what it computes, ``reductions.h`` why its sums are the
+same on every machine); ``steps.c`` is Adam's update in one pass, with those
+reductions in the same pass when traced. torch's eager ops take about ten passes and ``torch.compile``'s
 loops four per tensor plus a fixed cost per call; a forty-line C loop does it
 in one, and built without torch's headers it compiles in well under a second
 with no build tool beyond ``cc``. ctypes releases the GIL during the call.
@@ -30,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCE = Path(__file__).with_name("summaries.c")
+HERE = Path(__file__).parent
+SOURCES = [HERE / "summaries.c", HERE / "steps.c"]
+HEADERS = [HERE / "reductions.h"]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread"]
 
 ITEM = np.dtype(
@@ -45,7 +48,33 @@ ITEM = np.dtype(
         ("g_theta", np.float64),
     ]
 )
-"""The C ``item_t``: a tensor's length, its six arrays' addresses (0: absent) and g_theta."""
+"""summaries.c's ``item_t``: a tensor's length, its six arrays' addresses (0: absent) and g_theta."""
+
+ADAM_ITEM = np.dtype(
+    [
+        ("length", np.int64),
+        ("param", np.uint64),
+        ("exp_avg", np.uint64),
+        ("exp_avg_sq", np.uint64),
+        ("max_exp_avg_sq", np.uint64),
+        ("grad", np.uint64),
+        ("delta", np.uint64),
+        ("previous", np.uint64),
+        ("results", np.uint64),
+        ("g_theta", np.float64),
+        ("sign", np.float32),
+        ("decay", np.float32),
+        ("weight_decay", np.float32),
+        ("lerp_weight", np.float32),
+        ("beta2", np.float32),
+        ("one_minus_beta2", np.float32),
+        ("bias_correction2_sqrt", np.float32),
+        ("eps", np.float32),
+        ("neg_step_size", np.float32),
+    ],
+    align=True,
+)
+"""steps.c's ``adam_item_t``: a tensor's arrays (0: absent), where its reductions go (0: untraced) and its scalars."""
 
 _failure: str | None = None
 
@@ -77,9 +106,10 @@ def _cache_dir() -> Path:
 def _build(compiler: str) -> Path:
     """The shared library's path, compiling it first if this source, compiler and CPU have none yet."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu()]).encode()).hexdigest()[:16]
+    texts = [path.read_text() for path in SOURCES + HEADERS]
+    key = hashlib.sha256("\0".join([*texts, " ".join(FLAGS), version, _cpu()]).encode()).hexdigest()[:16]
     for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "tracer-native"):
-        target = directory / f"summaries-{key}.so"
+        target = directory / f"kernels-{key}.so"
         if target.exists():
             return target
         try:
@@ -91,7 +121,7 @@ def _build(compiler: str) -> Path:
         except OSError:
             continue
         try:
-            result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True)
+            result = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", partial], capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:300]}")
             os.replace(partial, target)
@@ -120,6 +150,8 @@ def library() -> ctypes.CDLL | None:
         return None
     loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     loaded.tracer_summaries_f32.restype = ctypes.c_int
+    loaded.tracer_adam_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    loaded.tracer_adam_f32.restype = ctypes.c_int
     return loaded
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
+from tracer.native.adam import AdamScalars, InStepSummaries, adam_native, native_tensors
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
@@ -18,7 +19,7 @@ from tracer.optim._common import (
     restore_defaults,
 )
 
-__all__ = ["Adam", "AdamW", "adam_update"]
+__all__ = ["Adam", "AdamW", "adam_update", "native_pass_takes"]
 
 
 class Adam(torch.optim.Optimizer):
@@ -68,6 +69,22 @@ class Adam(torch.optim.Optimizer):
             (theta <- theta (1 - lr lambda), AdamW) instead of adding lambda
             theta to the gradient, which Adam would then rescale
             (default: False).
+        fused: update every float32 CPU tensor of the group in one native
+            pass over memory (``tracer/native/steps.c``: the same
+            operations in the same order, each rounded once, on torch's
+            thread count), as torch's ``fused=True`` does; other tensors
+            take the arithmetic above. It agrees with torch within a few
+            float32 ulps (torch's kernels fuse some multiply-adds, and which
+            depends on the CPU). A Recorder at summary granularity then
+            computes its summaries inside this pass (``in_step_summaries``)
+            instead of a snapshot before the step and a pass after it.
+            Raises RuntimeError where the native kernels cannot be built
+            (no C compiler). Default: False.
+
+    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.adam)
+    a Recorder sets for one step: the native pass then also writes delta and
+    the summary reductions of the parameters it names. Ignored without
+    ``fused``.
 
     State per parameter (torch's keys): ``step`` (a 0-d float32 CPU tensor),
     ``exp_avg`` (v), ``exp_avg_sq`` (s), ``max_exp_avg_sq`` (if amsgrad).
@@ -92,8 +109,14 @@ class Adam(torch.optim.Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        fused: bool = False,
     ) -> None:
         check_learning_rate(lr)
+        if fused:
+            from tracer import native
+
+            if native.library() is None:
+                raise RuntimeError(f"fused=True needs the native kernels, which cannot be built here ({native.failure()}); use fused=False")
         check_non_negative(eps, "epsilon value", "eps")
         for index, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
@@ -117,19 +140,25 @@ class Adam(torch.optim.Optimizer):
             "amsgrad": amsgrad,
             "maximize": maximize,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "fused": fused,
         }
         super().__init__(params, defaults)
+        self.in_step_summaries: InStepSummaries | None = None
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         restore_defaults(
-            self, {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}
+            self, {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False, "fused": False}
         )
+        self.__dict__.setdefault("in_step_summaries", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Update every parameter that has a gradient; return the closure's loss, if any."""
+        # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
+        request, self.in_step_summaries = self.in_step_summaries, None
         loss = evaluate_closure(closure)
+        batch = _NativeBatch()  # the fused groups' tensors, updated together after the loop
 
         for group in self.param_groups:
             params = list(params_with_grad(group, type(self).__name__))
@@ -149,6 +178,9 @@ class Adam(torch.optim.Optimizer):
             beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
             for param in params:
                 state = self.state[param]
+                if native_pass_takes(group, param, state):
+                    batch.add(param, state, group, lr, beta1, beta2)
+                    continue
                 adam_update(
                     param,
                     param.grad,
@@ -165,6 +197,7 @@ class Adam(torch.optim.Optimizer):
                     maximize=group["maximize"],
                     decoupled_weight_decay=group["decoupled_weight_decay"],
                 )
+        batch.run(request)
         return loss
 
 
@@ -187,6 +220,7 @@ class AdamW(Adam):
         amsgrad: the AMSGrad variant (default: False).
         maximize: maximize the objective instead of minimizing it
             (default: False).
+        fused: one native pass per step, as :class:`Adam`'s (default: False).
 
     References:
         Loshchilov and Hutter (2019), "Decoupled Weight Decay Regularization",
@@ -203,6 +237,7 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -213,6 +248,7 @@ class AdamW(Adam):
             amsgrad,
             maximize=maximize,
             decoupled_weight_decay=True,
+            fused=fused,
         )
 
     def __setstate__(self, state: dict) -> None:
@@ -285,3 +321,44 @@ def adam_update(
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
 
     param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def native_pass_takes(group: dict, param: Tensor, state: dict) -> bool:
+    """Whether a fused step updates ``param`` in the native pass (float32 CPU tensors with a dense gradient)."""
+    return bool(group.get("fused")) and param.grad is not None and native_tensors(
+        param, param.grad, state.get("exp_avg"), state.get("exp_avg_sq"), state.get("max_exp_avg_sq")
+    )
+
+
+class _NativeBatch:
+    """The tensors of one step that the native pass updates, collected across groups for one call."""
+
+    def __init__(self) -> None:
+        self.params: list[Tensor] = []
+        self.states: list[dict] = []
+        self.options: list[tuple] = []
+
+    def add(self, param: Tensor, state: dict, group: dict, lr, beta1, beta2) -> None:
+        self.params.append(param)
+        self.states.append(state)
+        self.options.append((float(lr), float(beta1), float(beta2), group))
+
+    def run(self, request: InStepSummaries | None) -> None:
+        if not self.params:
+            return
+        steps = [state["step"] for state in self.states]
+        torch._foreach_add_(steps, 1)
+        scalars = [
+            AdamScalars(lr, beta1, beta2, group["eps"], group["weight_decay"], group["decoupled_weight_decay"],
+                        group["maximize"], step.item())
+            for (lr, beta1, beta2, group), step in zip(self.options, steps)
+        ]
+        adam_native(
+            self.params,
+            [param.grad for param in self.params],
+            [state["exp_avg"] for state in self.states],
+            [state["exp_avg_sq"] for state in self.states],
+            [state.get("max_exp_avg_sq") for state in self.states],
+            scalars,
+            request,
+        )

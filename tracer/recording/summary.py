@@ -23,6 +23,13 @@ the identities, zeros) and combines the ranks' partial reductions with one
 all-gather per update; that read is synchronous, and the fused pass is not
 used there.
 
+Inside the optimizer: with the native pass, a ``tracer.optim.Adam(fused=True)``
+computes the reductions of the tensors its native pass updates inside that
+pass (``snapshot(optimizer)`` hands it an ``InStepSummaries`` request: delta
+goes into the snapshot buffer, the previous delta is read from its buffer).
+No snapshot is taken for them and no pass runs after the step; the numbers
+are the native pass's, bit for bit (the same C reductions of the same values).
+
 ``cos_d_prev`` is the cosine between this update's d and the tensor's d at
 the update before. Recording every update, that is the last update that
 moved the tensor. Recording every k-th update (``Recorder(every=k)``), the
@@ -39,10 +46,12 @@ import math
 from dataclasses import dataclass, fields
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from tracer.families import Family
+from tracer.native.adam import InStepSummaries, SummaryTarget
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
@@ -166,6 +175,10 @@ class SummaryReducer:
         ]
         self._turn = 0
         self._held = [b for b in self._buffers.values() if b.held]
+        # The optimizer's pass may reduce whole, purely summarised tensors (a partly full one's
+        # snapshot is read by the full reader as theta before the step).
+        self._in_step = summary_pass == "native" and sharding is WHOLE
+        self._request: InStepSummaries | None = None
 
     @property
     def summary_pass(self) -> str:
@@ -174,12 +187,41 @@ class SummaryReducer:
             return "eager"
         return self._pass
 
-    def snapshot(self) -> None:
-        """Copy theta before the step (the pre-step hook), all tensors in one call."""
-        if self._held:
-            torch._foreach_copy_(
-                [b.snapshot for b in self._held], [self._sharding.piece(b.parameter.tensor) for b in self._held]
-            )
+    def snapshot(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Before the step (the pre-step hook): theta of every tensor copied, all in one call.
+
+        Given the optimizer of a recorded update, a fused ``tracer.optim.Adam``
+        is asked to reduce the tensors its native pass takes inside that pass
+        instead; only the others are copied.
+        """
+        held = self._held
+        self._request = self._ask_in_step(optimizer) if optimizer is not None and self._in_step else None
+        if self._request is not None:
+            held = [b for b in held if id(b.parameter.tensor) not in self._request.targets]
+        if held:
+            torch._foreach_copy_([b.snapshot for b in held], [self._sharding.piece(b.parameter.tensor) for b in held])
+
+    def _ask_in_step(self, optimizer: torch.optim.Optimizer) -> InStepSummaries | None:
+        """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself."""
+        from tracer.optim.adam import Adam, native_pass_takes
+
+        if not isinstance(optimizer, Adam):
+            return None
+        targets: dict[int, SummaryTarget] = {}
+        for group, members in zip(optimizer.param_groups, self._by_group):
+            if not group.get("fused"):
+                continue
+            sign, weight_decay = gradient_convention(group)
+            for parameter in members:
+                tensor = parameter.tensor
+                if parameter.full or not native_pass_takes(group, tensor, optimizer.state.get(tensor, {})):
+                    continue
+                buffers = self._buffers[parameter.index]
+                targets[id(tensor)] = SummaryTarget(buffers.snapshot, buffers.previous_delta, sign * weight_decay)
+        if not targets:
+            return None
+        optimizer.in_step_summaries = request = InStepSummaries(targets)
+        return request
 
     def snapshots(self) -> dict[int, Tensor]:
         """theta before the step per summarised parameter (by index); valid until ``summarize``."""
@@ -205,6 +247,7 @@ class SummaryReducer:
         # Per results buffer: (its row, what that row's reductions read), for the tensors this rank holds.
         inputs: dict[tuple[torch.device, torch.dtype], list[tuple[int, SummaryInput]]] = {key: [] for key in self._results}
         pending: list[_Pending] = []
+        in_step: list[tuple[tuple[torch.device, torch.dtype], int, np.ndarray]] = []  # reduced by the optimizer
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
             if not members:
                 continue
@@ -225,6 +268,12 @@ class SummaryReducer:
                 if has_grad and lr > 0:  # d measured: this delta is the next update's previous one
                     buffers.has_previous = True
                 if not buffers.held:
+                    continue
+                reduced = self._taken_in_step(parameter, buffers)
+                if reduced is not None:
+                    in_step.append((buffers.key, buffers.row, reduced))
+                    if has_grad and lr > 0:
+                        buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
                     continue
                 state = self._sharding.state(optimizer, parameter.tensor) if has_grad else None
                 v = self._sharding.piece(state_tensor(state, v_key)) if has_v and state is not None else None
@@ -251,6 +300,9 @@ class SummaryReducer:
             else:
                 for row, item in items:
                     reduce_eager(item, rows[row])
+        if in_step:
+            self._store_in_step(in_step)
+        self._request = None
         if self._sharding is not WHOLE:
             # Across ranks: one all-gather of every buffer's partials, read at once.
             return PendingSummaries(None, None, pending, self._sharding.read(self._results, REDUCTIONS))
@@ -263,6 +315,28 @@ class SummaryReducer:
                 event = torch.cuda.Event()
                 event.record()
         return PendingSummaries(host, event, pending)
+
+    def _taken_in_step(self, parameter: TracedParameter, buffers: _Buffers) -> np.ndarray | None:
+        """The reductions the optimizer's pass made of this parameter at this step, or None.
+
+        A parameter asked for but not updated (no gradient) was not copied
+        before the step either: theta did not move, so it is copied now and
+        reduced like the others (delta = 0).
+        """
+        request = self._request
+        if request is None or id(parameter.tensor) not in request.targets:
+            return None
+        reduced = request.results.get(id(parameter.tensor))
+        if reduced is None:
+            buffers.snapshot.copy_(parameter.tensor)
+        return reduced
+
+    def _store_in_step(self, in_step: list[tuple[tuple[torch.device, torch.dtype], int, np.ndarray]]) -> None:
+        """The optimizer's float64 reductions into the results buffers, rounded as the native pass rounds them."""
+        for key in {key for key, _, _ in in_step}:
+            rows = [row for k, row, _ in in_step if k == key]
+            values = torch.from_numpy(np.stack([reduced for k, _, reduced in in_step if k == key]))
+            self._results[key][rows] = values.to(self._results[key].dtype)
 
     def summarize(
         self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]

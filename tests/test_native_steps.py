@@ -1,0 +1,153 @@
+"""tracer.optim.Adam(fused=True): one native pass per step (tracer/native/steps.c), traced inside that pass.
+
+Speed is measured in benchmarks/bench_recorder.py, not here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from tracer import Recorder, load_trace, native
+from tracer.optim import Adam, AdamW
+from tracer.recording.summary import SummaryReducer
+from tracer.testing import assert_optimizers_match
+
+# The native pass rounds every operation once; torch's kernels fuse some
+# multiply-adds (which ones depends on the CPU), so the two differ in the last
+# bits and the differences carry over from step to step. Measured over the
+# configurations below, 25 updates: at most 4 ulps (of max(|reference|, 1))
+# against torch's for-loop and fused Adam and AdamW. The tolerance is the one
+# torch's own fused variants get in tests/test_optim_equivalence.py.
+FUSED_ULPS = 64
+CONFIGS = [
+    {"lr": 0.01},
+    {"lr": 0.01, "weight_decay": 0.1},
+    {"lr": 0.01, "amsgrad": True},
+    {"lr": 0.01, "maximize": True},
+    {"lr": 0.3, "betas": (0.6, 0.9), "eps": 1e-3},
+]
+
+
+@pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)], ids=["adam", "adamw"])
+@pytest.mark.parametrize("torch_fused", [True, None], ids=["torch-fused", "torch-for-loop"])
+def test_fused_adam_agrees_with_torch_within_tolerance(ours, theirs, torch_fused):
+    assert_optimizers_match(
+        functools.partial(ours, fused=True),
+        functools.partial(theirs, fused=torch_fused),
+        configs=CONFIGS,
+        dtypes=(torch.float32,),
+        ulps=FUSED_ULPS,
+    )
+
+
+def _train(make, shapes, steps, *, seed=0, no_grad_every=0, path=None, recorder_options=None):
+    """Seeded gradients into an optimizer over fresh parameters; the parameters after ``steps`` updates."""
+    generator = torch.Generator().manual_seed(seed)
+    params = [torch.randn(shape, generator=generator).requires_grad_() for shape in shapes]
+    optimizer = make(params)
+    recorder = Recorder(optimizer, path, **(recorder_options or {})) if path is not None else None
+    if recorder is not None:
+        recorder.start()
+    for update in range(steps):
+        for i, p in enumerate(params):
+            skip = no_grad_every and i == len(params) - 1 and update % no_grad_every == 0
+            p.grad = None if skip else torch.randn(p.shape, generator=generator)
+        optimizer.step()
+    if recorder is not None:
+        recorder.close()
+    return [p.detach() for p in params]
+
+
+def test_the_pass_does_not_depend_on_the_thread_count():
+    make = lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True)  # noqa: E731
+    shapes = [(3 * 65536 + 7,), (5, 3)]
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append(_train(make, shapes, 5))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for other in results[1:] for a, b in zip(results[0], other))
+
+
+def test_tensors_the_native_pass_does_not_take_get_the_for_loop_arithmetic():
+    generator = torch.Generator().manual_seed(3)
+    double = [torch.randn(6, dtype=torch.float64, generator=generator).requires_grad_() for _ in range(2)]
+    copies = [p.detach().clone().requires_grad_() for p in double]
+    fused, plain = Adam(double, lr=0.1, fused=True), Adam(copies, lr=0.1)
+    for _ in range(4):
+        for a, b in zip(double, copies):
+            a.grad = torch.randn(6, dtype=torch.float64, generator=generator)
+            b.grad = a.grad.clone()
+        fused.step(), plain.step()
+    assert all(torch.equal(a, b) for a, b in zip(double, copies))
+
+
+SHAPES = [(300, 7), (70_000,), (40,), (5,)]
+SUMMARY = {"granularity": "summary"}
+
+
+def _without_in_step(monkeypatch):
+    monkeypatch.setattr(SummaryReducer, "_ask_in_step", lambda self, optimizer: None)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda params: Adam(params, lr=0.01, fused=True),
+        lambda params: AdamW(params, lr=0.01, weight_decay=0.1, fused=True, amsgrad=True),
+        lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True, maximize=True),
+    ],
+    ids=["adam", "adamw amsgrad", "adam l2 maximize"],
+)
+@pytest.mark.parametrize("options", [SUMMARY, {**SUMMARY, "every": 3}, {"full": ["p2"]}], ids=["every update", "every 3rd", "one tensor full"])
+def test_summaries_inside_the_step_equal_the_native_pass_after_it_bit_for_bit(tmp_path, monkeypatch, make, options):
+    untraced = _train(make, SHAPES, 12, no_grad_every=3)
+    inside = _train(make, SHAPES, 12, no_grad_every=3, path=tmp_path / "inside.trace.csv", recorder_options=options)
+    _without_in_step(monkeypatch)
+    after = _train(make, SHAPES, 12, no_grad_every=3, path=tmp_path / "after.trace.csv", recorder_options=options)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(untraced, inside, after))  # tracing only reads
+    a, b = load_trace(tmp_path / "inside.trace.csv"), load_trace(tmp_path / "after.trace.csv")
+    assert a.meta["summary_pass"] == b.meta["summary_pass"] == "native" and a.columns == b.columns and len(a) == len(b)
+    for column in a.columns:
+        assert np.array_equal(a[column], b[column], equal_nan=True), column
+
+
+def test_the_step_computes_the_summaries_itself(tmp_path, monkeypatch):
+    """No snapshot of the tensors it reduces, and their reductions come from the step's request."""
+    stored: list[int] = []
+    original = SummaryReducer._store_in_step
+    monkeypatch.setattr(SummaryReducer, "_store_in_step", lambda self, rows: (stored.append(len(rows)), original(self, rows))[1])
+    _train(lambda params: Adam(params, lr=0.01, fused=True), SHAPES, 6, no_grad_every=3, path=tmp_path / "t.trace.csv", recorder_options=SUMMARY)
+    # Four tensors; the last has no gradient at updates 1 and 4 and is then reduced after the step.
+    assert stored == [3, 4, 4, 3, 4, 4]
+
+
+def test_a_request_lasts_one_step_even_when_the_closure_fails(tmp_path):
+    params = [torch.randn(20).requires_grad_()]
+    params[0].grad = torch.randn(20)
+    optimizer = Adam(params, lr=0.01, fused=True)
+    with pytest.raises(RuntimeError, match="closure failed"):
+        with Recorder(optimizer, tmp_path / "t.trace.csv", granularity="summary"):
+
+            def closure():
+                raise RuntimeError("closure failed")
+
+            optimizer.step(closure)
+    assert optimizer.in_step_summaries is None
+
+
+def test_fused_is_refused_where_the_native_kernels_cannot_be_built(monkeypatch):
+    monkeypatch.setenv("TRACER_NATIVE", "0")
+    native.library.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"fused=True needs the native kernels, which cannot be built here \(TRACER_NATIVE=0\); use fused=False"):
+            Adam([torch.zeros(3, requires_grad=True)], fused=True)
+    finally:
+        native.library.cache_clear()

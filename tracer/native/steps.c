@@ -1,0 +1,129 @@
+/* Adam's update of many float32 tensors in one pass over memory, and, when
+ * traced, the summary reductions of that update in the same pass.
+ *
+ * Per element, in float32, the operations and order of torch's for-loop Adam
+ * (tracer/optim/adam.py says what each line means):
+ *
+ *   g = sign * grad                                   (sign = -1 to maximize)
+ *   theta = theta * decay                             (decay = 1 - lr * wd, decoupled; else 1)
+ *   g = g + wd * theta                                (L2 weight decay only)
+ *   v = w < 0.5 ? v + w * (g - v) : g - (g - v) * (1 - w)   (torch's lerp, w = 1 - b1)
+ *   s = s * b2;  s = s + ((1 - b2) * g) * g
+ *   s_max = max(s_max, s)                             (amsgrad: the denominator's s)
+ *   denom = sqrt(s) / sqrt(1 - b2^t) + eps
+ *   theta = theta + (-lr / (1 - b1^t) * v) / denom
+ *
+ * Every operation is one IEEE rounding (no contraction into FMAs:
+ * -ffp-contract=off), so the result is the same on every machine; torch's
+ * vectorised kernels may fuse some of these (its lerp does on AVX2), so the
+ * two differ by a few ulps (tests/test_native_steps.py measures it).
+ *
+ * Traced (the item's results is not NULL): also delta = theta_before -
+ * theta_after, written to `delta`, and the nine reductions of reductions.h
+ * over theta_before, delta, grad (g_theta: the recorder's convention), v, s
+ * and the previous delta: the numbers the summary pass outside the optimizer
+ * would compute from the same values, bit for bit, without the snapshot
+ * before the step and the second pass after it.
+ */
+
+#include "reductions.h"
+
+typedef struct {
+    int64_t length;
+    float *param, *exp_avg, *exp_avg_sq, *max_exp_avg_sq; /* max_exp_avg_sq: amsgrad only, else NULL */
+    const float *grad;
+    float *delta;          /* traced: delta out; else NULL */
+    const float *previous; /* traced: the previous delta, or NULL */
+    double *results;       /* traced: REDUCTIONS doubles out; else NULL */
+    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+    float sign, decay, weight_decay, lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
+} adam_item_t;
+
+enum { L2 = 32, AMSGRAD = 64, TRACED = 128 };
+
+static inline __attribute__((always_inline)) void adam_block(
+    const adam_item_t *item, int64_t begin, int64_t end, int flags, double *out)
+{
+    lanes_t acc = {0}; /* chunk sums are zeroed by accumulate_chunk */
+    float theta_before[CHUNK];
+    const float sign = item->sign, decay = item->decay, weight_decay = item->weight_decay;
+    const float w = item->lerp_weight, one_minus_w = 1.0f - w, beta2 = item->beta2, one_minus_beta2 = item->one_minus_beta2;
+    const float bias_correction2_sqrt = item->bias_correction2_sqrt, eps = item->eps, neg_step_size = item->neg_step_size;
+    const int small_weight = w < 0.5f;
+    for (int64_t first = begin; first < end; first += CHUNK) {
+        const int64_t n = end - first < CHUNK ? end - first : CHUNK;
+        float *param = item->param + first, *exp_avg = item->exp_avg + first, *exp_avg_sq = item->exp_avg_sq + first;
+        float *max_exp_avg_sq = item->max_exp_avg_sq ? item->max_exp_avg_sq + first : 0;
+        float *delta = item->delta ? item->delta + first : 0;
+        const float *grad = item->grad + first;
+        for (int64_t j = 0; j < n; j++) {
+            const float before = param[j];
+            float g = sign * grad[j];
+            float theta = before * decay;
+            if (flags & L2) g = g + weight_decay * theta;
+            const float difference = g - exp_avg[j];
+            const float v = small_weight ? exp_avg[j] + w * difference : g - difference * one_minus_w;
+            const float s = exp_avg_sq[j] * beta2 + (one_minus_beta2 * g) * g;
+            float s_denominator = s;
+            if (flags & AMSGRAD) {
+                const float largest = max_exp_avg_sq[j];
+                s_denominator = (largest > s || isnan(largest)) ? largest : s;
+                max_exp_avg_sq[j] = s_denominator;
+            }
+            const float denominator = sqrtf(s_denominator) / bias_correction2_sqrt + eps;
+            theta = theta + (neg_step_size * v) / denominator;
+            param[j] = theta;
+            exp_avg[j] = v;
+            exp_avg_sq[j] = s;
+            if (flags & TRACED) {
+                theta_before[j] = before;
+                delta[j] = before - theta;
+            }
+        }
+        if (flags & TRACED) {
+            accumulate_chunk(&acc, (flags & (HAS_PREVIOUS | HAS_G_THETA)) | HAS_GRAD | HAS_V | HAS_S, n, theta_before,
+                             delta, grad, (float)item->g_theta, exp_avg, exp_avg_sq,
+                             (flags & HAS_PREVIOUS) ? item->previous + first : 0);
+        }
+    }
+    if (flags & TRACED) finish_block(&acc, out);
+}
+
+#define CASE(f) case f: adam_block(item, begin, end, f, partial); break;
+
+static void adam_any_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial)
+{
+    const adam_item_t *item = (const adam_item_t *)items + index;
+    int flags = (item->weight_decay != 0.0f ? L2 : 0) | (item->max_exp_avg_sq ? AMSGRAD : 0);
+    if (item->results) {
+        flags |= TRACED | (item->previous ? HAS_PREVIOUS : 0) | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
+    }
+    switch (flags) {
+        CASE(0) CASE(32) CASE(64) CASE(96)
+        CASE(128) CASE(136) CASE(144) CASE(152)
+        CASE(160) CASE(168) CASE(176) CASE(184)
+        CASE(192) CASE(200) CASE(208) CASE(216)
+        CASE(224) CASE(232) CASE(240) CASE(248)
+    }
+}
+
+/* Adam's update of items[0..count), on up to `threads` threads; each traced
+ * item's reductions into its `results`. Returns 0, or -1 when memory could
+ * not be had (nothing was updated then). */
+int tracer_adam_f32(const adam_item_t *items, int64_t count, int threads)
+{
+    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
+    double *out = malloc(sizeof(double) * (count * REDUCTIONS + 1));
+    if (!lengths || !out) { free(lengths); free(out); return -1; }
+    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
+    const int status = run_blocked(items, lengths, count, adam_any_block, out, threads);
+    if (status == 0) {
+        for (int64_t n = 0; n < count; n++) {
+            if (items[n].results) {
+                for (int r = 0; r < REDUCTIONS; r++) items[n].results[r] = out[n * REDUCTIONS + r];
+            }
+        }
+    }
+    free(lengths); free(out);
+    return status;
+}
