@@ -7,15 +7,21 @@ Run from the repository root::
 
 1. Summary granularity on a 10M-parameter model (100 tensors of 100k float32)
    with torch.optim.Adam(fused=True): median time of optimizer.step() traced
-   over untraced, with the fused summary pass (torch.compile) and with the
-   eager one. Goal: <= 2.5x (issue 10, goal 1).
+   over untraced, with the native summary pass (the default) and the eager
+   one (and the torch.compile one with --compiled: a minute to compile).
+   Goal: <= 2.5x (issue 10, goal 1).
+1b. The same model with tracer.optim.Adam(fused=True), whose native pass
+   computes the summaries inside the update, traced, against torch's fused
+   Adam untraced (and ours untraced against torch's, for scale).
+   Goal: <= 1.5x (issue 10, goal 1b).
 2. Full granularity on the 2-parameter orbit problem (tracer.problems, batch
    64) with torch.optim.Adam: updates per second (forward, backward, step)
    traced over untraced. Goal: >= 0.7.
 3. A whole training step (forward, backward, AdamW(fused=True) step) of a
    4-layer transformer encoder (3.67M parameters in 51 tensors, batch 16 x 64
    tokens), summary granularity, every update and every 10th update. Goals:
-   <= 1.02x and <= 1.01x (issue 10, goal 2).
+   <= 1.02x and <= 1.01x (issue 10, goal 2). Also tracer.optim.AdamW(fused=True)
+   traced (summaries inside its pass) against torch's AdamW(fused=True) untraced.
 
 The traced and the untraced run are two copies of the same model and
 optimizer; rounds alternate between them so that a busy machine slows both
@@ -33,6 +39,8 @@ from pathlib import Path
 import torch
 
 from tracer import Recorder
+from tracer.optim import Adam as TracerAdam
+from tracer.optim import AdamW as TracerAdamW
 
 
 def _interleave(untraced, traced, rounds: int) -> tuple[float, float]:
@@ -48,29 +56,51 @@ def _interleave(untraced, traced, rounds: int) -> tuple[float, float]:
     return statistics.median(times["untraced"]), statistics.median(times["traced"])
 
 
-def bench_summary_large(directory: Path, rounds: int, fused: bool) -> float:
-    tensors, size = 100, 100_000
+def _large_model(make_optimizer):
+    """100 tensors of 100k float32 parameters with fixed gradients, and their optimizer."""
     generator = torch.Generator().manual_seed(0)
-    initial = [torch.randn(size, generator=generator) for _ in range(tensors)]
-    grads = [torch.randn(size, generator=generator) for _ in range(tensors)]
+    params = [torch.randn(100_000, generator=generator).requires_grad_(True) for _ in range(100)]
+    for p in params:
+        p.grad = torch.randn(100_000, generator=generator)
+    return params, make_optimizer(params)
 
-    def setup():
-        params = [t.clone().requires_grad_(True) for t in initial]
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        return params, torch.optim.Adam(params, lr=1e-3, fused=True)
 
-    plain_params, plain = setup()
-    traced_params, traced = setup()
+def torch_fused_adam(params):
+    return torch.optim.Adam(params, lr=1e-3, fused=True)
+
+
+def our_fused_adam(params):
+    return TracerAdam(params, lr=1e-3, fused=True)
+
+
+def bench_summary_large(directory: Path, rounds: int, summary_pass: str) -> float:
+    _, plain = _large_model(torch_fused_adam)
+    traced_params, traced = _large_model(torch_fused_adam)
     names = [(f"layer{i}.weight", p) for i, p in enumerate(traced_params)]
-    path = directory / f"summary-{'fused' if fused else 'eager'}.trace.csv"  # one file per run: a Recorder refuses an existing trace
-    with Recorder(traced, path, named_parameters=names, granularity="summary", fused=fused) as recorder:
+    path = directory / f"summary-{summary_pass}.trace.csv"  # one file per run: a Recorder refuses an existing trace
+    with Recorder(traced, path, named_parameters=names, granularity="summary", summary_pass=summary_pass) as recorder:
         untraced_s, traced_s = _interleave(plain.step, traced.step, rounds)
-        kind = "fused (torch.compile)" if recorder.fused else "eager"
+        kind = recorder.summary_pass
     ratio = traced_s / untraced_s
-    print(f"[1] 10M parameters ({tensors} x {size}), Adam(fused=True), summary granularity, {kind} pass, {rounds} rounds")
+    print(f"[1] 10M parameters (100 x 100k), torch Adam(fused=True), summary granularity, {kind} pass, {rounds} rounds")
     print(f"    optimizer.step() median: untraced {untraced_s * 1e3:.2f} ms, traced {traced_s * 1e3:.2f} ms")
     print(f"    traced / untraced = {ratio:.2f}x   (goal <= 2.5x)")
+    return ratio
+
+
+def bench_in_step(directory: Path, rounds: int) -> float:
+    _, theirs = _large_model(torch_fused_adam)
+    _, ours = _large_model(our_fused_adam)
+    traced_params, traced = _large_model(our_fused_adam)
+    names = [(f"layer{i}.weight", p) for i, p in enumerate(traced_params)]
+    with Recorder(traced, directory / "in-step.trace.csv", named_parameters=names, granularity="summary"):
+        theirs_s, traced_s = _interleave(theirs.step, traced.step, rounds)
+    theirs_again_s, ours_s = _interleave(theirs.step, ours.step, rounds)
+    ratio = traced_s / theirs_s
+    print(f"[1b] 10M parameters (100 x 100k), tracer.optim.Adam(fused=True) traced (summaries inside its pass), {rounds} rounds")
+    print(f"    step median: torch Adam(fused=True) untraced {theirs_s * 1e3:.2f} ms, ours traced {traced_s * 1e3:.2f} ms")
+    print(f"    ours traced / torch fused untraced = {ratio:.2f}x   (goal <= 1.5x)")
+    print(f"    for scale, untraced: ours {ours_s * 1e3:.2f} ms / torch fused {theirs_again_s * 1e3:.2f} ms = {ours_s / theirs_again_s:.2f}x")
     return ratio
 
 
@@ -86,14 +116,15 @@ def transformer(seed: int) -> torch.nn.Module:
     )
 
 
-def bench_transformer(directory: Path, rounds: int, every: int) -> float:
+def bench_transformer(directory: Path, rounds: int, every: int, ours: bool = False) -> float:
     generator = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, 1000, (16, 64), generator=generator)
     targets = torch.randint(0, 1000, (16, 64), generator=generator)
 
-    def setup():
+    def setup(traced_side=False):
         model = transformer(0)
-        return model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+        cls = TracerAdamW if (ours and traced_side) else torch.optim.AdamW
+        return model, cls(model.parameters(), lr=1e-4, fused=True)
 
     def training_step(model, optimizer, recorder=None):
         def run():
@@ -107,10 +138,10 @@ def bench_transformer(directory: Path, rounds: int, every: int) -> float:
         return run
 
     plain_model, plain = setup()
-    traced_model, traced = setup()
+    traced_model, traced = setup(traced_side=True)
     parameters = sum(p.numel() for p in traced_model.parameters())
     tensors = len(list(traced_model.parameters()))
-    path = directory / f"transformer-every{every}.trace.csv"  # one file per run: a Recorder refuses an existing trace
+    path = directory / f"transformer-every{every}{'-ours' if ours else ''}.trace.csv"  # one file per run: a Recorder refuses an existing trace
     with Recorder(traced, path, named_parameters=traced_model.named_parameters(), granularity="summary", every=every) as rec:
         # Steps are ~100 ms: one round is `every` steps, so every round holds one recorded update.
         def repeat(step):
@@ -121,8 +152,9 @@ def bench_transformer(directory: Path, rounds: int, every: int) -> float:
         untraced_s, traced_s = _interleave(repeat(training_step(plain_model, plain)), repeat(training_step(traced_model, traced, rec)), rounds)
     ratio = traced_s / untraced_s
     goal = 1.02 if every == 1 else 1.01
+    who = "tracer.optim.AdamW(fused=True) traced (summaries inside its pass) against torch's untraced" if ours else "torch AdamW(fused=True)"
     print(f"[3] transformer encoder ({parameters / 1e6:.2f}M parameters in {tensors} tensors, batch 16 x 64), "
-          f"AdamW(fused=True), summary every {every} update(s), {rounds} rounds of {every} step(s)")
+          f"{who}, summary every {every} update(s), {rounds} rounds of {every} step(s)")
     print(f"    training step median: untraced {untraced_s / every * 1e3:.1f} ms, traced {traced_s / every * 1e3:.1f} ms")
     print(f"    traced / untraced = {ratio:.3f}x   (goal <= {goal}x)")
     return ratio
@@ -166,15 +198,18 @@ def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--compiled", action="store_true", help="also the torch.compile summary pass (a minute to compile)")
     args = parser.parse_args()
     rounds = 5 if args.quick else 15
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as directory:
-        bench_summary_large(Path(directory), rounds, fused=True)
-        bench_summary_large(Path(directory), rounds, fused=False)
+        for summary_pass in ("native", "eager", "compiled") if args.compiled else ("native", "eager"):
+            bench_summary_large(Path(directory), rounds, summary_pass)
+        bench_in_step(Path(directory), rounds)
         bench_full_orbit(Path(directory), rounds, epochs_per_round=5)
         bench_transformer(Path(directory), rounds, every=1)
         bench_transformer(Path(directory), rounds, every=10)
+        bench_transformer(Path(directory), rounds, every=1, ours=True)
 
 
 if __name__ == "__main__":
