@@ -1,6 +1,6 @@
 """The native summary pass (tracer/native/summaries.c): its definitions, its agreement with eager, its fallbacks.
 
-Its sums are float32 lanes of at most 64 terms, then float64, in a fixed
+Its sums are float32 lanes of at most 16 terms, then float64, in a fixed
 order (tracer/native/reductions.h), so they are checked against exact sums
 (math.fsum) to the bound that order guarantees, NATIVE_RTOL, and against the
 eager float32 reductions to the tolerances every pass shares. The C library
@@ -26,11 +26,11 @@ from tracer.summary_kernels import (
     resolve_summary_pass,
 )
 
-# A float32 lane sums at most CHUNK / LANES = 64 products, each rounded once by
-# an FMA: for terms of one sign that is within 64 * 2^-24 (3.8e-6) relative
+# A float32 lane sums at most CHUNK / LANES = 16 products, each rounded once by
+# an FMA: for terms of one sign that is within 16 * 2^-24 (9.5e-7) relative
 # of the exact sum, and the float64 sums after it add nothing visible. A dot
 # product's error is within the same bound times sum |a_i b_i| <= |a| |b|.
-NATIVE_RTOL = 64 * 2.0**-24
+NATIVE_RTOL = 16 * 2.0**-24
 BLOCK = 65536  # summaries.c's: sizes around it cross block boundaries
 SIZES = [1, 7, 8, 9, 1000, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5]
 

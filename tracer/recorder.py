@@ -150,7 +150,7 @@ class Recorder:
             recorded updates.
         summary_pass: how summary reductions are computed
             (``tracer.summary_kernels``): "auto" (default) is "native" where
-            its C loop builds (one pass over memory, float64 sums in a fixed
+            its C loop builds (one pass over memory, sums in a fixed
             order, the same on every CPU), else "eager" (torch ops);
             "compiled" uses torch.compile (compiles for seconds to minutes at
             the first update; single-process). They agree within the

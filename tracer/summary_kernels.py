@@ -24,9 +24,9 @@ Three implementations with one contract (``SUMMARY_PASSES``; a Recorder's
 
 - ``NativeReducer`` ("native"): one C loop per tensor over memory, every
   tensor of an update in one call on torch's thread count
-  (``tracer/native/summaries.c``). Float64 sums in a fixed order: the same
-  on every CPU and thread count, and closer to the exact sums than eager's
-  float32 ones. Float32 CPU tensors only; others go the eager way.
+  (``tracer/native/summaries.c``). Float32 lanes of 16 terms, then float64,
+  in a fixed order (``tracer/native/reductions.h``): the same on every CPU
+  and thread count, and within 1e-6 of the exact sums. Float32 CPU tensors only; others go the eager way.
 - ``reduce_eager`` ("eager"): torch ops, one kernel per reduction (BLAS dot
   products where the dtypes allow), about ten passes over memory. Always
   available; the reference the other two are tested against.
@@ -348,9 +348,9 @@ class NativeReducer:
 
     Float32 contiguous CPU tensors go through the C pass, all of one update in
     one call on ``torch.get_num_threads()`` threads; any other tensor goes the
-    eager way. Its sums are float64 in a fixed order: the same on every
-    machine and thread count, and more accurate than eager's float32 sums, so
-    the two agree within ``FUSED_RTOL`` / ``FUSED_COSINE_ATOL``; ``delta`` and
+    eager way. Its sums are in a fixed order (reductions.h): the same on
+    every machine and thread count, and within 1e-6 of the exact sums, so
+    it and eager agree within ``FUSED_RTOL`` / ``FUSED_COSINE_ATOL``; ``delta`` and
     ``delta_abs_max`` are equal bit for bit. ``available()`` says whether the
     C library could be built here (``tracer.native.failure()`` says why not).
     """
