@@ -150,6 +150,8 @@ def library() -> ctypes.CDLL | None:
         return None
     loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     loaded.tracer_summaries_f32.restype = ctypes.c_int
+    loaded.tracer_snapshot_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    loaded.tracer_snapshot_f32.restype = ctypes.c_int
     loaded.tracer_adam_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     loaded.tracer_adam_f32.restype = ctypes.c_int
     return loaded

@@ -55,7 +55,15 @@ from tracer.native.adam import InStepSummaries, SummaryTarget
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
-from tracer.summary_kernels import REDUCTIONS, FusedReducer, NativeReducer, SummaryInput, reduce_eager, result_dtype
+from tracer.summary_kernels import (
+    REDUCTIONS,
+    FusedReducer,
+    NativeReducer,
+    SummaryInput,
+    native_snapshot,
+    reduce_eager,
+    result_dtype,
+)
 from tracer.trace import SUMMARY_QUANTITIES
 
 @dataclass(frozen=True)
@@ -198,8 +206,13 @@ class SummaryReducer:
         self._request = self._ask_in_step(optimizer) if optimizer is not None and self._in_step else None
         if self._request is not None:
             held = [b for b in held if id(b.parameter.tensor) not in self._request.targets]
-        if held:
-            torch._foreach_copy_([b.snapshot for b in held], [self._sharding.piece(b.parameter.tensor) for b in held])
+        if not held:
+            return
+        snapshots, thetas = [b.snapshot for b in held], [self._sharding.piece(b.parameter.tensor) for b in held]
+        if self._native is not None:
+            native_snapshot(snapshots, thetas)
+        else:
+            torch._foreach_copy_(snapshots, thetas)
 
     def _ask_in_step(self, optimizer: torch.optim.Optimizer) -> InStepSummaries | None:
         """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself."""
