@@ -6,14 +6,17 @@ Speed is measured in benchmarks/bench_recorder.py, not here.
 from __future__ import annotations
 
 import functools
+import platform
 
 import numpy as np
 import pytest
 import torch
 
 from tracer import Recorder, load_trace, native
+from tracer.native.adam import AdamScalars, InStepSummaries, SummaryTarget, adam_native
 from tracer.optim import Adam, AdamW
 from tracer.recording.summary import SummaryReducer
+from tracer.summary_kernels import NativeReducer, SummaryInput
 from tracer.testing import assert_optimizers_match
 
 # The native pass rounds every operation once; torch's kernels fuse some
@@ -151,3 +154,37 @@ def test_fused_is_refused_where_the_native_kernels_cannot_be_built(monkeypatch):
             Adam([torch.zeros(3, requires_grad=True)], fused=True)
     finally:
         native.library.cache_clear()
+
+
+def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, monkeypatch):
+    """Built for plain x86-64 (SSE2, software fmaf) the kernels give this CPU's build's bits: reductions and steps."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the baseline build is x86-64's")
+    monkeypatch.setenv("TRACER_CACHE_DIR", str(tmp_path))
+    baseline = native.load("x86-64")
+    sizes = [1, 17, 255, 256, 257, 65536 + 300]
+    results = []
+    for library in (native.library(), baseline):
+        generator = torch.Generator().manual_seed(7)
+        params = [torch.randn(n, generator=generator) for n in sizes]
+        state = [[torch.zeros(n) for n in sizes] for _ in range(3)]  # exp_avg, exp_avg_sq, max_exp_avg_sq
+        deltas = [torch.zeros(n) for n in sizes]
+        previous = [torch.randn(n, generator=generator) for n in sizes]
+        reductions = []
+        for step in range(1, 4):
+            grads = [torch.randn(n, generator=generator) for n in sizes]
+            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01) for p, d, q in zip(params, deltas, previous)})
+            scalars = [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.01, False, False, float(step))] * len(sizes)
+            adam_native(params, grads, *state, scalars, request, library=library)
+            reductions.append([request.results[id(p)].tolist() for p in params])
+        outside = torch.zeros(len(sizes), 9, dtype=torch.float64)
+        snapshots = [p + 1 for p in params]
+        NativeReducer(library)(
+            [(i, SummaryInput(s, p, g, 0.1, v, w, q)) for i, (s, p, g, v, w, q) in enumerate(zip(snapshots, params, grads, state[0], state[1], previous))],
+            outside,
+        )
+        results.append((params, state, deltas, reductions, outside, snapshots))
+    (a_params, a_state, a_deltas, a_reductions, a_outside, a_snapshots), (b_params, b_state, b_deltas, b_reductions, b_outside, b_snapshots) = results
+    assert all(torch.equal(x, y) for x, y in zip(a_params + a_deltas + a_snapshots, b_params + b_deltas + b_snapshots))
+    assert all(torch.equal(x, y) for xs, ys in zip(a_state, b_state) for x, y in zip(xs, ys))
+    assert a_reductions == b_reductions and torch.equal(a_outside, b_outside)

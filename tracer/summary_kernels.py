@@ -355,10 +355,11 @@ class NativeReducer:
     C library could be built here (``tracer.native.failure()`` says why not).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, library=None) -> None:
+        """``library``: the loaded kernels (``tracer.native.load``); by default ``tracer.native.library()``."""
         from tracer import native
 
-        self._library = native.library()
+        self._library = library if library is not None else native.library()
         self._item = native.ITEM
 
     def available(self) -> bool:

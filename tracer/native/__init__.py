@@ -34,7 +34,9 @@ import numpy as np
 HERE = Path(__file__).parent
 SOURCES = [HERE / "summaries.c", HERE / "steps.c"]
 HEADERS = [HERE / "reductions.h"]
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread"]
+FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread"]
+MARCH = "native"
+"""The instruction set the library is built for by default: this CPU's (``-march=native``)."""
 
 ITEM = np.dtype(
     [
@@ -103,11 +105,12 @@ def _cache_dir() -> Path:
     return Path(base) / "tracer"
 
 
-def _build(compiler: str) -> Path:
-    """The shared library's path, compiling it first if this source, compiler and CPU have none yet."""
+def _build(compiler: str, march: str) -> Path:
+    """The shared library's path, compiling it first if this source, compiler, -march and CPU have none yet."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     texts = [path.read_text() for path in SOURCES + HEADERS]
-    key = hashlib.sha256("\0".join([*texts, " ".join(FLAGS), version, _cpu()]).encode()).hexdigest()[:16]
+    flags = [*FLAGS, f"-march={march}"]
+    key = hashlib.sha256("\0".join([*texts, " ".join(flags), version, _cpu()]).encode()).hexdigest()[:16]
     for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "tracer-native"):
         target = directory / f"kernels-{key}.so"
         if target.exists():
@@ -121,7 +124,7 @@ def _build(compiler: str) -> Path:
         except OSError:
             continue
         try:
-            result = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", partial], capture_output=True, text=True)
+            result = subprocess.run([compiler, *flags, *map(str, SOURCES), "-o", partial], capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:300]}")
             os.replace(partial, target)
@@ -132,22 +135,20 @@ def _build(compiler: str) -> Path:
     raise RuntimeError(f"no writable cache directory ({_cache_dir()} or the temp dir)")
 
 
-@lru_cache(maxsize=1)
-def library() -> ctypes.CDLL | None:
-    """The loaded kernels, or None where they cannot be built here (``failure()`` says why)."""
-    global _failure
-    if os.environ.get("TRACER_NATIVE", "1") == "0":
-        _failure = "TRACER_NATIVE=0"
-        return None
+def load(march: str = MARCH) -> ctypes.CDLL:
+    """Build (once per cache) and load the kernels for ``-march=<march>``; raises RuntimeError where that fails.
+
+    ``library()`` is the one the toolkit uses; another ``march`` (e.g.
+    ``"x86-64"``: no vector instructions beyond SSE2, no hardware FMA) is for
+    checking that the results do not depend on the instruction set.
+    """
     compiler = _compiler()
     if compiler is None:
-        _failure = "no C compiler (cc, gcc or clang) on PATH"
-        return None
+        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
     try:
-        loaded = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        _failure = f"{type(error).__name__}: {error}"
-        return None
+        loaded = ctypes.CDLL(str(_build(compiler, march)))
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"{type(error).__name__}: {error}") from error
     loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     loaded.tracer_summaries_f32.restype = ctypes.c_int
     loaded.tracer_snapshot_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
@@ -155,6 +156,21 @@ def library() -> ctypes.CDLL | None:
     loaded.tracer_adam_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     loaded.tracer_adam_f32.restype = ctypes.c_int
     return loaded
+
+
+@lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None where they cannot be built here (``failure()`` says why)."""
+    global _failure
+    _failure = None
+    if os.environ.get("TRACER_NATIVE", "1") == "0":
+        _failure = "TRACER_NATIVE=0"
+        return None
+    try:
+        return load()
+    except RuntimeError as error:
+        _failure = str(error)
+        return None
 
 
 def failure() -> str | None:

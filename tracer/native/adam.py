@@ -76,14 +76,16 @@ def adam_native(
     max_exp_avg_sqs: list[Tensor | None],
     scalars: list[AdamScalars],
     request: InStepSummaries | None = None,
+    library=None,
 ) -> None:
     """Adam's update of every ``params[i]`` in one native call; the request's targets also reduced.
 
     Every tensor must pass ``native_tensors``. The scalars go to float32 as
     torch casts them for float32 tensors: 1 - b1 (the lerp weight), b2,
-    1 - b2, sqrt(1 - b2^t), eps and -lr / (1 - b1^t).
+    1 - b2, sqrt(1 - b2^t), eps and -lr / (1 - b1^t). ``library``: the
+    loaded kernels (``tracer.native.load``), by default ``tracer.native.library()``.
     """
-    library = native.library()
+    library = library if library is not None else native.library()
     if library is None:
         raise RuntimeError(f"the native Adam step cannot be built here ({native.failure()})")
     results = np.zeros((len(params), len(REDUCTIONS)), dtype=np.float64)
