@@ -73,8 +73,8 @@ CONFIGS: tuple[TracedConfig, ...] = (
     C("adamw", "AdamW", dict(lr=0.01, weight_decay=0.1), "folded", ours=True),
     C("adamw amsgrad", "AdamW", dict(lr=0.01, amsgrad=True), "folded", ours=True),
     C("adam foreach", "Adam", dict(lr=0.01, foreach=True), "folded"),
-    C("adam fused", "Adam", dict(lr=0.01, fused=True), "folded"),
-    C("adamw fused amsgrad", "AdamW", dict(lr=0.01, fused=True, amsgrad=True), "folded"),
+    C("adam fused", "Adam", dict(lr=0.01, fused=True), "folded", ours=True),
+    C("adamw fused amsgrad", "AdamW", dict(lr=0.01, fused=True, amsgrad=True), "folded", ours=True),
     # torch's fused kernel steps float16 parameters in float32 from state it rounds to float16: d is measured.
     C("adamw fused float16", "AdamW", dict(lr=0.01, fused=True), "measured", dtype=torch.float16),
     C("nadam", "NAdam", dict(lr=0.01)),
