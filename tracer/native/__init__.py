@@ -6,7 +6,7 @@ same on every machine); ``steps.c`` is Adam's update in one pass, with those
 reductions in the same pass when traced. torch's eager ops take about ten
 passes and ``torch.compile``'s loops four per tensor plus a fixed cost per
 call; a C loop does it in one. Built without torch's headers and with no
-build tool beyond ``cc``, it compiles in a few seconds (3.5-7 s measured
+build tool beyond ``cc``, it compiles in a few seconds (about 7 s measured
 here, once per machine and source), and ctypes releases the GIL during the
 call.
 
