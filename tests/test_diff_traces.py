@@ -77,7 +77,7 @@ def test_nan_equals_nan_and_empty_equals_empty(tmp_path):
     assert (column.one_sided, column.max_abs, column.max_rel) == (0, 0.5, 0.5 / 1.5)
 
 
-# Our fused Adam is not torch's fused kernel bit for bit (within 4 ulps: tests/test_native_steps.py).
+# Our fused optimizers are not torch's fused kernels bit for bit (within a few ulps: tests/test_native_steps.py).
 @pytest.mark.parametrize("config", [c for c in CONFIGS if c.ours and not c.kwargs.get("fused")], ids=lambda c: c.desc)
 def test_ours_and_torchs_traces_are_identical(tmp_path, config):
     """Ours and torch's for-loop implementation trace identically."""

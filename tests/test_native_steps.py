@@ -1,4 +1,4 @@
-"""tracer.optim.Adam(fused=True): one native pass per step (tracer/native/steps.c), traced inside that pass.
+"""tracer.optim's Adam, AdamW and SGD with fused=True: one native pass per step (tracer/native/steps.c), traced inside it.
 
 Speed is measured in benchmarks/bench_recorder.py, not here.
 """
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tracer import Recorder, load_trace, native
-from tracer.native.adam import AdamScalars, InStepSummaries, SummaryTarget, adam_native
-from tracer.optim import Adam, AdamW
+from tracer.native.steps import AdamScalars, InStepSummaries, SgdScalars, SummaryTarget, adam_native, sgd_native
+from tracer.optim import SGD, Adam, AdamW
 from tracer.recording.summary import SummaryReducer
 from tracer.summary_kernels import NativeReducer, SummaryInput
 from tracer.testing import assert_optimizers_match
@@ -22,9 +22,11 @@ from tracer.testing import assert_optimizers_match
 # The native pass rounds every operation once; torch's kernels fuse some
 # multiply-adds (which ones depends on the CPU), so the two differ in the last
 # bits and the differences carry over from step to step. Measured over the
-# configurations below, 25 updates: at most 4 ulps (of max(|reference|, 1))
-# against torch's for-loop and fused Adam and AdamW. The tolerance is the one
-# torch's own fused variants get in tests/test_optim_equivalence.py.
+# configurations below, 25 updates (ulps of max(|reference|, 1)): Adam and
+# AdamW at most 4 against torch's for-loop and fused versions; SGD at most 8
+# against the for-loop one and 16 against torch's fused SGD (itself 6.5 from
+# the for-loop). The tolerance is the one torch's own fused variants get in
+# tests/test_optim_equivalence.py.
 FUSED_ULPS = 64
 CONFIGS = [
     {"lr": 0.01},
@@ -33,15 +35,25 @@ CONFIGS = [
     {"lr": 0.01, "maximize": True},
     {"lr": 0.3, "betas": (0.6, 0.9), "eps": 1e-3},
 ]
+SGD_CONFIGS = [
+    {"lr": 0.01},
+    {"lr": 0.01, "momentum": 0.9},
+    {"lr": 0.01, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1},
+    {"lr": 0.05, "momentum": 0.9, "nesterov": True, "maximize": True},
+]
 
 
-@pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)], ids=["adam", "adamw"])
+@pytest.mark.parametrize(
+    "ours, theirs, configs",
+    [(Adam, torch.optim.Adam, CONFIGS), (AdamW, torch.optim.AdamW, CONFIGS), (SGD, torch.optim.SGD, SGD_CONFIGS)],
+    ids=["adam", "adamw", "sgd"],
+)
 @pytest.mark.parametrize("torch_fused", [True, None], ids=["torch-fused", "torch-for-loop"])
-def test_fused_adam_agrees_with_torch_within_tolerance(ours, theirs, torch_fused):
+def test_fused_optimizers_agree_with_torch_within_tolerance(ours, theirs, configs, torch_fused):
     assert_optimizers_match(
         functools.partial(ours, fused=True),
         functools.partial(theirs, fused=torch_fused),
-        configs=CONFIGS,
+        configs=configs,
         dtypes=(torch.float32,),
         ulps=FUSED_ULPS,
     )
@@ -65,8 +77,12 @@ def _train(make, shapes, steps, *, seed=0, no_grad_every=0, path=None, recorder_
     return [p.detach() for p in params]
 
 
-def test_the_pass_does_not_depend_on_the_thread_count():
-    make = lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True)  # noqa: E731
+@pytest.mark.parametrize(
+    "make",
+    [lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True), lambda params: SGD(params, lr=0.01, momentum=0.9, fused=True)],
+    ids=["adam", "momentum"],
+)
+def test_the_pass_does_not_depend_on_the_thread_count(make):
     shapes = [(3 * 65536 + 7,), (5, 3)]
     threads = torch.get_num_threads()
     try:
@@ -106,8 +122,11 @@ def _without_in_step(monkeypatch):
         lambda params: Adam(params, lr=0.01, fused=True),
         lambda params: AdamW(params, lr=0.01, weight_decay=0.1, fused=True, amsgrad=True),
         lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True, maximize=True),
+        lambda params: SGD(params, lr=0.01, momentum=0.9, fused=True),
+        lambda params: SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.1, fused=True),
+        lambda params: SGD(params, lr=0.01, fused=True),
     ],
-    ids=["adam", "adamw amsgrad", "adam l2 maximize"],
+    ids=["adam", "adamw amsgrad", "adam l2 maximize", "momentum", "nesterov l2", "sgd"],
 )
 @pytest.mark.parametrize("options", [SUMMARY, {**SUMMARY, "every": 3}, {"full": ["p2"]}], ids=["every update", "every 3rd", "one tensor full"])
 def test_summaries_inside_the_step_equal_the_native_pass_after_it_bit_for_bit(tmp_path, monkeypatch, make, options):
@@ -146,18 +165,19 @@ def test_a_request_lasts_one_step_even_when_the_closure_fails(tmp_path):
     assert optimizer.in_step_summaries is None
 
 
-def test_fused_is_refused_where_the_native_kernels_cannot_be_built(monkeypatch):
+@pytest.mark.parametrize("cls", [Adam, AdamW, SGD])
+def test_fused_is_refused_where_the_native_kernels_cannot_be_built(monkeypatch, cls):
     monkeypatch.setenv("TRACER_NATIVE", "0")
     native.library.cache_clear()
     try:
         with pytest.raises(RuntimeError, match=r"fused=True needs the native kernels, which cannot be built here \(TRACER_NATIVE=0\); use fused=False"):
-            Adam([torch.zeros(3, requires_grad=True)], fused=True)
+            cls([torch.zeros(3, requires_grad=True)], lr=0.1, fused=True)
     finally:
         native.library.cache_clear()
 
 
 def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, monkeypatch):
-    """Built for plain x86-64 (SSE2, software fmaf) the kernels give this CPU's build's bits: reductions and steps."""
+    """Built for plain x86-64 (SSE2, software fmaf) the kernels give this CPU's build's bits: reductions, Adam, SGD."""
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the baseline build is x86-64's")
     monkeypatch.setenv("TRACER_CACHE_DIR", str(tmp_path))
@@ -176,6 +196,11 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
             request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01) for p, d, q in zip(params, deltas, previous)})
             scalars = [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.01, False, False, float(step))] * len(sizes)
             adam_native(params, grads, *state, scalars, request, library=library)
+            reductions.append([request.results[id(p)].tolist() for p in params])
+            # and SGD with Nesterov momentum over the same tensors (its buffer: max_exp_avg_sq's place)
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0) for p, d, q in zip(params, deltas, previous)})
+            momentum = [SgdScalars(0.01, 0.9, 0.0, 0.01, True, False)] * len(sizes)
+            sgd_native(params, grads, state[2], [step == 1] * len(sizes), momentum, request, library=library)
             reductions.append([request.results[id(p)].tolist() for p in params])
         outside = torch.zeros(len(sizes), 9, dtype=torch.float64)
         snapshots = [p + 1 for p in params]

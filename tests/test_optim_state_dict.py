@@ -88,8 +88,8 @@ def test_state_dict_has_torchs_layout(config):
             assert (step.dtype, step.shape, step.device.type) == (torch.float32, (), "cpu")
             assert step.item() == 1.0
     # Ours keeps exactly torch's hyperparameters, less foreach/capturable/differentiable,
-    # and less fused but for Adam and AdamW (ours have a native fused pass).
-    torch_only = {"foreach", "capturable", "differentiable"} | ({"fused"} if config.name not in ("adam", "adamw") else set())
+    # and less fused but for SGD, Adam and AdamW (ours have a native fused pass).
+    torch_only = {"foreach", "capturable", "differentiable"} | ({"fused"} if config.name == "rmsprop" else set())
     assert {key for key in ours["param_groups"][0]} == {
         key for key in theirs["param_groups"][0]
     } - torch_only

@@ -11,8 +11,10 @@ it, traced or not.
 - "bitwise": d is recomputed in the optimizer's own op order and
   ``theta - lr * d`` replays the step bit for bit.
 - "folded": d is recomputed, but torch folds lr into a fused op
-  (``addcdiv(theta, v, denom, value=-lr/bc1)``), so the replay differs from the
-  step by a few float32 roundings (FOLDED_FACTOR_TOLERANCE).
+  (``addcdiv(theta, v, denom, value=-lr/bc1)``), or the step is a fused
+  kernel that rounds (or contracts into FMAs) where the recomputation does
+  not, so the replay differs from the step by a few float32 roundings
+  (FOLDED_FACTOR_TOLERANCE).
 - "measured": d is measured, ``d = (theta - theta_next) / lr`` in float64,
   and equals that bit for bit (every family without a probe, and 16-bit
   parameters of every family).
@@ -64,6 +66,7 @@ CONFIGS: tuple[TracedConfig, ...] = (
     C("momentum dampening", "SGD", dict(lr=0.05, momentum=0.9, dampening=0.3), "bitwise", ours=True),
     C("nesterov wd", "SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01), "bitwise", ours=True),
     C("sgd foreach momentum", "SGD", dict(lr=0.05, momentum=0.9, foreach=True), "bitwise"),
+    C("momentum fused nesterov wd", "SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, fused=True), "folded", ours=True),
     C("rmsprop", "RMSprop", dict(lr=0.01), "folded", ours=True),
     C("rmsprop centered", "RMSprop", dict(lr=0.01, centered=True), "folded", ours=True),
     C("rmsprop centered momentum wd", "RMSprop", dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.01), "bitwise", ours=True),

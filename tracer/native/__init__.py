@@ -2,7 +2,7 @@
 
 Why C and ctypes: the summary pass must read each parameter's arrays once
 (``summaries.c`` says what it computes, ``reductions.h`` why its sums are the
-same on every machine); ``steps.c`` is Adam's update in one pass, with those
+same on every machine); ``steps.c`` is Adam's and SGD's update in one pass, with those
 reductions in the same pass when traced. torch's eager ops take about ten
 passes and ``torch.compile``'s loops four per tensor plus a fixed cost per
 call; a C loop does it in one. Built without torch's headers and with no
@@ -79,6 +79,28 @@ ADAM_ITEM = np.dtype(
     align=True,
 )
 """steps.c's ``adam_item_t``: a tensor's arrays (0: absent), where its reductions go (0: untraced) and its scalars."""
+
+SGD_ITEM = np.dtype(
+    [
+        ("length", np.int64),
+        ("param", np.uint64),
+        ("momentum_buffer", np.uint64),
+        ("grad", np.uint64),
+        ("delta", np.uint64),
+        ("previous", np.uint64),
+        ("results", np.uint64),
+        ("g_theta", np.float64),
+        ("sign", np.float32),
+        ("weight_decay", np.float32),
+        ("momentum", np.float32),
+        ("one_minus_dampening", np.float32),
+        ("neg_lr", np.float32),
+        ("first", np.int32),
+        ("nesterov", np.int32),
+    ],
+    align=True,
+)
+"""steps.c's ``sgd_item_t``, as ADAM_ITEM for SGD."""
 
 _failure: str | None = None
 
@@ -157,6 +179,8 @@ def load(march: str = MARCH) -> ctypes.CDLL:
     loaded.tracer_snapshot_f32.restype = ctypes.c_int
     loaded.tracer_adam_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     loaded.tracer_adam_f32.restype = ctypes.c_int
+    loaded.tracer_sgd_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    loaded.tracer_sgd_f32.restype = ctypes.c_int
     return loaded
 
 

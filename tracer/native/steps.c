@@ -1,8 +1,8 @@
-/* Adam's update of many float32 tensors in one pass over memory, and, when
- * traced, the summary reductions of that update in the same pass.
+/* Adam's and SGD's updates of many float32 tensors in one pass over memory,
+ * and, when traced, the summary reductions of that update in the same pass.
  *
- * Per element, in float32, the operations and order of torch's for-loop Adam
- * (tracer/optim/adam.py says what each line means):
+ * Adam, per element, in float32, the operations and order of torch's
+ * for-loop Adam (tracer/optim/adam.py says what each line means):
  *
  *   g = sign * grad                                   (sign = -1 to maximize)
  *   theta = theta * decay                             (decay = 1 - lr * wd, decoupled; else 1)
@@ -12,6 +12,13 @@
  *   s_max = max(s_max, s)                             (amsgrad: the denominator's s)
  *   denom = sqrt(s) / sqrt(1 - b2^t) + eps
  *   theta = theta + (-lr / (1 - b1^t) * v) / denom
+ *
+ * SGD (tracer/optim/sgd.py), likewise:
+ *
+ *   g = sign * grad;  g = g + wd * theta              (L2 weight decay only)
+ *   v = g  (its first step)  or  v = v * momentum + (1 - dampening) * g
+ *   d = nesterov ? g + momentum * v : v               (d = g without momentum)
+ *   theta = theta + (-lr) * d
  *
  * Every operation is one IEEE rounding (no contraction into FMAs:
  * -ffp-contract=off), so the result is the same on every machine; torch's
@@ -39,7 +46,22 @@ typedef struct {
     float sign, decay, weight_decay, lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 } adam_item_t;
 
-enum { L2 = 32, AMSGRAD = 64, TRACED = 128 };
+/* More flags, beside reductions.h's (8: HAS_PREVIOUS, 16: HAS_G_THETA). */
+enum { L2 = 32, AMSGRAD = 64, TRACED = 128, MOMENTUM = 256, FIRST = 512, NESTEROV = 1024 };
+
+/* Every traced variant of a flag set: untraced, and traced with or without a previous delta and g_theta. */
+#define TRACED_CASES(base) CASE(base) CASE((base) | TRACED) CASE((base) | TRACED | HAS_PREVIOUS) \
+    CASE((base) | TRACED | HAS_G_THETA) CASE((base) | TRACED | HAS_PREVIOUS | HAS_G_THETA)
+#define L2_CASES(base) TRACED_CASES(base) TRACED_CASES((base) | L2)
+
+/* The traced part of a chunk: delta and theta before were kept by the update loop. moments: which of
+ * HAS_V and HAS_S the algorithm has (a compile-time constant, so each variant reads only those). */
+#define REDUCE_CHUNK(v, s, moments)                                                                        \
+    if (flags & TRACED) {                                                                                   \
+        accumulate_chunk(&acc, (flags & (HAS_PREVIOUS | HAS_G_THETA)) | HAS_GRAD | (moments), n,            \
+                         theta_before, delta, grad, (float)item->g_theta, v, s,                             \
+                         (flags & HAS_PREVIOUS) ? item->previous + first : 0);                              \
+    }
 
 static inline __attribute__((always_inline)) void adam_block(
     const adam_item_t *item, int64_t begin, int64_t end, int flags, double *out)
@@ -80,11 +102,7 @@ static inline __attribute__((always_inline)) void adam_block(
                 delta[j] = before - theta;
             }
         }
-        if (flags & TRACED) {
-            accumulate_chunk(&acc, (flags & (HAS_PREVIOUS | HAS_G_THETA)) | HAS_GRAD | HAS_V | HAS_S, n, theta_before,
-                             delta, grad, (float)item->g_theta, exp_avg, exp_avg_sq,
-                             (flags & HAS_PREVIOUS) ? item->previous + first : 0);
-        }
+        REDUCE_CHUNK(exp_avg, exp_avg_sq, HAS_V | HAS_S)
     }
     if (flags & TRACED) finish_block(&acc, out);
 }
@@ -99,31 +117,95 @@ static void adam_any_block(const void *items, int64_t index, int64_t begin, int6
         flags |= TRACED | (item->previous ? HAS_PREVIOUS : 0) | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
     }
     switch (flags) {
-        CASE(0) CASE(32) CASE(64) CASE(96)
-        CASE(128) CASE(136) CASE(144) CASE(152)
-        CASE(160) CASE(168) CASE(176) CASE(184)
-        CASE(192) CASE(200) CASE(208) CASE(216)
-        CASE(224) CASE(232) CASE(240) CASE(248)
+        L2_CASES(0) L2_CASES(AMSGRAD)
     }
 }
+
+#undef CASE
+
+/* Block functions over items whose first field is the length and whose
+ * results pointer is `results`: run them, then copy each traced item's reductions. */
+#define RUN_STEP(item_type, block)                                                                          \
+    int64_t *lengths = calloc(count + 1, sizeof(int64_t));                                                  \
+    double *out = malloc(sizeof(double) * (count * REDUCTIONS + 1));                                        \
+    if (!lengths || !out) { free(lengths); free(out); return -1; }                                          \
+    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;                                       \
+    const int status = run_blocked(items, lengths, count, block, out, threads);                             \
+    for (int64_t n = 0; status == 0 && n < count; n++) {                                                     \
+        if (items[n].results)                                                                               \
+            for (int r = 0; r < REDUCTIONS; r++) items[n].results[r] = out[n * REDUCTIONS + r];             \
+    }                                                                                                       \
+    free(lengths); free(out);                                                                               \
+    return status;
 
 /* Adam's update of items[0..count), on up to `threads` threads; each traced
  * item's reductions into its `results`. Returns 0, or -1 when memory could
  * not be had (nothing was updated then). */
-int tracer_adam_f32(const adam_item_t *items, int64_t count, int threads)
+int tracer_adam_f32(const adam_item_t *items, int64_t count, int threads) { RUN_STEP(adam_item_t, adam_any_block) }
+
+typedef struct {
+    int64_t length;
+    float *param, *momentum_buffer; /* momentum_buffer: NULL without momentum */
+    const float *grad;
+    float *delta;          /* traced: delta out; else NULL */
+    const float *previous; /* traced: the previous delta, or NULL */
+    double *results;       /* traced: REDUCTIONS doubles out; else NULL */
+    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+    float sign, weight_decay, momentum, one_minus_dampening, neg_lr;
+    int32_t first, nesterov; /* the buffer is new (it becomes g); Nesterov's d */
+} sgd_item_t;
+
+static inline __attribute__((always_inline)) void sgd_block(
+    const sgd_item_t *item, int64_t begin, int64_t end, int flags, double *out)
 {
-    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
-    double *out = malloc(sizeof(double) * (count * REDUCTIONS + 1));
-    if (!lengths || !out) { free(lengths); free(out); return -1; }
-    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
-    const int status = run_blocked(items, lengths, count, adam_any_block, out, threads);
-    if (status == 0) {
-        for (int64_t n = 0; n < count; n++) {
-            if (items[n].results) {
-                for (int r = 0; r < REDUCTIONS; r++) items[n].results[r] = out[n * REDUCTIONS + r];
+    lanes_t acc = {0};
+    float theta_before[CHUNK];
+    const float sign = item->sign, weight_decay = item->weight_decay, momentum = item->momentum;
+    const float one_minus_dampening = item->one_minus_dampening, neg_lr = item->neg_lr;
+    for (int64_t first = begin; first < end; first += CHUNK) {
+        const int64_t n = end - first < CHUNK ? end - first : CHUNK;
+        float *param = item->param + first, *buffer = (flags & MOMENTUM) ? item->momentum_buffer + first : 0;
+        float *delta = item->delta ? item->delta + first : 0;
+        const float *grad = item->grad + first;
+        for (int64_t j = 0; j < n; j++) {
+            const float before = param[j];
+            float g = sign * grad[j];
+            if (flags & L2) g = g + weight_decay * before;
+            float d = g;
+            if (flags & MOMENTUM) {
+                const float v = (flags & FIRST) ? g : buffer[j] * momentum + one_minus_dampening * g;
+                buffer[j] = v;
+                d = (flags & NESTEROV) ? g + momentum * v : v;
+            }
+            const float theta = before + neg_lr * d;
+            param[j] = theta;
+            if (flags & TRACED) {
+                theta_before[j] = before;
+                delta[j] = before - theta;
             }
         }
+        REDUCE_CHUNK(buffer, (const float *)0, (flags & MOMENTUM) ? HAS_V : 0)
     }
-    free(lengths); free(out);
-    return status;
+    if (flags & TRACED) finish_block(&acc, out);
 }
+
+#define CASE(f) case f: sgd_block(item, begin, end, f, partial); break;
+
+static void sgd_any_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial)
+{
+    const sgd_item_t *item = (const sgd_item_t *)items + index;
+    int flags = (item->weight_decay != 0.0f ? L2 : 0);
+    if (item->momentum_buffer) flags |= MOMENTUM | (item->first ? FIRST : 0) | (item->nesterov ? NESTEROV : 0);
+    if (item->results) {
+        flags |= TRACED | (item->previous ? HAS_PREVIOUS : 0) | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
+    }
+    switch (flags) {
+        L2_CASES(0) L2_CASES(MOMENTUM) L2_CASES(MOMENTUM | FIRST) L2_CASES(MOMENTUM | NESTEROV)
+        L2_CASES(MOMENTUM | FIRST | NESTEROV)
+    }
+}
+
+#undef CASE
+
+/* SGD's update of items[0..count), as tracer_adam_f32. */
+int tracer_sgd_f32(const sgd_item_t *items, int64_t count, int threads) { RUN_STEP(sgd_item_t, sgd_any_block) }

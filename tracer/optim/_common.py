@@ -100,3 +100,14 @@ def evaluate_closure(closure: Callable[[], Any] | None) -> Any:
         return None
     with torch.enable_grad():
         return closure()
+
+
+def check_fused(fused: bool) -> None:
+    """Raise RuntimeError for ``fused=True`` where the native kernels (tracer.native) cannot be built."""
+    if fused:
+        from tracer import native
+
+        if native.library() is None:
+            raise RuntimeError(
+                f"fused=True needs the native kernels, which cannot be built here ({native.failure()}); use fused=False"
+            )

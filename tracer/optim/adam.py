@@ -8,10 +8,11 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.adam import AdamScalars, InStepSummaries, adam_native, native_tensors
+from tracer.native.steps import AdamScalars, InStepSummaries, adam_native, native_tensors
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
+    check_fused,
     check_non_negative,
     evaluate_closure,
     new_step_counter,
@@ -19,7 +20,7 @@ from tracer.optim._common import (
     restore_defaults,
 )
 
-__all__ = ["Adam", "AdamW", "adam_update", "native_pass_takes"]
+__all__ = ["Adam", "AdamW", "adam_update"]
 
 
 class Adam(torch.optim.Optimizer):
@@ -81,7 +82,7 @@ class Adam(torch.optim.Optimizer):
             Raises RuntimeError where the native kernels cannot be built
             (no C compiler). Default: False.
 
-    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.adam)
+    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.steps)
     a Recorder sets for one step: the native pass then also writes delta and
     the summary reductions of the parameters it names. Ignored without
     ``fused``.
@@ -112,11 +113,7 @@ class Adam(torch.optim.Optimizer):
         fused: bool = False,
     ) -> None:
         check_learning_rate(lr)
-        if fused:
-            from tracer import native
-
-            if native.library() is None:
-                raise RuntimeError(f"fused=True needs the native kernels, which cannot be built here ({native.failure()}); use fused=False")
+        check_fused(fused)
         check_non_negative(eps, "epsilon value", "eps")
         for index, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
@@ -178,7 +175,7 @@ class Adam(torch.optim.Optimizer):
             beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
             for param in params:
                 state = self.state[param]
-                if native_pass_takes(group, param, state):
+                if self.native_pass_takes(group, param):
                     batch.add(param, state, group, lr, beta1, beta2)
                     continue
                 adam_update(
@@ -199,6 +196,13 @@ class Adam(torch.optim.Optimizer):
                 )
         batch.run(request)
         return loss
+
+    def native_pass_takes(self, group: dict, param: Tensor) -> bool:
+        """Whether this step updates ``param`` in the native pass: a fused group's float32 CPU tensor with a dense gradient."""
+        state = self.state.get(param, {})
+        return bool(group.get("fused")) and param.grad is not None and native_tensors(
+            param, param.grad, state.get("exp_avg"), state.get("exp_avg_sq"), state.get("max_exp_avg_sq")
+        )
 
 
 class AdamW(Adam):
@@ -321,13 +325,6 @@ def adam_update(
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
 
     param.addcdiv_(exp_avg, denom, value=-step_size)
-
-
-def native_pass_takes(group: dict, param: Tensor, state: dict) -> bool:
-    """Whether a fused step updates ``param`` in the native pass (float32 CPU tensors with a dense gradient)."""
-    return bool(group.get("fused")) and param.grad is not None and native_tensors(
-        param, param.grad, state.get("exp_avg"), state.get("exp_avg_sq"), state.get("max_exp_avg_sq")
-    )
 
 
 class _NativeBatch:

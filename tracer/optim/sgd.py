@@ -8,9 +8,11 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
+from tracer.native.steps import InStepSummaries, SgdScalars, native_tensors, sgd_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
+    check_fused,
     check_non_negative,
     evaluate_closure,
     params_with_grad,
@@ -62,6 +64,16 @@ class SGD(torch.optim.Optimizer):
             (default: False).
         maximize: maximize the objective instead of minimizing it
             (default: False).
+        fused: update every float32 CPU tensor in one native pass over
+            memory (``tracer/native/steps.c``: the operations above in their
+            order, each rounded once, on torch's thread count); other
+            tensors take the arithmetic above. Within a few float32 ulps of
+            torch's SGD. A Recorder at summary granularity then computes its
+            summaries inside this pass. Raises RuntimeError where the native
+            kernels cannot be built. Default: False.
+
+    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.steps)
+    a Recorder sets for one step (see tracer.optim.Adam).
 
     State per parameter (torch's keys): ``momentum_buffer`` (only when
     momentum != 0). Sparse gradients are supported as in torch. Complex
@@ -82,8 +94,10 @@ class SGD(torch.optim.Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        fused: bool = False,
     ) -> None:
         check_learning_rate(lr)
+        check_fused(fused)
         check_non_negative(momentum, "momentum value", "momentum")
         check_non_negative(weight_decay, "weight_decay value", "weight_decay")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -99,22 +113,31 @@ class SGD(torch.optim.Optimizer):
             "weight_decay": weight_decay,
             "nesterov": nesterov,
             "maximize": maximize,
+            "fused": fused,
         }
         super().__init__(params, defaults)
+        self.in_step_summaries: InStepSummaries | None = None
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        restore_defaults(self, {"nesterov": False, "maximize": False})
+        restore_defaults(self, {"nesterov": False, "maximize": False, "fused": False})
+        self.__dict__.setdefault("in_step_summaries", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Update every parameter that has a gradient; return the closure's loss, if any."""
+        # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
+        request, self.in_step_summaries = self.in_step_summaries, None
         loss = evaluate_closure(closure)
+        batch = _NativeBatch()  # the fused groups' tensors, updated together after the loop
 
         for group in self.param_groups:
             params = list(params_with_grad(group, type(self).__name__, sparse_supported=True))
             lr = as_scalar(group["lr"])  # once per group, as torch
             for param in params:
+                if self.native_pass_takes(group, param):
+                    batch.add(self.state[param] if group["momentum"] != 0 else None, param, group, lr)
+                    continue
                 if group["momentum"] != 0:
                     # Only touch the state when there is a buffer to keep, as
                     # torch does: plain SGD leaves optimizer.state empty.
@@ -135,7 +158,39 @@ class SGD(torch.optim.Optimizer):
                 )
                 if group["momentum"] != 0:
                     state["momentum_buffer"] = buffer
+        batch.run(request)
         return loss
+
+    def native_pass_takes(self, group: dict, param: Tensor) -> bool:
+        """Whether this step updates ``param`` in the native pass: a fused group's float32 CPU tensor with a dense gradient."""
+        buffer = self.state[param].get("momentum_buffer") if param in self.state else None
+        return bool(group.get("fused")) and param.grad is not None and native_tensors(param, param.grad, buffer)
+
+
+class _NativeBatch:
+    """The tensors of one step that the native pass updates, collected across groups for one call."""
+
+    def __init__(self) -> None:
+        self.params: list[Tensor] = []
+        self.buffers: list[Tensor | None] = []
+        self.first: list[bool] = []
+        self.scalars: list[SgdScalars] = []
+
+    def add(self, state: dict | None, param: Tensor, group: dict, lr) -> None:
+        """``state``: the parameter's, where the group has momentum (a new buffer is made there)."""
+        buffer = None if state is None else state.get("momentum_buffer")
+        first = state is not None and buffer is None
+        if first:
+            buffer = state["momentum_buffer"] = torch.empty_like(param, memory_format=torch.contiguous_format)
+        self.params.append(param)
+        self.buffers.append(buffer)
+        self.first.append(first)
+        self.scalars.append(SgdScalars(float(lr), group["momentum"], group["dampening"], float(group["weight_decay"]),
+                                       group["nesterov"], group["maximize"]))
+
+    def run(self, request: InStepSummaries | None) -> None:
+        if self.params:
+            sgd_native(self.params, [p.grad for p in self.params], self.buffers, self.first, self.scalars, request)
 
 
 def sgd_update(

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from tracer.families import Family
-from tracer.native.adam import InStepSummaries, SummaryTarget
+from tracer.native.steps import InStepSummaries, SummaryTarget
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.distributed import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
@@ -215,10 +215,12 @@ class SummaryReducer:
             torch._foreach_copy_(snapshots, thetas)
 
     def _ask_in_step(self, optimizer: torch.optim.Optimizer) -> InStepSummaries | None:
-        """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself."""
-        from tracer.optim.adam import Adam, native_pass_takes
+        """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself.
 
-        if not isinstance(optimizer, Adam):
+        Such an optimizer (tracer.optim's Adam, AdamW and SGD) has ``in_step_summaries`` and
+        ``native_pass_takes(group, param)``, which says which tensors its native pass updates.
+        """
+        if not hasattr(optimizer, "in_step_summaries") or not hasattr(optimizer, "native_pass_takes"):
             return None
         targets: dict[int, SummaryTarget] = {}
         for group, members in zip(optimizer.param_groups, self._by_group):
@@ -227,7 +229,7 @@ class SummaryReducer:
             sign, weight_decay = gradient_convention(group)
             for parameter in members:
                 tensor = parameter.tensor
-                if parameter.full or not native_pass_takes(group, tensor, optimizer.state.get(tensor, {})):
+                if parameter.full or not optimizer.native_pass_takes(group, tensor):
                     continue
                 buffers = self._buffers[parameter.index]
                 targets[id(tensor)] = SummaryTarget(buffers.snapshot, buffers.previous_delta, sign * weight_decay)

@@ -1,6 +1,6 @@
-"""Adam's update in one native pass (``steps.c``), optionally with the summaries of that update.
+"""Adam's and SGD's update in one native pass (``steps.c``), optionally with the summaries of that update.
 
-``adam_native`` updates every given tensor in one C call; ``native_tensors``
+``adam_native`` and ``sgd_native`` update every given tensor in one C call; ``native_tensors``
 says which tensors it takes (float32, on the CPU, contiguous, real, dense
 gradient). ``InStepSummaries`` is how a caller (the Recorder) asks the same
 pass for the summary reductions of some parameters: for each, where to write
@@ -85,17 +85,12 @@ def adam_native(
     1 - b2, sqrt(1 - b2^t), eps and -lr / (1 - b1^t). ``library``: the
     loaded kernels (``tracer.native.load``), by default ``tracer.native.library()``.
     """
-    library = library if library is not None else native.library()
-    if library is None:
-        raise RuntimeError(f"the native Adam step cannot be built here ({native.failure()})")
+    library = _library(library)
     results = np.zeros((len(params), len(REDUCTIONS)), dtype=np.float64)
-    row_bytes, results_address = results.strides[0], results.ctypes.data
     records = []
-    traced: list[tuple[int, int]] = []  # (row, id(param))
     for row, (param, grad, exp_avg, exp_avg_sq, largest, k) in enumerate(
         zip(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, scalars)
     ):
-        target = None if request is None else request.targets.get(id(param))
         weight_decay = k.weight_decay
         records.append((
             param.numel(),
@@ -104,10 +99,7 @@ def adam_native(
             exp_avg_sq.data_ptr(),
             0 if largest is None else largest.data_ptr(),
             grad.data_ptr(),
-            0 if target is None else target.delta.data_ptr(),
-            0 if target is None or target.previous is None else target.previous.data_ptr(),
-            0 if target is None else results_address + row * row_bytes,
-            0.0 if target is None else target.g_theta,
+            *_traced_fields(request, param, results, row),
             -1.0 if k.maximize else 1.0,
             1 - k.lr * weight_decay if (weight_decay != 0 and k.decoupled) else 1.0,
             weight_decay if (weight_decay != 0 and not k.decoupled) else 0.0,
@@ -118,11 +110,79 @@ def adam_native(
             k.eps,
             -(k.lr / (1 - k.beta1**k.step)),
         ))
-        if target is not None:
-            traced.append((row, id(param)))
-    table = np.array(records, dtype=native.ADAM_ITEM)
-    if library.tracer_adam_f32(table.ctypes.data, len(params), torch.get_num_threads()) != 0:
-        raise MemoryError("the native Adam step could not allocate its task table (nothing was updated)")
+    _run(library.tracer_adam_f32, np.array(records, dtype=native.ADAM_ITEM), params, request, results)
+
+
+@dataclass(frozen=True)
+class SgdScalars:
+    """One tensor's SGD hyperparameters at this step, as Python floats."""
+
+    lr: float
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
+    maximize: bool
+
+
+def sgd_native(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    first: list[bool],
+    scalars: list[SgdScalars],
+    request: InStepSummaries | None = None,
+    library=None,
+) -> None:
+    """SGD's update of every ``params[i]`` in one native call; the request's targets also reduced.
+
+    ``buffers[i]``: the momentum buffer (None without momentum); where
+    ``first[i]`` it is new and becomes g. Every tensor must pass
+    ``native_tensors``. The scalars go to float32 as torch casts them:
+    weight_decay, momentum, 1 - dampening and -lr.
+    """
+    library = _library(library)
+    results = np.zeros((len(params), len(REDUCTIONS)), dtype=np.float64)
+    records = []
+    for row, (param, grad, buffer, new, k) in enumerate(zip(params, grads, buffers, first, scalars)):
+        records.append((
+            param.numel(),
+            param.data_ptr(),
+            0 if buffer is None else buffer.data_ptr(),
+            grad.data_ptr(),
+            *_traced_fields(request, param, results, row),
+            -1.0 if k.maximize else 1.0,
+            k.weight_decay,
+            k.momentum,
+            1 - k.dampening,
+            -k.lr,
+            int(new),
+            int(k.nesterov),
+        ))
+    _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, request, results)
+
+
+def _library(library):
+    library = library if library is not None else native.library()
+    if library is None:
+        raise RuntimeError(f"the native optimizer step cannot be built here ({native.failure()})")
+    return library
+
+
+def _traced_fields(request: InStepSummaries | None, param: Tensor, results: np.ndarray, row: int) -> tuple:
+    """An item's delta, previous, results and g_theta fields: zeros when the request does not name ``param``."""
+    target = None if request is None else request.targets.get(id(param))
+    if target is None:
+        return 0, 0, 0, 0.0
+    previous = 0 if target.previous is None else target.previous.data_ptr()
+    return target.delta.data_ptr(), previous, results.ctypes.data + row * results.strides[0], target.g_theta
+
+
+def _run(kernel, table: np.ndarray, params: list[Tensor], request: InStepSummaries | None, results: np.ndarray) -> None:
+    """Call a step kernel on its table; hand the traced rows' reductions to the request."""
+    if kernel(table.ctypes.data, len(table), torch.get_num_threads()) != 0:
+        raise MemoryError("the native optimizer step could not allocate its task table (nothing was updated)")
     if request is not None:
-        for row, key in traced:
-            request.results[key] = results[row]
+        for row, param in enumerate(params):
+            if id(param) in request.targets:
+                request.results[id(param)] = results[row]
