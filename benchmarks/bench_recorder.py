@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_recorder.py            # both benchmarks
     .venv/bin/python benchmarks/bench_recorder.py --quick    # fewer rounds
+    .venv/bin/python benchmarks/bench_recorder.py --case 2   # one case only (repeatable)
 
 1. Summary granularity on a 10M-parameter model (100 tensors of 100k float32)
    with torch.optim.Adam(fused=True): median time of optimizer.step() traced
@@ -166,15 +167,21 @@ def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--case", type=int, choices=(1, 2, 3), action="append",
+                        help="run only this case (1, 2 or 3; repeat for several); default: all")
     args = parser.parse_args()
+    cases = set(args.case or (1, 2, 3))
     rounds = 5 if args.quick else 15
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as directory:
-        bench_summary_large(Path(directory), rounds, fused=True)
-        bench_summary_large(Path(directory), rounds, fused=False)
-        bench_full_orbit(Path(directory), rounds, epochs_per_round=5)
-        bench_transformer(Path(directory), rounds, every=1)
-        bench_transformer(Path(directory), rounds, every=10)
+        if 1 in cases:
+            bench_summary_large(Path(directory), rounds, fused=True)
+            bench_summary_large(Path(directory), rounds, fused=False)
+        if 2 in cases:
+            bench_full_orbit(Path(directory), rounds, epochs_per_round=5)
+        if 3 in cases:
+            bench_transformer(Path(directory), rounds, every=1)
+            bench_transformer(Path(directory), rounds, every=10)
 
 
 if __name__ == "__main__":
