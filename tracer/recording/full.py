@@ -42,15 +42,8 @@ class FullValues:
         )
 
 
-@dataclass(frozen=True)
-class _Read:
-    """Where one parameter's values lie in an update's flat read-back."""
-
-    parameter: TracedParameter
-    has_grad: bool
-    has_v: bool
-    has_s: bool
-    has_d: bool
+# Which of (theta, g, v, s, d, theta_next) an update read for a parameter without a gradient.
+_WITHOUT_GRAD = (True, False, False, False, False, True)
 
 
 class FullReader:
@@ -96,12 +89,14 @@ class FullReader:
         traced partly in full (the summary reducer's, read before it turns
         them into displacements).
         """
-        before = {**self._snapshots, **summary_snapshots}
+        before = {**self._snapshots, **summary_snapshots} if summary_snapshots else self._snapshots
         pieces: list[Tensor] = []
-        reads: list[_Read] = []
+        # Per parameter in read order: which of (theta, g, v, s, d, theta_next) the flat read-back holds.
+        layout: list[tuple[TracedParameter, tuple[bool, ...]]] = []
         for group, members in zip(optimizer.param_groups, self._by_group):
             with_grad = [p for p in members if p.tensor.grad is not None]
-            result = None
+            quantities: list[tuple[Tensor, ...]] = []
+            present = _WITHOUT_GRAD
             if with_grad:
                 result = read_group(
                     family,
@@ -111,33 +106,20 @@ class FullReader:
                     [before[p.index] for p in with_grad],
                     [p.tensor for p in with_grad],
                 )
+                quantities = [q for q in (result.g, result.v, result.s, result.d) if q is not None]
+                present = (True, True, result.v is not None, result.s is not None, result.d is not None, True)
             k = 0
             for parameter in members:
-                has_grad = result is not None and k < len(with_grad) and with_grad[k] is parameter
-                if has_grad:
-                    tensors = [before[parameter.index], result.g[k]]
-                    if result.v is not None:
-                        tensors.append(result.v[k])
-                    if result.s is not None:
-                        tensors.append(result.s[k])
-                    if result.d is not None:
-                        tensors.append(result.d[k])
-                    tensors.append(parameter.tensor)
+                if k < len(with_grad) and with_grad[k] is parameter:
+                    tensors = [before[parameter.index], *[quantity[k] for quantity in quantities], parameter.tensor]
+                    layout.append((parameter, present))
                     k += 1
                 else:
                     tensors = [before[parameter.index], parameter.tensor]
+                    layout.append((parameter, _WITHOUT_GRAD))
                 if parameter.full_index is not None:
                     tensors = [tensor.reshape(-1)[parameter.full_index] for tensor in tensors]
                 pieces += tensors
-                reads.append(
-                    _Read(
-                        parameter,
-                        has_grad,
-                        has_v=has_grad and result.v is not None,
-                        has_s=has_grad and result.s is not None,
-                        has_d=has_grad and result.d is not None,
-                    )
-                )
         if not pieces:
             return {}, True
         if self._all_scalars:
@@ -148,16 +130,16 @@ class FullReader:
         flat = joined.tolist()
         values: dict[int, FullValues] = {}
         offset = 0
-        finite = True
-        for read in reads:
-            count = len(read.parameter.coordinates)
+        for parameter, present in layout:
+            count = len(parameter.coordinates)
             columns: list[list[float] | None] = []
-            for present in (True, read.has_grad, read.has_v, read.has_s, read.has_d, True):
-                if present:
+            for here in present:
+                if here:
                     columns.append(flat[offset : offset + count])
                     offset += count
                 else:
                     columns.append(None)
-            values[read.parameter.index] = item = FullValues(*columns)
-            finite = finite and item.finite()
+            values[parameter.index] = FullValues(*columns)
+        # A finite sum has no inf or nan among its terms; a sum that is not (or overflows) is checked value by value.
+        finite = math.isfinite(sum(flat)) or all(item.finite() for item in values.values())
         return values, finite
