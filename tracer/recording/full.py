@@ -3,7 +3,7 @@
 The family (``tracer.families``) gives g, v, s and d: d recomputed in the
 optimizer's own op order where that is sound, otherwise measured from the
 displacement. Every value of an update is read back with one torch.stack (or
-cat) and one tolist().
+cat) and one tolist(), or, for scalar parameters on the CPU, one item() each.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ class FullReader:
         self._snapshots = {p.index: torch.empty_like(p.tensor, memory_format=torch.contiguous_format) for p in whole}
         self._copy_targets = list(self._snapshots.values())
         self._copy_sources = [p.tensor for p in whole]
-        # Scalar parameters are joined with one torch.stack instead of one reshape per piece.
+        # Scalar parameters are joined with one torch.stack instead of one reshape per piece; on the CPU
+        # they are read one item() each, cheaper than joining a handful of 0-dim tensors.
         self._all_scalars = all(p.tensor.dim() == 0 and p.full_index is None for p in self.parameters)
+        self._items = self._all_scalars and all(p.tensor.device.type == "cpu" for p in self.parameters)
 
     def snapshot(self) -> None:
         """Copy theta before the step (the pre-step hook)."""
@@ -122,12 +124,14 @@ class FullReader:
                 pieces += tensors
         if not pieces:
             return {}, True
-        if self._all_scalars:
-            joined = torch.stack(pieces)
+        # float32 (or float16) -> Python float is exact, one item at a time or joined (torch.stack/cat promote
+        # mixed dtypes, exactly).
+        if self._items:
+            flat = [piece.item() for piece in pieces]
+        elif self._all_scalars:
+            flat = torch.stack(pieces).tolist()
         else:
-            joined = torch.cat([piece.reshape(-1) for piece in pieces])
-        # float32 -> Python float is exact; torch.stack/cat promote mixed dtypes.
-        flat = joined.tolist()
+            flat = torch.cat([piece.reshape(-1) for piece in pieces]).tolist()
         values: dict[int, FullValues] = {}
         offset = 0
         for parameter, present in layout:
