@@ -86,10 +86,10 @@ def _state_list(states: Sequence[Mapping[str, Any]], key: str) -> list[Tensor]:
     return [state_tensor(state, key) for state in states]
 
 
-def _all_scalars(tensors: Sequence[Tensor]) -> bool:
-    """The tensors are 0-dim, of one dtype and on one device (so that torch.stack joins them without promotion)."""
-    first = tensors[0]
-    return all(t.dim() == 0 and t.dtype == first.dtype and t.device == first.device for t in tensors)
+def _cpu_scalars(tensors: Sequence[Tensor]) -> bool:
+    """The tensors are 0-dim, of one dtype and on the CPU (torch.stack joins them without promotion)."""
+    dtype = tensors[0].dtype
+    return all(t.is_cpu and t.dim() == 0 and t.dtype is dtype for t in tensors)
 
 
 def used_gradient(grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any]) -> list[Tensor]:
@@ -146,8 +146,8 @@ def probe_adam(grads, states, group, thetas) -> ProbeResult:
     bias_correction2_sqrt = [(1 - beta2**step) ** 0.5 for step in steps]
     second = _state_list(states, "max_exp_avg_sq") if group.get("amsgrad", False) else s
     eps = option_value(group["eps"])
-    if len(second) > 1 and steps.count(steps[0]) == len(steps) and _all_scalars(v + second):
-        # Scalar parameters with one step count (tiny models traced in full): the same operations on one
+    if len(second) > 1 and steps.count(steps[0]) == len(steps) and _cpu_scalars(v + second):
+        # Scalar parameters on the CPU with one step count (tiny models traced in full): the same operations on one
         # stacked tensor instead of one 0-dim tensor at a time. Square root, division and addition are
         # exactly rounded, so each element is what it is alone, bit for bit.
         denom = torch.stack(second).sqrt_().div_(bias_correction2_sqrt[0]).add_(eps)
