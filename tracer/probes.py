@@ -86,6 +86,12 @@ def _state_list(states: Sequence[Mapping[str, Any]], key: str) -> list[Tensor]:
     return [state_tensor(state, key) for state in states]
 
 
+def _cpu_scalars(tensors: Sequence[Tensor]) -> bool:
+    """The tensors are 0-dim, of one dtype and on the CPU (torch.stack joins them without promotion)."""
+    dtype = tensors[0].dtype
+    return all(t.is_cpu and t.dim() == 0 and t.dtype is dtype for t in tensors)
+
+
 def used_gradient(grads: list[Tensor], thetas: list[Tensor], group: Mapping[str, Any]) -> list[Tensor]:
     """The gradient as the optimizer used it: negated when maximizing, plus coupled weight decay (sparse made dense)."""
     sign, weight_decay = gradient_convention(group)
@@ -139,10 +145,18 @@ def probe_adam(grads, states, group, thetas) -> ProbeResult:
     bias_correction1 = [1 - beta1**step for step in steps]
     bias_correction2_sqrt = [(1 - beta2**step) ** 0.5 for step in steps]
     second = _state_list(states, "max_exp_avg_sq") if group.get("amsgrad", False) else s
-    denom = torch._foreach_sqrt(second)
-    torch._foreach_div_(denom, bias_correction2_sqrt)
-    torch._foreach_add_(denom, option_value(group["eps"]))
-    d = torch._foreach_div(torch._foreach_div(v, bias_correction1), denom)
+    eps = option_value(group["eps"])
+    if len(second) > 1 and steps.count(steps[0]) == len(steps) and _cpu_scalars(v + second):
+        # Scalar parameters on the CPU with one step count (tiny models traced in full): the same operations on one
+        # stacked tensor instead of one 0-dim tensor at a time. Square root, division and addition are
+        # exactly rounded, so each element is what it is alone, bit for bit.
+        denom = torch.stack(second).sqrt_().div_(bias_correction2_sqrt[0]).add_(eps)
+        d = torch.stack(v).div_(bias_correction1[0]).div_(denom).unbind()
+    else:
+        denom = torch._foreach_sqrt(second)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        d = torch._foreach_div(torch._foreach_div(v, bias_correction1), denom)
     weight_decay = option_value(group.get("weight_decay", 0.0))
     if decoupled and weight_decay != 0:
         d = torch._foreach_add(d, thetas, alpha=weight_decay)

@@ -24,6 +24,7 @@ traced run's parameters equal an untraced run's bit for bit.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import os
 import pathlib
@@ -96,6 +97,22 @@ def _versions() -> dict[str, str | None]:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
+
+
+def _without_grad(hook):
+    """``hook`` run with autograd off, as under ``@torch.no_grad()``, whose context object costs more per call
+    than a traced update of a tiny model can spare (the hooks run twice per update)."""
+
+    @functools.wraps(hook)
+    def run(*args, **kwargs):
+        enabled = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        try:
+            return hook(*args, **kwargs)
+        finally:
+            torch.set_grad_enabled(enabled)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -421,7 +438,7 @@ class Recorder:
             return "record"
         return "measure" if update % self.every == 0 else "skip"
 
-    @torch.no_grad()
+    @_without_grad
     def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:
         sizes = [len(group["params"]) for group in optimizer.param_groups]
         if sizes != self._group_sizes:
@@ -471,7 +488,7 @@ class Recorder:
             loss = notes.get("loss")
             self._dist.loss(None if loss is None else float(loss))
 
-    @torch.no_grad()
+    @_without_grad
     def _post_step(self, optimizer, args, kwargs) -> None:
         if self._role != "record":
             self.updates += 1

@@ -140,7 +140,9 @@ class CsvRows:
         return (meta_line + "\n" + ",".join(columns) + "\n").encode("utf-8")
 
     def row(self, cells: Sequence[Cell]) -> bytes:
-        return (",".join(map(format_cell, cells)) + "\n").encode("utf-8")
+        # format_cell's float case inline: a row is mostly floats, and this runs once per recorded update.
+        text = ",".join([repr(cell) if type(cell) is float else format_cell(cell) for cell in cells])
+        return (text + "\n").encode("utf-8")
 
     def trailer(self, trailer_json: str) -> bytes:
         return (TRAILER_PREFIX + trailer_json + "\n").encode("utf-8")

@@ -3,7 +3,7 @@
 The family (``tracer.families``) gives g, v, s and d: d recomputed in the
 optimizer's own op order where that is sound, otherwise measured from the
 displacement. Every value of an update is read back with one torch.stack (or
-cat) and one tolist().
+cat) and one tolist(), or, for scalar parameters on the CPU, one item() each.
 """
 
 from __future__ import annotations
@@ -42,15 +42,8 @@ class FullValues:
         )
 
 
-@dataclass(frozen=True)
-class _Read:
-    """Where one parameter's values lie in an update's flat read-back."""
-
-    parameter: TracedParameter
-    has_grad: bool
-    has_v: bool
-    has_s: bool
-    has_d: bool
+# Which of (theta, g, v, s, d, theta_next) an update read for a parameter without a gradient.
+_WITHOUT_GRAD = (True, False, False, False, False, True)
 
 
 class FullReader:
@@ -70,8 +63,10 @@ class FullReader:
         self._snapshots = {p.index: torch.empty_like(p.tensor, memory_format=torch.contiguous_format) for p in whole}
         self._copy_targets = list(self._snapshots.values())
         self._copy_sources = [p.tensor for p in whole]
-        # Scalar parameters are joined with one torch.stack instead of one reshape per piece.
+        # Scalar parameters are joined with one torch.stack instead of one reshape per piece; on the CPU
+        # they are read one item() each, cheaper than joining a handful of 0-dim tensors.
         self._all_scalars = all(p.tensor.dim() == 0 and p.full_index is None for p in self.parameters)
+        self._items = self._all_scalars and all(p.tensor.device.type == "cpu" for p in self.parameters)
 
     def snapshot(self) -> None:
         """Copy theta before the step (the pre-step hook)."""
@@ -96,12 +91,14 @@ class FullReader:
         traced partly in full (the summary reducer's, read before it turns
         them into displacements).
         """
-        before = {**self._snapshots, **summary_snapshots}
+        before = {**self._snapshots, **summary_snapshots} if summary_snapshots else self._snapshots
         pieces: list[Tensor] = []
-        reads: list[_Read] = []
+        # Per parameter in read order: which of (theta, g, v, s, d, theta_next) the flat read-back holds.
+        layout: list[tuple[TracedParameter, tuple[bool, ...]]] = []
         for group, members in zip(optimizer.param_groups, self._by_group):
             with_grad = [p for p in members if p.tensor.grad is not None]
-            result = None
+            quantities: list[tuple[Tensor, ...]] = []
+            present = _WITHOUT_GRAD
             if with_grad:
                 result = read_group(
                     family,
@@ -111,53 +108,42 @@ class FullReader:
                     [before[p.index] for p in with_grad],
                     [p.tensor for p in with_grad],
                 )
+                quantities = [q for q in (result.g, result.v, result.s, result.d) if q is not None]
+                present = (True, True, result.v is not None, result.s is not None, result.d is not None, True)
             k = 0
             for parameter in members:
-                has_grad = result is not None and k < len(with_grad) and with_grad[k] is parameter
-                if has_grad:
-                    tensors = [before[parameter.index], result.g[k]]
-                    if result.v is not None:
-                        tensors.append(result.v[k])
-                    if result.s is not None:
-                        tensors.append(result.s[k])
-                    if result.d is not None:
-                        tensors.append(result.d[k])
-                    tensors.append(parameter.tensor)
+                if k < len(with_grad) and with_grad[k] is parameter:
+                    tensors = [before[parameter.index], *[quantity[k] for quantity in quantities], parameter.tensor]
+                    layout.append((parameter, present))
                     k += 1
                 else:
                     tensors = [before[parameter.index], parameter.tensor]
+                    layout.append((parameter, _WITHOUT_GRAD))
                 if parameter.full_index is not None:
                     tensors = [tensor.reshape(-1)[parameter.full_index] for tensor in tensors]
                 pieces += tensors
-                reads.append(
-                    _Read(
-                        parameter,
-                        has_grad,
-                        has_v=has_grad and result.v is not None,
-                        has_s=has_grad and result.s is not None,
-                        has_d=has_grad and result.d is not None,
-                    )
-                )
         if not pieces:
             return {}, True
-        if self._all_scalars:
-            joined = torch.stack(pieces)
+        # float32 (or float16) -> Python float is exact, one item at a time or joined (torch.stack/cat promote
+        # mixed dtypes, exactly).
+        if self._items:
+            flat = [piece.item() for piece in pieces]
+        elif self._all_scalars:
+            flat = torch.stack(pieces).tolist()
         else:
-            joined = torch.cat([piece.reshape(-1) for piece in pieces])
-        # float32 -> Python float is exact; torch.stack/cat promote mixed dtypes.
-        flat = joined.tolist()
+            flat = torch.cat([piece.reshape(-1) for piece in pieces]).tolist()
         values: dict[int, FullValues] = {}
         offset = 0
-        finite = True
-        for read in reads:
-            count = len(read.parameter.coordinates)
+        for parameter, present in layout:
+            count = len(parameter.coordinates)
             columns: list[list[float] | None] = []
-            for present in (True, read.has_grad, read.has_v, read.has_s, read.has_d, True):
-                if present:
+            for here in present:
+                if here:
                     columns.append(flat[offset : offset + count])
                     offset += count
                 else:
                     columns.append(None)
-            values[read.parameter.index] = item = FullValues(*columns)
-            finite = finite and item.finite()
+            values[parameter.index] = FullValues(*columns)
+        # A finite sum has no inf or nan among its terms; a sum that is not (or overflows) is checked value by value.
+        finite = math.isfinite(sum(flat)) or all(item.finite() for item in values.values())
         return values, finite
