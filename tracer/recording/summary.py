@@ -202,6 +202,8 @@ class SummaryReducer:
         is asked to reduce the tensors its native pass takes inside that pass
         instead; only the others are copied.
         """
+        if not self._buffers:  # nothing summarised (full granularity)
+            return
         held = self._held
         self._request = self._ask_in_step(optimizer) if optimizer is not None and self._in_step else None
         if self._request is not None:
@@ -259,6 +261,8 @@ class SummaryReducer:
 
     def reduce(self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]) -> "PendingSummaries":
         """Launch the reductions of the update just made and their copy to the host; read them with ``read()``."""
+        if not self._buffers:  # nothing summarised (full granularity): nothing to launch or copy
+            return PendingSummaries({}, None, [])
         # Per results buffer: (its row, what that row's reductions read), for the tensors this rank holds.
         inputs: dict[tuple[torch.device, torch.dtype], list[tuple[int, SummaryInput]]] = {key: [] for key in self._results}
         pending: list[_Pending] = []
