@@ -40,27 +40,27 @@ typedef struct {
     float *param, *exp_avg, *exp_avg_sq, *max_exp_avg_sq; /* max_exp_avg_sq: amsgrad only, else NULL */
     const float *grad;
     float *delta;          /* traced: delta out; else NULL */
-    const float *previous; /* traced: the previous delta, or NULL */
+    const float *previous; /* traced: the previous delta */
     double *results;       /* traced: REDUCTIONS doubles out; else NULL */
     double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
     float sign, decay, weight_decay, lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 } adam_item_t;
 
 /* More flags, beside reductions.h's (8: HAS_PREVIOUS, 16: HAS_G_THETA). */
-enum { L2 = 32, AMSGRAD = 64, TRACED = 128, MOMENTUM = 256, FIRST = 512, NESTEROV = 1024 };
+enum { L2 = 32, AMSGRAD = 64, TRACED = 128, MOMENTUM = 256 };
 
-/* Every traced variant of a flag set: untraced, and traced with or without a previous delta and g_theta. */
-#define TRACED_CASES(base) CASE(base) CASE((base) | TRACED) CASE((base) | TRACED | HAS_PREVIOUS) \
-    CASE((base) | TRACED | HAS_G_THETA) CASE((base) | TRACED | HAS_PREVIOUS | HAS_G_THETA)
+/* Every variant of a flag set: untraced, and traced with or without g_theta (a traced item always has a
+ * previous delta: the recorder's buffer, zeros before the first). Few variants: each is a loop compiled
+ * apart, and the build's time grows with their number. */
+#define TRACED_CASES(base) CASE(base) CASE((base) | TRACED) CASE((base) | TRACED | HAS_G_THETA)
 #define L2_CASES(base) TRACED_CASES(base) TRACED_CASES((base) | L2)
 
 /* The traced part of a chunk: delta and theta before were kept by the update loop. moments: which of
  * HAS_V and HAS_S the algorithm has (a compile-time constant, so each variant reads only those). */
 #define REDUCE_CHUNK(v, s, moments)                                                                        \
     if (flags & TRACED) {                                                                                   \
-        accumulate_chunk(&acc, (flags & (HAS_PREVIOUS | HAS_G_THETA)) | HAS_GRAD | (moments), n,            \
-                         theta_before, delta, grad, (float)item->g_theta, v, s,                             \
-                         (flags & HAS_PREVIOUS) ? item->previous + first : 0);                              \
+        accumulate_chunk(&acc, (flags & HAS_G_THETA) | HAS_GRAD | HAS_PREVIOUS | (moments), n, theta_before, \
+                         delta, grad, (float)item->g_theta, v, s, item->previous + first);                  \
     }
 
 static inline __attribute__((always_inline)) void adam_block(
@@ -114,7 +114,7 @@ static void adam_any_block(const void *items, int64_t index, int64_t begin, int6
     const adam_item_t *item = (const adam_item_t *)items + index;
     int flags = (item->weight_decay != 0.0f ? L2 : 0) | (item->max_exp_avg_sq ? AMSGRAD : 0);
     if (item->results) {
-        flags |= TRACED | (item->previous ? HAS_PREVIOUS : 0) | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
+        flags |= TRACED | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
     }
     switch (flags) {
         L2_CASES(0) L2_CASES(AMSGRAD)
@@ -148,7 +148,7 @@ typedef struct {
     float *param, *momentum_buffer; /* momentum_buffer: NULL without momentum */
     const float *grad;
     float *delta;          /* traced: delta out; else NULL */
-    const float *previous; /* traced: the previous delta, or NULL */
+    const float *previous; /* traced: the previous delta */
     double *results;       /* traced: REDUCTIONS doubles out; else NULL */
     double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
     float sign, weight_decay, momentum, one_minus_dampening, neg_lr;
@@ -162,6 +162,8 @@ static inline __attribute__((always_inline)) void sgd_block(
     float theta_before[CHUNK];
     const float sign = item->sign, weight_decay = item->weight_decay, momentum = item->momentum;
     const float one_minus_dampening = item->one_minus_dampening, neg_lr = item->neg_lr;
+    /* run-time choices, not compiled variants: a select per element costs little here */
+    const int new_buffer = item->first, nesterov = item->nesterov;
     for (int64_t first = begin; first < end; first += CHUNK) {
         const int64_t n = end - first < CHUNK ? end - first : CHUNK;
         float *param = item->param + first, *buffer = (flags & MOMENTUM) ? item->momentum_buffer + first : 0;
@@ -173,9 +175,9 @@ static inline __attribute__((always_inline)) void sgd_block(
             if (flags & L2) g = g + weight_decay * before;
             float d = g;
             if (flags & MOMENTUM) {
-                const float v = (flags & FIRST) ? g : buffer[j] * momentum + one_minus_dampening * g;
+                const float v = new_buffer ? g : buffer[j] * momentum + one_minus_dampening * g;
                 buffer[j] = v;
-                d = (flags & NESTEROV) ? g + momentum * v : v;
+                d = nesterov ? g + momentum * v : v;
             }
             const float theta = before + neg_lr * d;
             param[j] = theta;
@@ -194,14 +196,10 @@ static inline __attribute__((always_inline)) void sgd_block(
 static void sgd_any_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial)
 {
     const sgd_item_t *item = (const sgd_item_t *)items + index;
-    int flags = (item->weight_decay != 0.0f ? L2 : 0);
-    if (item->momentum_buffer) flags |= MOMENTUM | (item->first ? FIRST : 0) | (item->nesterov ? NESTEROV : 0);
-    if (item->results) {
-        flags |= TRACED | (item->previous ? HAS_PREVIOUS : 0) | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
-    }
+    int flags = (item->weight_decay != 0.0f ? L2 : 0) | (item->momentum_buffer ? MOMENTUM : 0);
+    if (item->results) flags |= TRACED | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
     switch (flags) {
-        L2_CASES(0) L2_CASES(MOMENTUM) L2_CASES(MOMENTUM | FIRST) L2_CASES(MOMENTUM | NESTEROV)
-        L2_CASES(MOMENTUM | FIRST | NESTEROV)
+        L2_CASES(0) L2_CASES(MOMENTUM)
     }
 }
 

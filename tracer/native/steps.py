@@ -25,7 +25,7 @@ class SummaryTarget:
     """Where a traced step writes one parameter's delta (theta_before - theta_after), and what it reads."""
 
     delta: Tensor  # written, float32, contiguous, the parameter's length
-    previous: Tensor | None  # the previous delta, read (None: no previous)
+    previous: Tensor  # the previous delta, read (the recorder's buffer: zeros before a first delta)
     g_theta: float  # g = grad + g_theta * theta_before in the reductions (tracer.summary_kernels)
 
 
@@ -174,8 +174,7 @@ def _traced_fields(request: InStepSummaries | None, param: Tensor, results: np.n
     target = None if request is None else request.targets.get(id(param))
     if target is None:
         return 0, 0, 0, 0.0
-    previous = 0 if target.previous is None else target.previous.data_ptr()
-    return target.delta.data_ptr(), previous, results.ctypes.data + row * results.strides[0], target.g_theta
+    return target.delta.data_ptr(), target.previous.data_ptr(), results.ctypes.data + row * results.strides[0], target.g_theta
 
 
 def _run(kernel, table: np.ndarray, params: list[Tensor], request: InStepSummaries | None, results: np.ndarray) -> None:
