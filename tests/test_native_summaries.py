@@ -22,7 +22,6 @@ from tracer.summary_kernels import (
     REDUCTIONS,
     NativeReducer,
     SummaryInput,
-    native_snapshot,
     reduce_eager,
     resolve_summary_pass,
 )
@@ -183,15 +182,3 @@ def test_compiled_is_refused_under_distributed_and_unknown_passes_are_refused():
     with pytest.raises(TracerError, match=r"invalid summary_pass 'fused'; accepted: 'auto', 'native', 'compiled', 'eager'"):
         resolve_summary_pass("fused", distributed=False)
 
-
-def test_the_native_snapshot_copies_every_tensor_whatever_its_kind():
-    generator = torch.Generator().manual_seed(5)
-    thetas = [
-        torch.randn(BLOCK * 2 + 3, generator=generator),  # native, several blocks
-        torch.randn(7, generator=generator),  # native, one short block
-        torch.randn(4, 3, generator=generator, dtype=torch.float64),  # torch's copy
-        torch.randn(6, 4, generator=generator).t(),  # not contiguous: torch's copy
-    ]
-    snapshots = [torch.full_like(theta, float("nan")) for theta in thetas]
-    native_snapshot(snapshots, thetas)
-    assert all(torch.equal(snapshot, theta) for snapshot, theta in zip(snapshots, thetas))

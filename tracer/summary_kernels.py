@@ -400,29 +400,6 @@ class NativeReducer:
             out[native_rows] = reduced
 
 
-def native_snapshot(snapshots: Sequence[Tensor], thetas: Sequence[Tensor]) -> None:
-    """snapshots[i] <- thetas[i] for every pair, the float32 contiguous CPU ones in one native call on torch's threads.
-
-    The copy before a step is a third of the summary pass's memory traffic;
-    torch's ``_foreach_copy_`` copies tensor after tensor.
-    """
-    from tracer import native
-
-    library = native.library()
-    records, others = [], []
-    for snapshot, theta in zip(snapshots, thetas):
-        if library is not None and _native(SummaryInput(snapshot, theta, None, 0.0, None, None, None)):
-            records.append((snapshot.numel(), snapshot.data_ptr(), theta.data_ptr(), 0, 0, 0, 0, 0.0))
-        else:
-            others.append((snapshot, theta))
-    if records:
-        table = np.array(records, dtype=native.ITEM)
-        if library.tracer_snapshot_f32(table.ctypes.data, len(records), torch.get_num_threads()) != 0:
-            raise MemoryError("the native snapshot could not allocate its task table")
-    if others:
-        torch._foreach_copy_([snapshot for snapshot, _ in others], [theta for _, theta in others])
-
-
 def _native(item: SummaryInput) -> bool:
     """Whether the C pass takes this tensor: float32, on the CPU, every input contiguous and of its length."""
     snapshot = item.snapshot

@@ -186,8 +186,6 @@ def load(march: str = MARCH) -> ctypes.CDLL:
         raise RuntimeError(f"{type(error).__name__}: {error}") from error
     loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     loaded.tracer_summaries_f32.restype = ctypes.c_int
-    loaded.tracer_snapshot_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    loaded.tracer_snapshot_f32.restype = ctypes.c_int
     loaded.tracer_adam_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     loaded.tracer_adam_f32.restype = ctypes.c_int
     loaded.tracer_sgd_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]

@@ -9,8 +9,6 @@
  * subtraction bit for bit.
  */
 
-#include <string.h>
-
 #include "reductions.h"
 
 /* The inputs of one tensor; grad, v, s and previous may be NULL (absent). */
@@ -67,26 +65,6 @@ int tracer_summaries_f32(const item_t *items, int64_t count, double *out, int th
     if (!lengths) return -1;
     for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
     const int status = run_blocked(items, lengths, count, summary_block, out, threads);
-    free(lengths);
-    return status;
-}
-
-/* The snapshot before a step: items[n].snapshot <- items[n].after (theta now),
- * every tensor of an update in one call on up to `threads` threads. Returns
- * 0, or -1 when memory could not be had (nothing was copied then). */
-static void copy_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial)
-{
-    (void)partial;
-    const item_t *item = (const item_t *)items + index;
-    memcpy(item->snapshot + begin, item->after + begin, sizeof(float) * (end - begin));
-}
-
-int tracer_snapshot_f32(const item_t *items, int64_t count, int threads)
-{
-    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
-    if (!lengths) return -1;
-    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
-    const int status = run_blocked(items, lengths, count, copy_block, 0, threads);
     free(lengths);
     return status;
 }
