@@ -213,3 +213,34 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
     assert all(torch.equal(x, y) for x, y in zip(a_params + a_deltas + a_snapshots, b_params + b_deltas + b_snapshots))
     assert all(torch.equal(x, y) for xs, ys in zip(a_state, b_state) for x, y in zip(xs, ys))
     assert a_reductions == b_reductions and torch.equal(a_outside, b_outside)
+
+
+def test_a_tensor_the_native_pass_does_not_take_is_kept_by_the_step_and_reduced_after_it(tmp_path, monkeypatch):
+    """A float64 tensor in a fused group: the step copies its theta before the for-loop update; the trace is the same."""
+
+    def train(path):
+        generator = torch.Generator().manual_seed(2)
+        params = [torch.randn(300, generator=generator).requires_grad_(), torch.randn(40, generator=generator, dtype=torch.float64).requires_grad_()]
+        optimizer = Adam(params, lr=0.01, fused=True)
+        with Recorder(optimizer, path, granularity="summary"):
+            for _ in range(5):
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                optimizer.step()
+        return [p.detach() for p in params]
+
+    kept: list[set[int]] = []
+    original = SummaryReducer._taken_in_step
+
+    def spy(self, parameter, buffers):
+        kept.append(set(self._request.copied) if self._request is not None else set())
+        return original(self, parameter, buffers)
+
+    monkeypatch.setattr(SummaryReducer, "_taken_in_step", spy)
+    inside = train(tmp_path / "inside.trace.csv")
+    assert all(len(copied) == 1 for copied in kept) and len(kept) == 10  # the float64 tensor, at every update
+    monkeypatch.setattr(SummaryReducer, "_ask_in_step", lambda self, optimizer: None)
+    after = train(tmp_path / "after.trace.csv")
+    assert all(torch.equal(a, b) for a, b in zip(inside, after))
+    a, b = load_trace(tmp_path / "inside.trace.csv"), load_trace(tmp_path / "after.trace.csv")
+    assert all(np.array_equal(a[c], b[c], equal_nan=True) for c in a.columns)

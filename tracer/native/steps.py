@@ -33,22 +33,32 @@ class SummaryTarget:
 class InStepSummaries:
     """A request for the summary reductions of one update, computed inside the optimizer's pass.
 
-    ``targets`` maps ``id(param)`` to its SummaryTarget. The step fills
-    ``results[id(param)]`` (the REDUCTIONS as float64, tracer.summary_kernels)
-    for each target it updated; a target it did not update (no gradient)
-    gets no entry.
+    ``targets`` maps ``id(param)`` to its SummaryTarget. For each target it
+    updates, the step either fills ``results[id(param)]`` (the REDUCTIONS as
+    float64, tracer.summary_kernels) in its native pass, or, updating it some
+    other way, first copies theta into ``target.delta`` (``keep_theta``) and
+    lists it in ``copied``, so that the requester can reduce it after the
+    step; a target it does not update (no gradient) is in neither.
     """
 
     targets: dict[int, SummaryTarget]
     results: dict[int, np.ndarray] = field(default_factory=dict)
+    copied: set[int] = field(default_factory=set)
+
+    def keep_theta(self, param: Tensor) -> None:
+        """Before ``param`` is updated outside the native pass: theta into its target's delta buffer, if it has one."""
+        target = self.targets.get(id(param))
+        if target is not None:
+            target.delta.copy_(param)
+            self.copied.add(id(param))
 
 
 def native_tensors(param: Tensor, *others: Tensor | None) -> bool:
     """Whether the native pass takes ``param`` with its gradient and state ``others`` (None: absent)."""
     length = param.numel()
-    for t in (param, *others):  # a loop of plain checks: this runs for every tensor at every step
+    for t in (param, *others):  # plain checks, cheapest first: this runs for every tensor at every step
         if t is not None and not (
-            t.dtype is torch.float32 and t.is_cpu and not t.is_sparse and t.is_contiguous() and t.numel() == length
+            t.dtype is torch.float32 and t.layout is torch.strided and t.is_cpu and t.is_contiguous() and t.numel() == length
         ):
             return False
     return True

@@ -178,6 +178,8 @@ class Adam(torch.optim.Optimizer):
                 if self.native_pass_takes(group, param):
                     batch.add(param, state, group, lr, beta1, beta2)
                     continue
+                if request is not None:  # traced: the requester reduces this one after the step
+                    request.keep_theta(param)
                 adam_update(
                     param,
                     param.grad,

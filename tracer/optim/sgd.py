@@ -138,6 +138,8 @@ class SGD(torch.optim.Optimizer):
                 if self.native_pass_takes(group, param):
                     batch.add(self.state[param] if group["momentum"] != 0 else None, param, group, lr)
                     continue
+                if request is not None:  # traced: the requester reduces this one after the step
+                    request.keep_theta(param)
                 if group["momentum"] != 0:
                     # Only touch the state when there is a buffer to keep, as
                     # torch does: plain SGD leaves optimizer.state empty.

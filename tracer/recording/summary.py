@@ -215,10 +215,11 @@ class SummaryReducer:
     def _ask_in_step(self, optimizer: torch.optim.Optimizer) -> InStepSummaries | None:
         """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself.
 
-        Such an optimizer (tracer.optim's Adam, AdamW and SGD) has ``in_step_summaries`` and
-        ``native_pass_takes(group, param)``, which says which tensors its native pass updates.
+        Such an optimizer (tracer.optim's Adam, AdamW and SGD) has ``in_step_summaries``; every purely
+        summarised tensor of its fused groups is asked for: the step reduces it in its native pass, or
+        keeps theta before updating it another way, or leaves it alone (InStepSummaries).
         """
-        if not hasattr(optimizer, "in_step_summaries") or not hasattr(optimizer, "native_pass_takes"):
+        if not hasattr(optimizer, "in_step_summaries"):
             return None
         targets: dict[int, SummaryTarget] = {}
         for group, members in zip(optimizer.param_groups, self._by_group):
@@ -226,11 +227,10 @@ class SummaryReducer:
                 continue
             sign, weight_decay = gradient_convention(group)
             for parameter in members:
-                tensor = parameter.tensor
-                if parameter.full or not optimizer.native_pass_takes(group, tensor):
+                if parameter.full:  # its snapshot is read as theta before the step by the full reader
                     continue
                 buffers = self._buffers[parameter.index]
-                targets[id(tensor)] = SummaryTarget(buffers.snapshot, buffers.previous_delta, sign * weight_decay)
+                targets[id(parameter.tensor)] = SummaryTarget(buffers.snapshot, buffers.previous_delta, sign * weight_decay)
         if not targets:
             return None
         optimizer.in_step_summaries = request = InStepSummaries(targets)
@@ -332,17 +332,18 @@ class SummaryReducer:
         return PendingSummaries(host, event, pending)
 
     def _taken_in_step(self, parameter: TracedParameter, buffers: _Buffers) -> np.ndarray | None:
-        """The reductions the optimizer's pass made of this parameter at this step, or None.
+        """The reductions the optimizer's pass made of this parameter at this step, or None: reduce it here.
 
-        A parameter asked for but not updated (no gradient) was not copied
-        before the step either: theta did not move, so it is copied now and
-        reduced like the others (delta = 0).
+        Asked for but neither reduced nor copied by the step (not updated: no
+        gradient), theta did not move: it is copied now and reduced like the
+        others (delta = 0). Copied by the step, its snapshot is in place.
         """
         request = self._request
-        if request is None or id(parameter.tensor) not in request.targets:
+        key = id(parameter.tensor)
+        if request is None or key not in request.targets:
             return None
-        reduced = request.results.get(id(parameter.tensor))
-        if reduced is None:
+        reduced = request.results.get(key)
+        if reduced is None and key not in request.copied:
             buffers.snapshot.copy_(parameter.tensor)
         return reduced
 
