@@ -113,9 +113,9 @@ def bench_in_step(directory: Path, rounds: int) -> float:
     names = [(f"layer{i}.weight", p) for i, p in enumerate(traced_params)]
     with Recorder(traced, directory / "in-step.trace.csv", named_parameters=names, granularity="summary"):
         theirs_s, traced_s = _interleave(theirs.step, traced.step, rounds)
+    paired = _paired_ratio()
     theirs_again_s, ours_s = _interleave(theirs.step, ours.step, rounds)
     ratio = traced_s / theirs_s
-    paired = _paired_ratio()
     print(f"[1b] 10M parameters (100 x 100k), tracer.optim.Adam(fused=True) traced (summaries inside its pass), {rounds} rounds")
     print(f"    step median: torch Adam(fused=True) untraced {theirs_s * 1e3:.2f} ms, ours traced {traced_s * 1e3:.2f} ms")
     print(f"    ours traced / torch fused untraced = {ratio:.2f}x   (goal <= 1.5x); {paired}")

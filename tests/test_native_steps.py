@@ -145,7 +145,9 @@ def test_the_step_computes_the_summaries_itself(tmp_path, monkeypatch):
     """No snapshot of the tensors it reduces, and their reductions come from the step's request."""
     stored: list[int] = []
     original = SummaryReducer._store_in_step
-    monkeypatch.setattr(SummaryReducer, "_store_in_step", lambda self, rows: (stored.append(len(rows)), original(self, rows))[1])
+    monkeypatch.setattr(
+        SummaryReducer, "_store_in_step", lambda self, rows: (stored.append(sum(map(len, rows.values()))), original(self, rows))[1]
+    )
     _train(lambda params: Adam(params, lr=0.01, fused=True), SHAPES, 6, no_grad_every=3, path=tmp_path / "t.trace.csv", recorder_options=SUMMARY)
     # Four tensors; the last has no gradient at updates 1 and 4 and is then reduced after the step.
     assert stored == [3, 4, 4, 3, 4, 4]
@@ -191,17 +193,19 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
         deltas = [torch.zeros(n) for n in sizes]
         previous = [torch.randn(n, generator=generator) for n in sizes]
         reductions = []
+        rows = np.zeros((len(sizes), 9))
         for step in range(1, 4):
             grads = [torch.randn(n, generator=generator) for n in sizes]
-            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01) for p, d, q in zip(params, deltas, previous)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01, r) for p, d, q, r in zip(params, deltas, previous, rows)})
             scalars = [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.01, False, False, float(step))] * len(sizes)
             adam_native(params, grads, *state, scalars, request, library=library)
-            reductions.append([request.results[id(p)].tolist() for p in params])
+            assert request.reduced == set(map(id, params))
+            reductions.append(rows.tolist())
             # and SGD with Nesterov momentum over the same tensors (its buffer: max_exp_avg_sq's place)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0) for p, d, q in zip(params, deltas, previous)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r) for p, d, q, r in zip(params, deltas, previous, rows)})
             momentum = [SgdScalars(0.01, 0.9, 0.0, 0.01, True, False)] * len(sizes)
             sgd_native(params, grads, state[2], [step == 1] * len(sizes), momentum, request, library=library)
-            reductions.append([request.results[id(p)].tolist() for p in params])
+            reductions.append(rows.tolist())
         outside = torch.zeros(len(sizes), 9, dtype=torch.float64)
         snapshots = [p + 1 for p in params]
         NativeReducer(library)(

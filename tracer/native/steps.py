@@ -4,7 +4,7 @@
 says which tensors it takes (float32, on the CPU, contiguous, real, dense
 gradient). ``InStepSummaries`` is how a caller (the Recorder) asks the same
 pass for the summary reductions of some parameters: for each, where to write
-delta and which previous delta to read; the step fills ``results``. The
+delta, which previous delta to read and where its reductions go. The
 optimizer sees only this request, nothing of traces.
 """
 
@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from tracer import native
-from tracer.summary_kernels import REDUCTIONS
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,7 @@ class SummaryTarget:
     delta: Tensor  # written, float32, contiguous, the parameter's length
     previous: Tensor  # the previous delta, read (the recorder's buffer: zeros before a first delta)
     g_theta: float  # g = grad + g_theta * theta_before in the reductions (tracer.summary_kernels)
+    results: np.ndarray  # written: the REDUCTIONS as float64, a contiguous row of 9 (the requester's buffer)
 
 
 @dataclass
@@ -34,15 +34,16 @@ class InStepSummaries:
     """A request for the summary reductions of one update, computed inside the optimizer's pass.
 
     ``targets`` maps ``id(param)`` to its SummaryTarget. For each target it
-    updates, the step either fills ``results[id(param)]`` (the REDUCTIONS as
-    float64, tracer.summary_kernels) in its native pass, or, updating it some
-    other way, first copies theta into ``target.delta`` (``keep_theta``) and
-    lists it in ``copied``, so that the requester can reduce it after the
-    step; a target it does not update (no gradient) is in neither.
+    updates, the step either writes delta and the reductions (into
+    ``target.results``) in its native pass and lists it in ``reduced``, or,
+    updating it some other way, first copies theta into ``target.delta``
+    (``keep_theta``) and lists it in ``copied``, so that the requester can
+    reduce it after the step; a target it does not update (no gradient) is
+    in neither.
     """
 
     targets: dict[int, SummaryTarget]
-    results: dict[int, np.ndarray] = field(default_factory=dict)
+    reduced: set[int] = field(default_factory=set)
     copied: set[int] = field(default_factory=set)
 
     def keep_theta(self, param: Tensor) -> None:
@@ -96,11 +97,8 @@ def adam_native(
     loaded kernels (``tracer.native.load``), by default ``tracer.native.library()``.
     """
     library = _library(library)
-    results = np.zeros((len(params), len(REDUCTIONS)), dtype=np.float64)
     records = []
-    for row, (param, grad, exp_avg, exp_avg_sq, largest, k) in enumerate(
-        zip(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, scalars)
-    ):
+    for param, grad, exp_avg, exp_avg_sq, largest, k in zip(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, scalars):
         weight_decay = k.weight_decay
         records.append((
             param.numel(),
@@ -109,7 +107,7 @@ def adam_native(
             exp_avg_sq.data_ptr(),
             0 if largest is None else largest.data_ptr(),
             grad.data_ptr(),
-            *_traced_fields(request, param, results, row),
+            *_traced_fields(request, param),
             -1.0 if k.maximize else 1.0,
             1 - k.lr * weight_decay if (weight_decay != 0 and k.decoupled) else 1.0,
             weight_decay if (weight_decay != 0 and not k.decoupled) else 0.0,
@@ -120,7 +118,7 @@ def adam_native(
             k.eps,
             -(k.lr / (1 - k.beta1**k.step)),
         ))
-    _run(library.tracer_adam_f32, np.array(records, dtype=native.ADAM_ITEM), params, request, results)
+    _run(library.tracer_adam_f32, np.array(records, dtype=native.ADAM_ITEM), params, request)
 
 
 @dataclass(frozen=True)
@@ -152,15 +150,14 @@ def sgd_native(
     weight_decay, momentum, 1 - dampening and -lr.
     """
     library = _library(library)
-    results = np.zeros((len(params), len(REDUCTIONS)), dtype=np.float64)
     records = []
-    for row, (param, grad, buffer, new, k) in enumerate(zip(params, grads, buffers, first, scalars)):
+    for param, grad, buffer, new, k in zip(params, grads, buffers, first, scalars):
         records.append((
             param.numel(),
             param.data_ptr(),
             0 if buffer is None else buffer.data_ptr(),
             grad.data_ptr(),
-            *_traced_fields(request, param, results, row),
+            *_traced_fields(request, param),
             -1.0 if k.maximize else 1.0,
             k.weight_decay,
             k.momentum,
@@ -169,7 +166,7 @@ def sgd_native(
             int(new),
             int(k.nesterov),
         ))
-    _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, request, results)
+    _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, request)
 
 
 def _library(library):
@@ -179,19 +176,17 @@ def _library(library):
     return library
 
 
-def _traced_fields(request: InStepSummaries | None, param: Tensor, results: np.ndarray, row: int) -> tuple:
+def _traced_fields(request: InStepSummaries | None, param: Tensor) -> tuple:
     """An item's delta, previous, results and g_theta fields: zeros when the request does not name ``param``."""
     target = None if request is None else request.targets.get(id(param))
     if target is None:
         return 0, 0, 0, 0.0
-    return target.delta.data_ptr(), target.previous.data_ptr(), results.ctypes.data + row * results.strides[0], target.g_theta
+    return target.delta.data_ptr(), target.previous.data_ptr(), target.results.ctypes.data, target.g_theta
 
 
-def _run(kernel, table: np.ndarray, params: list[Tensor], request: InStepSummaries | None, results: np.ndarray) -> None:
-    """Call a step kernel on its table; hand the traced rows' reductions to the request."""
+def _run(kernel, table: np.ndarray, params: list[Tensor], request: InStepSummaries | None) -> None:
+    """Call a step kernel on its table; tell the request which of its targets were reduced."""
     if kernel(table.ctypes.data, len(table), torch.get_num_threads()) != 0:
         raise MemoryError("the native optimizer step could not allocate its task table (nothing was updated)")
     if request is not None:
-        for row, param in enumerate(params):
-            if id(param) in request.targets:
-                request.results[id(param)] = results[row]
+        request.reduced.update(key for key in map(id, params) if key in request.targets)

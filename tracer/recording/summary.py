@@ -175,6 +175,8 @@ class SummaryReducer:
             # zeros, not empty: the fused pass reads the previous delta before one exists (and ignores the result).
             self._buffers[p.index] = _Buffers(p, key, row, snapshot, torch.zeros_like(snapshot))
         self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
+        # Where an optimizer's native pass writes its float64 reductions (one row per parameter, as _results).
+        self._staging = {key: np.zeros((count, len(REDUCTIONS))) for key, count in counts.items()}
         # Two host copies per results buffer, used in turn: a row waits at most one update for its copy.
         self._host = [
             {key: torch.zeros(buffer.shape, dtype=buffer.dtype, pin_memory=key[0].type == "cuda") for key, buffer in self._results.items()}
@@ -230,7 +232,8 @@ class SummaryReducer:
                 if parameter.full:  # its snapshot is read as theta before the step by the full reader
                     continue
                 buffers = self._buffers[parameter.index]
-                targets[id(parameter.tensor)] = SummaryTarget(buffers.snapshot, buffers.previous_delta, sign * weight_decay)
+                results = self._staging[buffers.key][buffers.row]
+                targets[id(parameter.tensor)] = SummaryTarget(buffers.snapshot, buffers.previous_delta, sign * weight_decay, results)
         if not targets:
             return None
         optimizer.in_step_summaries = request = InStepSummaries(targets)
@@ -262,7 +265,7 @@ class SummaryReducer:
         # Per results buffer: (its row, what that row's reductions read), for the tensors this rank holds.
         inputs: dict[tuple[torch.device, torch.dtype], list[tuple[int, SummaryInput]]] = {key: [] for key in self._results}
         pending: list[_Pending] = []
-        in_step: list[tuple[tuple[torch.device, torch.dtype], int, np.ndarray]] = []  # reduced by the optimizer
+        in_step: dict[tuple[torch.device, torch.dtype], list[int]] = {}  # rows the optimizer reduced, per results buffer
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
             if not members:
                 continue
@@ -284,9 +287,8 @@ class SummaryReducer:
                     buffers.has_previous = True
                 if not buffers.held:
                     continue
-                reduced = self._taken_in_step(parameter, buffers)
-                if reduced is not None:
-                    in_step.append((buffers.key, buffers.row, reduced))
+                if self._taken_in_step(parameter, buffers):
+                    in_step.setdefault(buffers.key, []).append(buffers.row)
                     if has_grad and lr > 0:
                         buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
                     continue
@@ -306,6 +308,8 @@ class SummaryReducer:
                     )))
                 if has_grad and lr > 0:
                     buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
+        if in_step:  # first: a whole buffer's staging may be copied, and the other rows are reduced over it below
+            self._store_in_step(in_step)
         for key, items in inputs.items():
             rows = self._results[key]
             if self._native is not None:
@@ -315,8 +319,6 @@ class SummaryReducer:
             else:
                 for row, item in items:
                     reduce_eager(item, rows[row])
-        if in_step:
-            self._store_in_step(in_step)
         self._request = None
         if self._sharding is not WHOLE:
             # Across ranks: one all-gather of every buffer's partials, read at once.
@@ -331,8 +333,8 @@ class SummaryReducer:
                 event.record()
         return PendingSummaries(host, event, pending)
 
-    def _taken_in_step(self, parameter: TracedParameter, buffers: _Buffers) -> np.ndarray | None:
-        """The reductions the optimizer's pass made of this parameter at this step, or None: reduce it here.
+    def _taken_in_step(self, parameter: TracedParameter, buffers: _Buffers) -> bool:
+        """Whether the optimizer's pass reduced this parameter at this step (into its staging row); if not, reduce it here.
 
         Asked for but neither reduced nor copied by the step (not updated: no
         gradient), theta did not move: it is copied now and reduced like the
@@ -341,18 +343,21 @@ class SummaryReducer:
         request = self._request
         key = id(parameter.tensor)
         if request is None or key not in request.targets:
-            return None
-        reduced = request.results.get(key)
-        if reduced is None and key not in request.copied:
+            return False
+        if key in request.reduced:
+            return True
+        if key not in request.copied:
             buffers.snapshot.copy_(parameter.tensor)
-        return reduced
+        return False
 
-    def _store_in_step(self, in_step: list[tuple[tuple[torch.device, torch.dtype], int, np.ndarray]]) -> None:
+    def _store_in_step(self, in_step: dict[tuple[torch.device, torch.dtype], list[int]]) -> None:
         """The optimizer's float64 reductions into the results buffers, rounded as the native pass rounds them."""
-        for key in {key for key, _, _ in in_step}:
-            rows = [row for k, row, _ in in_step if k == key]
-            values = torch.from_numpy(np.stack([reduced for k, _, reduced in in_step if k == key]))
-            self._results[key][rows] = values.to(self._results[key].dtype)
+        for key, rows in in_step.items():
+            staging, results = torch.from_numpy(self._staging[key]), self._results[key]
+            if len(rows) == len(results):  # every row: one copy
+                results.copy_(staging)
+            else:
+                results[rows] = staging[rows].to(results.dtype)
 
     def summarize(
         self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
