@@ -24,6 +24,10 @@ Run from the repository root::
    tokens), summary granularity, every update and every 10th update. Goals:
    <= 1.02x and <= 1.01x (issue 10, goal 2). Also tracer.optim.AdamW(fused=True)
    traced (summaries inside its pass) against torch's AdamW(fused=True) untraced.
+4. The kernels alone on the 10M-parameter model, on 1 and 2 threads: torch's
+   fused Adam, our native Adam untraced and traced, the native and the eager
+   summary pass, and the snapshot copy (no recorder: where the time of [1]
+   and [1b] goes).
 
 The traced and the untraced run are two copies of the same model and
 optimizer; rounds alternate between them so that a busy machine slows both
@@ -38,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tracer import Recorder
@@ -192,6 +197,49 @@ def bench_transformer(directory: Path, rounds: int, every: int, ours: bool = Fal
     return ratio
 
 
+def bench_kernels(rounds: int) -> None:
+    from tracer.native.steps import AdamScalars, InStepSummaries, SummaryTarget, adam_native
+    from tracer.summary_kernels import NativeReducer, SummaryInput, reduce_eager
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = lambda: [torch.randn(100_000, generator=generator) for _ in range(100)]  # noqa: E731
+    theta, grad, v, s, delta, previous = tensors(), tensors(), tensors(), tensors().copy(), tensors(), tensors()
+    s = [x.abs() for x in s]
+    scalars = [AdamScalars(1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 5.0)] * 100
+    rows = np.zeros((100, 9))
+    request = lambda: InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r) for p, d, q, r in zip(theta, delta, previous, rows)})  # noqa: E731
+    items = [(i, SummaryInput(delta[i], theta[i], grad[i], 0.0, v[i], s[i], previous[i])) for i in range(100)]
+    out = torch.zeros(100, 9)
+    native = NativeReducer()
+    _, torch_adam = _large_model(torch_fused_adam)
+    torch_adam.step()
+    cases = {
+        "torch Adam(fused=True) step": torch_adam.step,
+        "our native Adam step": lambda: adam_native(theta, grad, v, s, [None] * 100, scalars),
+        "our native Adam step, traced": lambda: adam_native(theta, grad, v, s, [None] * 100, scalars, request()),
+        "native summary pass": lambda: native(items, out),
+        "eager summary pass": lambda: [reduce_eager(item, out[i]) for i, item in items],
+        "snapshot copy (_foreach_copy_)": lambda: torch._foreach_copy_(delta, theta),
+    }
+    threads = torch.get_num_threads()
+    print(f"[4] kernels alone, 10M parameters (100 x 100k), median of {rounds} calls, ms")
+    try:
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)
+            medians = []
+            for name, run in cases.items():
+                run()
+                times = []
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    run()
+                    times.append(time.perf_counter() - start)
+                medians.append(f"{name} {statistics.median(times) * 1e3:.2f}")
+            print(f"    {count} thread(s): " + " | ".join(medians))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> float:
     from tracer.problems import get_problem
 
@@ -231,10 +279,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--compiled", action="store_true", help="also the torch.compile summary pass (a minute to compile)")
-    parser.add_argument("--case", type=int, choices=(1, 2, 3), action="append",
-                        help="run only this case (1 and 1b, 2 or 3; repeat for several); default: all")
+    parser.add_argument("--case", type=int, choices=(1, 2, 3, 4), action="append",
+                        help="run only this case (1 and 1b, 2, 3 or 4; repeat for several); default: all")
     args = parser.parse_args()
-    cases = set(args.case or (1, 2, 3))
+    cases = set(args.case or (1, 2, 3, 4))
     rounds = 5 if args.quick else 15
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as directory:
@@ -249,6 +297,8 @@ def main() -> None:
             bench_transformer(Path(directory), rounds * 3, every=1)
             bench_transformer(Path(directory), rounds, every=10)
             bench_transformer(Path(directory), rounds * 3, every=1, ours=True)
+        if 4 in cases:
+            bench_kernels(rounds * 2 + 1)
 
 
 if __name__ == "__main__":
