@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tracer import Recorder, load_trace, native
+from tracer.info import summarize
 from tracer.native.steps import AdamScalars, InStepSummaries, SgdScalars, SummaryTarget, adam_native, sgd_native
 from tracer.optim import SGD, Adam, AdamW
 from tracer.recording.summary import SummaryReducer
@@ -151,6 +152,8 @@ def test_the_step_computes_the_summaries_itself(tmp_path, monkeypatch):
     _train(lambda params: Adam(params, lr=0.01, fused=True), SHAPES, 6, no_grad_every=3, path=tmp_path / "t.trace.csv", recorder_options=SUMMARY)
     # Four tensors; the last has no gradient at updates 1 and 4 and is then reduced after the step.
     assert stored == [3, 4, 4, 3, 4, 4]
+    facts = summarize(load_trace(tmp_path / "t.trace.csv"))
+    assert facts["summary_pass"] == "native"
 
 
 def test_a_request_lasts_one_step_even_when_the_closure_fails(tmp_path):

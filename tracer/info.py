@@ -81,6 +81,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "granularity": meta.get("granularity"),
         "coordinates": meta.get("coordinates"),
         "summarized": meta.get("summarized"),
+        "summary_pass": meta.get("summary_pass"),
         "loss": _span(trace, "loss") if "loss" in trace and len(trace) else None,
         "lr": {c: _span(trace, c) for c in trace_lr_columns(trace.columns)} if len(trace) else {},
         "step_size": _span(trace, "step_size") if "step_size" in trace and len(trace) else None,
@@ -196,7 +197,8 @@ def format_summary(facts: dict[str, Any]) -> str:
         *_hyperparameter_rows(facts),
         ("scheduler", _scheduler_text(facts)),
         ("run", run),
-        ("granularity", f"{facts['granularity']}: {traced}"),
+        ("granularity", f"{facts['granularity']}"
+                        + (f" ({facts['summary_pass']} summary pass)" if facts["summary_pass"] else "") + f": {traced}"),
         ("loss", _span_text(facts["loss"])),
         *((name, _span_text(span)) for name, span in facts["lr"].items()),
         ("step size", _span_text(facts["step_size"])),
