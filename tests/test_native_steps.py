@@ -1,4 +1,4 @@
-"""tracer.optim's Adam, AdamW and SGD with fused=True: one native pass per step (tracer/native/steps.c), traced inside it.
+"""tracer.optim's Adam, AdamW, SGD and RMSprop with fused=True: one native pass per step (tracer/native/steps.c), traced inside it.
 
 Speed is measured in benchmarks/bench_recorder.py, not here.
 """
@@ -14,8 +14,17 @@ import torch
 
 from tracer import Recorder, load_trace, native
 from tracer.info import summarize
-from tracer.native.steps import AdamScalars, InStepSummaries, SgdScalars, SummaryTarget, adam_native, sgd_native
-from tracer.optim import SGD, Adam, AdamW
+from tracer.native.steps import (
+    AdamScalars,
+    InStepSummaries,
+    RmspropScalars,
+    SgdScalars,
+    SummaryTarget,
+    adam_native,
+    rmsprop_native,
+    sgd_native,
+)
+from tracer.optim import SGD, Adam, AdamW, RMSprop
 from tracer.recording.summary import SummaryReducer
 from tracer.summary_kernels import NativeReducer, SummaryInput
 from tracer.testing import assert_optimizers_match
@@ -26,8 +35,10 @@ from tracer.testing import assert_optimizers_match
 # configurations below, 25 updates (ulps of max(|reference|, 1)): Adam and
 # AdamW at most 4 against torch's for-loop and fused versions; SGD at most 8
 # against the for-loop one and 16 against torch's fused SGD (itself 6.5 from
-# the for-loop). The tolerance is the one torch's own fused variants get in
-# tests/test_optim_equivalence.py.
+# the for-loop); RMSprop (torch has no fused one) at most 16 against the
+# for-loop one, with momentum (its division by sqrt(s) + eps amplifies the
+# last bits; 32 with alpha 0.3, not tested). The tolerance is the one
+# torch's own fused variants get in tests/test_optim_equivalence.py.
 FUSED_ULPS = 64
 CONFIGS = [
     {"lr": 0.01},
@@ -35,6 +46,12 @@ CONFIGS = [
     {"lr": 0.01, "amsgrad": True},
     {"lr": 0.01, "maximize": True},
     {"lr": 0.3, "betas": (0.6, 0.9), "eps": 1e-3},
+]
+RMSPROP_CONFIGS = [
+    {"lr": 0.01},
+    {"lr": 0.01, "centered": True},
+    {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.1},
+    {"lr": 0.01, "centered": True, "momentum": 0.5, "maximize": True, "alpha": 0.9},
 ]
 SGD_CONFIGS = [
     {"lr": 0.01},
@@ -46,14 +63,21 @@ SGD_CONFIGS = [
 
 @pytest.mark.parametrize(
     "ours, theirs, configs",
-    [(Adam, torch.optim.Adam, CONFIGS), (AdamW, torch.optim.AdamW, CONFIGS), (SGD, torch.optim.SGD, SGD_CONFIGS)],
-    ids=["adam", "adamw", "sgd"],
+    [
+        (Adam, torch.optim.Adam, CONFIGS),
+        (AdamW, torch.optim.AdamW, CONFIGS),
+        (SGD, torch.optim.SGD, SGD_CONFIGS),
+        (RMSprop, torch.optim.RMSprop, RMSPROP_CONFIGS),
+    ],
+    ids=["adam", "adamw", "sgd", "rmsprop"],
 )
 @pytest.mark.parametrize("torch_fused", [True, None], ids=["torch-fused", "torch-for-loop"])
 def test_fused_optimizers_agree_with_torch_within_tolerance(ours, theirs, configs, torch_fused):
+    if torch_fused and theirs is torch.optim.RMSprop:
+        pytest.skip("torch's RMSprop has no fused version")
     assert_optimizers_match(
         functools.partial(ours, fused=True),
-        functools.partial(theirs, fused=torch_fused),
+        functools.partial(theirs, **({} if torch_fused is None else {"fused": torch_fused})),
         configs=configs,
         dtypes=(torch.float32,),
         ulps=FUSED_ULPS,
@@ -80,8 +104,12 @@ def _train(make, shapes, steps, *, seed=0, no_grad_every=0, path=None, recorder_
 
 @pytest.mark.parametrize(
     "make",
-    [lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True), lambda params: SGD(params, lr=0.01, momentum=0.9, fused=True)],
-    ids=["adam", "momentum"],
+    [
+        lambda params: Adam(params, lr=0.01, weight_decay=0.1, fused=True),
+        lambda params: SGD(params, lr=0.01, momentum=0.9, fused=True),
+        lambda params: RMSprop(params, lr=0.01, centered=True, momentum=0.9, fused=True),
+    ],
+    ids=["adam", "momentum", "rmsprop"],
 )
 def test_the_pass_does_not_depend_on_the_thread_count(make):
     shapes = [(3 * 65536 + 7,), (5, 3)]
@@ -126,8 +154,10 @@ def _without_in_step(monkeypatch):
         lambda params: SGD(params, lr=0.01, momentum=0.9, fused=True),
         lambda params: SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.1, fused=True),
         lambda params: SGD(params, lr=0.01, fused=True),
+        lambda params: RMSprop(params, lr=0.01, fused=True),
+        lambda params: RMSprop(params, lr=0.01, centered=True, momentum=0.5, weight_decay=0.1, fused=True),
     ],
-    ids=["adam", "adamw amsgrad", "adam l2 maximize", "momentum", "nesterov l2", "sgd"],
+    ids=["adam", "adamw amsgrad", "adam l2 maximize", "momentum", "nesterov l2", "sgd", "rmsprop", "rmsprop centered momentum l2"],
 )
 @pytest.mark.parametrize("options", [SUMMARY, {**SUMMARY, "every": 3}, {"full": ["p2"]}], ids=["every update", "every 3rd", "one tensor full"])
 def test_summaries_inside_the_step_equal_the_native_pass_after_it_bit_for_bit(tmp_path, monkeypatch, make, options):
@@ -170,7 +200,7 @@ def test_a_request_lasts_one_step_even_when_the_closure_fails(tmp_path):
     assert optimizer.in_step_summaries is None
 
 
-@pytest.mark.parametrize("cls", [Adam, AdamW, SGD])
+@pytest.mark.parametrize("cls", [Adam, AdamW, SGD, RMSprop])
 def test_fused_is_refused_where_the_native_kernels_cannot_be_built(monkeypatch, cls):
     monkeypatch.setenv("TRACER_NATIVE", "0")
     native.library.cache_clear()
@@ -182,7 +212,7 @@ def test_fused_is_refused_where_the_native_kernels_cannot_be_built(monkeypatch, 
 
 
 def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, monkeypatch):
-    """Built for plain x86-64 (SSE2, software fmaf) the kernels give this CPU's build's bits: reductions, Adam, SGD."""
+    """Built for plain x86-64 (SSE2, software fmaf) the kernels give this CPU's build's bits: reductions, Adam, SGD, RMSprop."""
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the baseline build is x86-64's")
     monkeypatch.setenv("TRACER_CACHE_DIR", str(tmp_path))
@@ -194,6 +224,7 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
         params = [torch.randn(n, generator=generator) for n in sizes]
         state = [[torch.zeros(n) for n in sizes] for _ in range(3)]  # exp_avg, exp_avg_sq, max_exp_avg_sq
         deltas = [torch.zeros(n) for n in sizes]
+        rmsprop_state = [[torch.zeros(n) for n in sizes] for _ in range(3)]  # square_avg, grad_avg, momentum_buffer
         previous = [torch.randn(n, generator=generator) for n in sizes]
         reductions = []
         rows = np.zeros((len(sizes), 9))
@@ -209,16 +240,22 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
             momentum = [SgdScalars(0.01, 0.9, 0.0, 0.01, True, False)] * len(sizes)
             sgd_native(params, grads, state[2], [step == 1] * len(sizes), momentum, request, library=library)
             reductions.append(rows.tolist())
+            # and centered RMSprop with momentum (square_avg, grad_avg, buffer: three fresh buffers' places)
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r) for p, d, q, r in zip(params, deltas, previous, rows)})
+            rms = [RmspropScalars(0.01, 0.99, 1e-8, 0.01, 0.5, False)] * len(sizes)
+            rmsprop_native(params, grads, *rmsprop_state, rms, request, library=library)
+            reductions.append(rows.tolist())
         outside = torch.zeros(len(sizes), 9, dtype=torch.float64)
         snapshots = [p + 1 for p in params]
         NativeReducer(library)(
             [(i, SummaryInput(s, p, g, 0.1, v, w, q)) for i, (s, p, g, v, w, q) in enumerate(zip(snapshots, params, grads, state[0], state[1], previous))],
             outside,
         )
-        results.append((params, state, deltas, reductions, outside, snapshots))
-    (a_params, a_state, a_deltas, a_reductions, a_outside, a_snapshots), (b_params, b_state, b_deltas, b_reductions, b_outside, b_snapshots) = results
+        results.append((params, state, deltas, reductions, outside, snapshots, rmsprop_state))
+    (a_params, a_state, a_deltas, a_reductions, a_outside, a_snapshots, a_rms), (b_params, b_state, b_deltas, b_reductions, b_outside, b_snapshots, b_rms) = results
     assert all(torch.equal(x, y) for x, y in zip(a_params + a_deltas + a_snapshots, b_params + b_deltas + b_snapshots))
     assert all(torch.equal(x, y) for xs, ys in zip(a_state, b_state) for x, y in zip(xs, ys))
+    assert all(torch.equal(x, y) for xs, ys in zip(a_rms, b_rms) for x, y in zip(xs, ys))
     assert a_reductions == b_reductions and torch.equal(a_outside, b_outside)
 
 

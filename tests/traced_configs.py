@@ -45,13 +45,14 @@ class TracedConfig:
     ours: bool = False  # tracer.optim has the class and accepts these flags
     dtype: torch.dtype = torch.float32
     sparse: bool = False  # gradients are handed to the optimizer as sparse tensors (SparseAdam)
+    theirs: bool = True  # torch has the class with these flags (not RMSprop's fused, which only ours has)
 
     def __post_init__(self) -> None:
         assert self.d_check in D_CHECKS, self.d_check
 
     @property
     def impls(self) -> tuple[str, ...]:
-        return ("torch", "tracer") if self.ours else ("torch",)
+        return ("torch",) * self.theirs + ("tracer",) * self.ours
 
     def make(self, params, impl: str = "torch") -> torch.optim.Optimizer:
         module = torch.optim if impl == "torch" else ours
@@ -71,6 +72,7 @@ CONFIGS: tuple[TracedConfig, ...] = (
     C("rmsprop centered", "RMSprop", dict(lr=0.01, centered=True), "folded", ours=True),
     C("rmsprop centered momentum wd", "RMSprop", dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.01), "bitwise", ours=True),
     C("rmsprop foreach centered", "RMSprop", dict(lr=0.01, centered=True, foreach=True), "folded"),
+    C("rmsprop fused centered momentum", "RMSprop", dict(lr=0.01, centered=True, momentum=0.5, fused=True), "folded", ours=True, theirs=False),
     C("adam", "Adam", dict(lr=0.01), "folded", ours=True),
     C("adam amsgrad wd maximize", "Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1, maximize=True), "folded", ours=True),
     C("adamw", "AdamW", dict(lr=0.01, weight_decay=0.1), "folded", ours=True),

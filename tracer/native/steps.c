@@ -1,4 +1,4 @@
-/* Adam's and SGD's updates of many float32 tensors in one pass over memory,
+/* Adam's, SGD's and RMSprop's updates of many float32 tensors in one pass over memory,
  * and, when traced, the summary reductions of that update in the same pass.
  *
  * Adam, per element, in float32, the operations and order of torch's
@@ -19,6 +19,15 @@
  *   v = g  (its first step)  or  v = v * momentum + (1 - dampening) * g
  *   d = nesterov ? g + momentum * v : v               (d = g without momentum)
  *   theta = theta + (-lr) * d
+ *
+ * RMSprop (tracer/optim/rmsprop.py), likewise:
+ *
+ *   g = sign * grad;  g = g + wd * theta              (L2 weight decay only)
+ *   s = s * alpha + ((1 - alpha) * g) * g
+ *   centered: m = lerp(m, g, 1 - alpha);  avg = sqrt(s + (-m) * m)   else avg = sqrt(s)
+ *   avg = avg + eps
+ *   momentum: b = b * momentum + g / avg;  theta = theta + (-lr) * b
+ *   else:     theta = theta + ((-lr) * g) / avg
  *
  * Every operation is one IEEE rounding (no contraction into FMAs:
  * -ffp-contract=off), so the result is the same on every machine; torch's
@@ -47,7 +56,7 @@ typedef struct {
 } adam_item_t;
 
 /* More flags, beside reductions.h's (8: HAS_PREVIOUS, 16: HAS_G_THETA). */
-enum { L2 = 32, AMSGRAD = 64, TRACED = 128, MOMENTUM = 256 };
+enum { L2 = 32, AMSGRAD = 64, TRACED = 128, MOMENTUM = 256, CENTERED = 512 };
 
 /* Every variant of a flag set: untraced, and traced with or without g_theta (a traced item always has a
  * previous delta: the recorder's buffer, zeros before the first). Few variants: each is a loop compiled
@@ -207,3 +216,83 @@ static void sgd_any_block(const void *items, int64_t index, int64_t begin, int64
 
 /* SGD's update of items[0..count), as tracer_adam_f32. */
 int tracer_sgd_f32(const sgd_item_t *items, int64_t count, int threads) { RUN_STEP(sgd_item_t, sgd_any_block) }
+
+
+typedef struct {
+    int64_t length;
+    float *param, *square_avg, *grad_avg, *momentum_buffer; /* grad_avg: centered only; momentum_buffer: momentum > 0 */
+    const float *grad;
+    float *delta;          /* traced: delta out; else NULL */
+    const float *previous; /* traced: the previous delta */
+    double *results;       /* traced: REDUCTIONS doubles out; else NULL */
+    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+    float sign, weight_decay, alpha, one_minus_alpha, eps, momentum, neg_lr;
+} rmsprop_item_t;
+
+static inline __attribute__((always_inline)) void rmsprop_block(
+    const rmsprop_item_t *item, int64_t begin, int64_t end, int flags, double *out)
+{
+    lanes_t acc = {0}; /* chunk sums are zeroed by accumulate_chunk */
+    float theta_before[CHUNK];
+    const float sign = item->sign, weight_decay = item->weight_decay, alpha = item->alpha;
+    const float w = item->one_minus_alpha, one_minus_w = 1.0f - w, eps = item->eps;
+    const float momentum = item->momentum, neg_lr = item->neg_lr;
+    const int small_weight = w < 0.5f;
+    for (int64_t first = begin; first < end; first += CHUNK) {
+        const int64_t n = end - first < CHUNK ? end - first : CHUNK;
+        float *param = item->param + first, *square_avg = item->square_avg + first;
+        float *grad_avg = (flags & CENTERED) ? item->grad_avg + first : 0;
+        float *buffer = (flags & MOMENTUM) ? item->momentum_buffer + first : 0;
+        float *delta = item->delta ? item->delta + first : 0;
+        const float *grad = item->grad + first;
+        for (int64_t j = 0; j < n; j++) {
+            const float before = param[j];
+            float g = sign * grad[j];
+            if (flags & L2) g = g + weight_decay * before;
+            const float s = square_avg[j] * alpha + (w * g) * g;
+            square_avg[j] = s;
+            float avg;
+            if (flags & CENTERED) {
+                const float difference = g - grad_avg[j];
+                const float m = small_weight ? grad_avg[j] + w * difference : g - difference * one_minus_w;
+                grad_avg[j] = m;
+                avg = sqrtf(s + (-m) * m);
+            } else {
+                avg = sqrtf(s);
+            }
+            avg = avg + eps;
+            float theta;
+            if (flags & MOMENTUM) {
+                const float b = buffer[j] * momentum + g / avg;
+                buffer[j] = b;
+                theta = before + neg_lr * b;
+            } else {
+                theta = before + (neg_lr * g) / avg;
+            }
+            param[j] = theta;
+            if (flags & TRACED) {
+                theta_before[j] = before;
+                delta[j] = before - theta;
+            }
+        }
+        REDUCE_CHUNK(buffer, square_avg, ((flags & MOMENTUM) ? HAS_V : 0) | HAS_S)
+    }
+    if (flags & TRACED) finish_block(&acc, out);
+}
+
+#define CASE(f) case f: rmsprop_block(item, begin, end, f, partial); break;
+
+static void rmsprop_any_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial)
+{
+    const rmsprop_item_t *item = (const rmsprop_item_t *)items + index;
+    int flags = (item->weight_decay != 0.0f ? L2 : 0) | (item->momentum_buffer ? MOMENTUM : 0) | (item->grad_avg ? CENTERED : 0);
+    if (item->results) flags |= TRACED | (item->g_theta != 0.0 ? HAS_G_THETA : 0);
+    switch (flags) {
+        L2_CASES(0) L2_CASES(MOMENTUM) L2_CASES(CENTERED) L2_CASES(CENTERED | MOMENTUM)
+    }
+}
+
+#undef CASE
+
+/* RMSprop's update of items[0..count), as tracer_adam_f32. */
+int tracer_rmsprop_f32(const rmsprop_item_t *items, int64_t count, int threads) { RUN_STEP(rmsprop_item_t, rmsprop_any_block) }

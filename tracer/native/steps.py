@@ -1,6 +1,6 @@
-"""Adam's and SGD's update in one native pass (``steps.c``), optionally with the summaries of that update.
+"""Adam's, SGD's and RMSprop's update in one native pass (``steps.c``), optionally with its summaries.
 
-``adam_native`` and ``sgd_native`` update every given tensor in one C call; ``native_tensors``
+``adam_native``, ``sgd_native`` and ``rmsprop_native`` update every given tensor in one C call; ``native_tensors``
 says which tensors it takes (float32, on the CPU, contiguous, real, dense
 gradient). ``InStepSummaries`` is how a caller (the Recorder) asks the same
 pass for the summary reductions of some parameters: for each, where to write
@@ -167,6 +167,57 @@ def sgd_native(
             int(k.nesterov),
         ))
     _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, request)
+
+
+@dataclass(frozen=True)
+class RmspropScalars:
+    """One tensor's RMSprop hyperparameters at this step, as Python floats."""
+
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    maximize: bool
+
+
+def rmsprop_native(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor | None],
+    buffers: list[Tensor | None],
+    scalars: list[RmspropScalars],
+    request: InStepSummaries | None = None,
+    library=None,
+) -> None:
+    """RMSprop's update of every ``params[i]`` in one native call; the request's targets also reduced.
+
+    ``grad_avgs[i]``: the centered average (None: not centered);
+    ``buffers[i]``: the momentum buffer (None without momentum). Every
+    tensor must pass ``native_tensors``. The scalars go to float32 as torch
+    casts them: weight_decay, alpha, 1 - alpha, eps, momentum and -lr.
+    """
+    library = _library(library)
+    records = []
+    for param, grad, square_avg, grad_avg, buffer, k in zip(params, grads, square_avgs, grad_avgs, buffers, scalars):
+        records.append((
+            param.numel(),
+            param.data_ptr(),
+            square_avg.data_ptr(),
+            0 if grad_avg is None else grad_avg.data_ptr(),
+            0 if buffer is None else buffer.data_ptr(),
+            grad.data_ptr(),
+            *_traced_fields(request, param),
+            -1.0 if k.maximize else 1.0,
+            k.weight_decay,
+            k.alpha,
+            1 - k.alpha,
+            k.eps,
+            k.momentum,
+            -k.lr,
+        ))
+    _run(library.tracer_rmsprop_f32, np.array(records, dtype=native.RMSPROP_ITEM), params, request)
 
 
 def _library(library):

@@ -8,9 +8,11 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
+from tracer.native.steps import InStepSummaries, RmspropScalars, native_tensors, rmsprop_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
+    check_fused,
     check_non_negative,
     evaluate_closure,
     new_step_counter,
@@ -66,6 +68,17 @@ class RMSprop(torch.optim.Optimizer):
             of its second moment (default: False).
         maximize: maximize the objective instead of minimizing it
             (default: False).
+        fused: update every float32 CPU tensor in one native pass over
+            memory (``tracer/native/steps.c``: the operations above in their
+            order, each rounded once, on torch's thread count); other
+            tensors take the arithmetic above. torch's RMSprop has no fused
+            version: this one agrees with its for-loop version within a few
+            float32 ulps. A Recorder at summary granularity then computes
+            its summaries inside this pass. Raises RuntimeError where the
+            native kernels cannot be built. Default: False.
+
+    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.steps)
+    a Recorder sets for one step (see tracer.optim.Adam).
 
     State per parameter (torch's keys): ``step`` (a 0-d float32 CPU tensor),
     ``square_avg`` (s), ``momentum_buffer`` (b, if momentum > 0 at the first
@@ -90,8 +103,10 @@ class RMSprop(torch.optim.Optimizer):
         centered: bool = False,
         *,
         maximize: bool = False,
+        fused: bool = False,
     ) -> None:
         check_learning_rate(lr)
+        check_fused(fused)
         check_non_negative(eps, "epsilon value", "eps")
         check_non_negative(momentum, "momentum value", "momentum")
         check_non_negative(weight_decay, "weight_decay value", "weight_decay")
@@ -104,17 +119,23 @@ class RMSprop(torch.optim.Optimizer):
             "centered": centered,
             "weight_decay": weight_decay,
             "maximize": maximize,
+            "fused": fused,
         }
         super().__init__(params, defaults)
+        self.in_step_summaries: InStepSummaries | None = None
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        restore_defaults(self, {"momentum": 0, "centered": False, "maximize": False})
+        restore_defaults(self, {"momentum": 0, "centered": False, "maximize": False, "fused": False})
+        self.__dict__.setdefault("in_step_summaries", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Update every parameter that has a gradient; return the closure's loss, if any."""
+        # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
+        request, self.in_step_summaries = self.in_step_summaries, None
         loss = evaluate_closure(closure)
+        batch: list[tuple[Tensor, dict, RmspropScalars]] = []  # the fused groups' tensors, updated together after the loop
 
         for group in self.param_groups:
             params = list(params_with_grad(group, type(self).__name__))
@@ -136,6 +157,13 @@ class RMSprop(torch.optim.Optimizer):
                         )
             for param in params:
                 state = self.state[param]
+                if self.native_pass_takes(group, param):
+                    scalars = RmspropScalars(float(lr), group["alpha"], group["eps"], group["weight_decay"],
+                                             group["momentum"], group["maximize"])
+                    batch.append((param, state, scalars))
+                    continue
+                if request is not None:  # traced: the requester reduces this one after the step
+                    request.keep_theta(param)
                 rmsprop_update(
                     param,
                     param.grad,
@@ -151,7 +179,26 @@ class RMSprop(torch.optim.Optimizer):
                     centered=group["centered"],
                     maximize=group["maximize"],
                 )
+        if batch:
+            states = [state for _, state, _ in batch]
+            torch._foreach_add_([state["step"] for state in states], 1)
+            rmsprop_native(
+                [param for param, _, _ in batch],
+                [param.grad for param, _, _ in batch],
+                [state["square_avg"] for state in states],
+                [state.get("grad_avg") for state in states],
+                [state.get("momentum_buffer") for state in states],
+                [scalars for _, _, scalars in batch],
+                request,
+            )
         return loss
+
+    def native_pass_takes(self, group: dict, param: Tensor) -> bool:
+        """Whether this step updates ``param`` in the native pass: a fused group's float32 CPU tensor with a dense gradient."""
+        state = self.state.get(param, {})
+        return bool(group.get("fused")) and param.grad is not None and native_tensors(
+            param, param.grad, state.get("square_avg"), state.get("grad_avg"), state.get("momentum_buffer")
+        )
 
 
 def rmsprop_update(

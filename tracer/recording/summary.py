@@ -23,7 +23,7 @@ the identities, zeros) and combines the ranks' partial reductions with one
 all-gather per update; that read is synchronous, and the fused pass is not
 used there.
 
-Inside the optimizer: with the native pass, a ``tracer.optim.Adam(fused=True)``
+Inside the optimizer: with the native pass, a fused ``tracer.optim`` optimizer
 computes the reductions of the tensors its native pass updates inside that
 pass (``snapshot(optimizer)`` hands it an ``InStepSummaries`` request: delta
 goes into the snapshot buffer, the previous delta is read from its buffer).
@@ -217,7 +217,7 @@ class SummaryReducer:
     def _ask_in_step(self, optimizer: torch.optim.Optimizer) -> InStepSummaries | None:
         """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself.
 
-        Such an optimizer (tracer.optim's Adam, AdamW and SGD) has ``in_step_summaries``; every purely
+        Such an optimizer (tracer.optim's Adam, AdamW, SGD and RMSprop) has ``in_step_summaries``; every purely
         summarised tensor of its fused groups is asked for: the step reduces it in its native pass, or
         keeps theta before updating it another way, or leaves it alone (InStepSummaries).
         """
