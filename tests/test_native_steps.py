@@ -61,20 +61,21 @@ SGD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "ours, theirs, configs",
-    [
-        (Adam, torch.optim.Adam, CONFIGS),
-        (AdamW, torch.optim.AdamW, CONFIGS),
-        (SGD, torch.optim.SGD, SGD_CONFIGS),
-        (RMSprop, torch.optim.RMSprop, RMSPROP_CONFIGS),
-    ],
-    ids=["adam", "adamw", "sgd", "rmsprop"],
-)
-@pytest.mark.parametrize("torch_fused", [True, None], ids=["torch-fused", "torch-for-loop"])
+# Each of ours against torch's for-loop version, and against torch's fused one where torch has one.
+AGAINST_TORCH = [
+    pytest.param(ours, theirs, configs, torch_fused, id=f"{name}-{'torch-fused' if torch_fused else 'torch-for-loop'}")
+    for name, ours, theirs, configs in [
+        ("adam", Adam, torch.optim.Adam, CONFIGS),
+        ("adamw", AdamW, torch.optim.AdamW, CONFIGS),
+        ("sgd", SGD, torch.optim.SGD, SGD_CONFIGS),
+        ("rmsprop", RMSprop, torch.optim.RMSprop, RMSPROP_CONFIGS),
+    ]
+    for torch_fused in ((True, None) if name != "rmsprop" else (None,))
+]
+
+
+@pytest.mark.parametrize("ours, theirs, configs, torch_fused", AGAINST_TORCH)
 def test_fused_optimizers_agree_with_torch_within_tolerance(ours, theirs, configs, torch_fused):
-    if torch_fused and theirs is torch.optim.RMSprop:
-        pytest.skip("torch's RMSprop has no fused version")
     assert_optimizers_match(
         functools.partial(ours, fused=True),
         functools.partial(theirs, **({} if torch_fused is None else {"fused": torch_fused})),
