@@ -172,7 +172,11 @@ class Recorder:
             "compiled" uses torch.compile (compiles for seconds to minutes at
             the first update; single-process). They agree within the
             tolerances of ``tracer.summary_kernels``; the metadata's
-            ``summary_pass`` says which ran.
+            ``summary_pass`` says which ran. With the native pass and a
+            ``tracer.optim`` optimizer made with ``fused=True``, the
+            reductions run inside the optimizer's own pass over memory
+            (no snapshot before the step, no pass after it), with the
+            same numbers bit for bit (``tracer.recording.summary``).
         snapshots: a SnapshotPolicy (e.g. ``SnapshotPolicy(every=10, limit=200)``)
             to keep snapshots of the whole model, with g, v and d, every k
             updates and at the end, in ``<run>.snapshots.npz`` beside the
