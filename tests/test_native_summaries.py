@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from tracer import native
+from tracer import Recorder, load_trace, native
 from tracer.errors import TracerError
 from tracer.summary_kernels import (
     FUSED_COSINE_ATOL,
@@ -174,6 +174,17 @@ def test_a_failing_compiler_is_reported_not_raised(monkeypatch, tmp_path):
         assert list(tmp_path.iterdir()) == []  # nothing half-built left behind
     finally:
         native.library.cache_clear()
+
+
+def test_auto_is_eager_where_the_native_pass_would_take_no_tensor(tmp_path):
+    """A float64 model: "auto" says eager in the metadata (the native pass would reduce nothing); "native" is refused."""
+    params = [torch.zeros(5, dtype=torch.float64, requires_grad=True)]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    with Recorder(optimizer, tmp_path / "t.trace.csv", granularity="summary") as recorder:
+        assert recorder.summary_pass == "eager"
+    assert load_trace(tmp_path / "t.trace.csv").meta["summary_pass"] == "eager"
+    with pytest.raises(TracerError, match="summary_pass='native' takes float32 CPU tensors and no summarised tensor is one"):
+        Recorder(optimizer, tmp_path / "u.trace.csv", granularity="summary", summary_pass="native")
 
 
 def test_compiled_is_refused_under_distributed_and_unknown_passes_are_refused():

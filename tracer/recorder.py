@@ -45,7 +45,7 @@ from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
 from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import PendingSummaries, SummaryReducer
-from tracer.summary_kernels import resolve_summary_pass
+from tracer.summary_kernels import check_summary_pass, resolve_summary_pass
 from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
 
 __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
@@ -252,9 +252,10 @@ class Recorder:
             optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
         )
         # Resolved once, here: the metadata says which pass ran ("auto" builds the C library on first use).
-        self._summary_pass = resolve_summary_pass(summary_pass, self._dist.distributed)
-        if not any(p.summarized for p in self._params):
-            self._summary_pass = None
+        check_summary_pass(summary_pass)  # also where nothing is summarised
+        summarized = [p.tensor for p in self._params if p.summarized]
+        takes = any(t.dtype == torch.float32 and t.device.type == "cpu" for t in summarized)
+        self._summary_pass = resolve_summary_pass(summary_pass, self._dist.distributed, takes) if summarized else None
         if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
             raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
         if snapshots is not None and if_exists == "append":

@@ -411,25 +411,36 @@ def _native(item: SummaryInput) -> bool:
     )
 
 
-def resolve_summary_pass(requested: str, distributed: bool) -> str:
+def check_summary_pass(requested: object) -> None:
+    """Raise TracerError unless ``requested`` is one of SUMMARY_PASSES."""
+    from tracer.errors import TracerError
+
+    if requested not in SUMMARY_PASSES:
+        raise TracerError(f"invalid summary_pass {requested!r}; accepted: {', '.join(map(repr, SUMMARY_PASSES))}")
+
+
+def resolve_summary_pass(requested: str, distributed: bool, native_takes_any: bool = True) -> str:
     """The pass a Recorder runs for ``requested`` (one of SUMMARY_PASSES): "native", "compiled" or "eager".
 
-    Raises TracerError for an unknown name, for "native" where the C library
-    cannot be built (saying why), and for "compiled" under torch.distributed
-    (a compiled chunk reduces every row of a results buffer; with shards some
+    ``native_takes_any``: some summarised tensor is one the native pass takes
+    (float32, on the CPU); where none is, "auto" is "eager" (the metadata must
+    not name a pass that reduced nothing). Raises TracerError for an unknown
+    name, for "native" where the C library cannot be built (saying why) or
+    takes none of the tensors, and for "compiled" under torch.distributed (a
+    compiled chunk reduces every row of a results buffer; with shards some
     rows are another rank's).
     """
     from tracer import native
     from tracer.errors import TracerError
 
-    if requested not in SUMMARY_PASSES:
-        raise TracerError(f"invalid summary_pass {requested!r}; accepted: {', '.join(map(repr, SUMMARY_PASSES))}")
+    check_summary_pass(requested)
     if requested == "compiled" and distributed:
         raise TracerError("summary_pass='compiled' is single-process only; under torch.distributed use 'auto', 'native' or 'eager'")
-    if requested in ("auto", "native"):
+    if requested == "native" and not native_takes_any:
+        raise TracerError("summary_pass='native' takes float32 CPU tensors and no summarised tensor is one; use 'auto' or 'eager'")
+    if requested in ("auto", "native") and native_takes_any:
         if native.library() is not None:
             return "native"
         if requested == "native":
             raise TracerError(f"summary_pass='native' cannot be built here ({native.failure()}); use 'auto' or 'eager'")
-        return "eager"
-    return requested
+    return "eager" if requested == "auto" else requested
