@@ -11,6 +11,7 @@ optimizer sees only this request, nothing of traces.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,8 +20,7 @@ from torch import Tensor
 from tracer import native
 
 
-@dataclass(frozen=True)
-class SummaryTarget:
+class SummaryTarget(NamedTuple):
     """Where a traced step writes one parameter's delta (theta_before - theta_after), and what it reads."""
 
     delta: Tensor  # written, float32, contiguous, the parameter's length
@@ -65,8 +65,10 @@ def native_tensors(param: Tensor, *others: Tensor | None) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class AdamScalars:
+# SummaryTarget and the *Scalars are made per tensor at every step: NamedTuples, immutable and quick to build.
+
+
+class AdamScalars(NamedTuple):
     """One tensor's Adam hyperparameters at this step, as Python floats (torch's for-loop arithmetic on them)."""
 
     lr: float
@@ -121,8 +123,7 @@ def adam_native(
     _run(library.tracer_adam_f32, np.array(records, dtype=native.ADAM_ITEM), params, request)
 
 
-@dataclass(frozen=True)
-class SgdScalars:
+class SgdScalars(NamedTuple):
     """One tensor's SGD hyperparameters at this step, as Python floats."""
 
     lr: float
@@ -169,8 +170,7 @@ def sgd_native(
     _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, request)
 
 
-@dataclass(frozen=True)
-class RmspropScalars:
+class RmspropScalars(NamedTuple):
     """One tensor's RMSprop hyperparameters at this step, as Python floats."""
 
     lr: float

@@ -43,8 +43,8 @@ lr = 0).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -65,8 +65,11 @@ from tracer.summary_kernels import (
 )
 from tracer.trace import SUMMARY_QUANTITIES
 
-@dataclass(frozen=True)
-class Reductions:
+# Reductions, Summary and _Pending are made for every summarised tensor at every recorded update:
+# NamedTuples (immutable, as frozen dataclasses, but built four times faster).
+
+
+class Reductions(NamedTuple):
     """One parameter's REDUCTIONS (tracer.summary_kernels) read back as floats."""
 
     theta_sq: float
@@ -80,11 +83,10 @@ class Reductions:
     s_sq: float
 
 
-assert tuple(field.name for field in fields(Reductions)) == REDUCTIONS
+assert Reductions._fields == REDUCTIONS
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):
     """One summarised parameter's trace cells at one update (fields as ``SUMMARY_QUANTITIES``); None: empty cell."""
 
     theta_norm: float
@@ -98,10 +100,10 @@ class Summary:
     cos_g_d: float | None
 
     def cells(self) -> list[float | None]:
-        return [getattr(self, quantity) for quantity in SUMMARY_QUANTITIES]
+        return list(self)  # the fields are SUMMARY_QUANTITIES, in order
 
 
-assert tuple(field.name for field in fields(Summary)) == SUMMARY_QUANTITIES
+assert Summary._fields == SUMMARY_QUANTITIES
 
 
 def _cosine(dot: float, norm_a: float | None, norm_b: float | None) -> float | None:
@@ -126,8 +128,7 @@ class _Buffers:
     has_previous: bool = False  # previous_delta holds a measured delta
 
 
-@dataclass(frozen=True)
-class _Pending:
+class _Pending(NamedTuple):
     """What one update's reduction of one parameter needs afterwards to make its Summary."""
 
     index: int  # the parameter's
