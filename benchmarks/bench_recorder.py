@@ -252,14 +252,7 @@ def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> flo
 
     def epochs(model, optimizer, recorder=None):
         def run():
-            for epoch in range(epochs_per_round):
-                for batch_index, batch in problem.batches(epoch):
-                    loss = problem.loss(model, batch)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    if recorder is not None:
-                        recorder.note(loss=loss.item(), epoch=epoch, batch=batch_index)
-                    optimizer.step()
+            problem.train(model, optimizer, epochs_per_round, recorder)
         return run
 
     plain_model, plain = setup()

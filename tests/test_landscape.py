@@ -46,13 +46,7 @@ def train_orbit(path: pathlib.Path, optimizer_name: str = "momentum", every: int
     optimizer = build_optimizer(optimizer_name, model.parameters(), lr=LR)
     with Recorder(optimizer, path, named_parameters=model.named_parameters(), meta={"label": optimizer_name},
                   snapshots=SnapshotPolicy(every=every, limit=limit)) as recorder:
-        for epoch in range(epochs):
-            for batch_index, batch in problem.batches(epoch):
-                loss = problem.loss(model, batch)
-                optimizer.zero_grad()
-                loss.backward()
-                recorder.note(loss=loss.item(), epoch=epoch, batch=batch_index)
-                optimizer.step()
+        problem.train(model, optimizer, epochs, recorder)
     return path
 
 

@@ -197,12 +197,7 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     try:
         with recorder, progress:
             for epoch in range(config.epochs):
-                for batch_index, batch in problem.batches(epoch):
-                    loss = problem.loss(model, batch)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    recorder.note(loss=loss.item(), epoch=epoch, batch=batch_index)
-                    optimizer.step()
+                for _ in problem.train_epoch(model, optimizer, epoch, recorder):
                     if scheduler is not None and every == "update":
                         _step(scheduler, spec)
                     progress.advance()

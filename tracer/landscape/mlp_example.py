@@ -37,13 +37,7 @@ def trace_run(optimizer_name: str, lr: float, label: str, out: pathlib.Path, epo
     with Recorder(optimizer, out, named_parameters=model.named_parameters(), granularity="summary", meta=meta,
                   snapshots=SnapshotPolicy(every=SNAPSHOT_EVERY, limit=200),
                   if_exists="overwrite") as recorder:  # the example regenerates its own traces by design
-        for epoch in range(epochs):
-            for batch_index, batch in problem.batches(epoch):
-                loss = problem.loss(model, batch)
-                optimizer.zero_grad()
-                loss.backward()
-                recorder.note(loss=loss.item(), epoch=epoch, batch=batch_index)
-                optimizer.step()
+        problem.train(model, optimizer, epochs, recorder)
     return out
 
 

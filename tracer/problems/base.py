@@ -40,6 +40,28 @@ class Problem:
     def loss(self, model, batch):  # -> torch.Tensor
         raise NotImplementedError
 
+    def train_epoch(self, model, optimizer, epoch: int, recorder=None) -> Iterator[int]:
+        """One epoch of training, one update per mini-batch: the loss, its gradient, the loss (with
+        epoch and batch) noted on ``recorder`` if given, the optimizer's step.
+
+        Yields each mini-batch's index after its update: a caller steps its
+        scheduler or its progress bar there.
+        """
+        for batch_index, batch in self.batches(epoch):
+            loss = self.loss(model, batch)
+            optimizer.zero_grad()
+            loss.backward()
+            if recorder is not None:
+                recorder.note(loss=loss.item(), epoch=epoch, batch=batch_index)
+            optimizer.step()
+            yield batch_index
+
+    def train(self, model, optimizer, epochs: int, recorder=None) -> None:
+        """``epochs`` epochs of ``train_epoch``, from epoch 0, with nothing between updates."""
+        for epoch in range(epochs):
+            for _ in self.train_epoch(model, optimizer, epoch, recorder):
+                pass
+
 
 class ShuffledDataProblem(Problem):
     """A data set of `features` and `labels` in mini-batches, reshuffled every epoch.
