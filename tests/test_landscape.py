@@ -27,6 +27,7 @@ from tracer.problems.orbit import OrbitProblem, orbit_loss_grid
 from tracer.recorder import Recorder
 from tracer.recording.snapshots import SnapshotPolicy
 from tracer.render import render_figure
+from tracer.render.landscape import load_surface
 from tracer.trace import load_trace
 
 LR = 0.01
@@ -331,3 +332,24 @@ def test_a_snapshot_limit_beyond_the_machines_memory_is_refused(tmp_path):
                                           r"parameter per snapshot\), more than this machine's .* GiB; lower the limit"):
         Recorder(optimizer, tmp_path / "r.trace.csv", snapshots=SnapshotPolicy(limit=10**12))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "load, error, what",
+    [(load_snapshots, TracerError, "snapshot"), (load_surface, RenderError, "surface")],
+    ids=["snapshots", "surface"],
+)
+def test_a_missing_or_foreign_npz_is_refused_in_one_line(tmp_path, load, error, what):
+    np.savez(tmp_path / "other.npz", meta=np.array(json.dumps({"format": "someone-else"})))
+    np.savez(tmp_path / "bare.npz", x=np.zeros(3))
+    (tmp_path / "text.npz").write_text("not a zip")
+    cases = [
+        ("missing.npz", rf"missing\.npz: {what} file not found \("),
+        ("text.npz", rf"text\.npz: not a {what} file: "),
+        ("bare.npz", rf"bare\.npz: not a tracer {what} file \('meta'\)"),
+        ("other.npz", rf"other\.npz: not a tracer {what} file \(format 'someone-else', expected "),
+    ]
+    for name, message in cases:
+        with pytest.raises(error, match=message) as raised:
+            load(tmp_path / name)
+        assert "\n" not in str(raised.value)

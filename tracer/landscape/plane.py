@@ -18,7 +18,6 @@ coordinates are the dot products ``e1 . x``, ``e2 . x``.
 
 from __future__ import annotations
 
-import json
 import pathlib
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tracer.errors import TracerError
+from tracer.npz_files import read_npz
 
 NORMALIZATIONS = ("none", "filter")
 SNAPSHOT_FORMAT = "tracer-snapshots"
@@ -63,17 +63,9 @@ class Snapshots:
 def load_snapshots(path: str | pathlib.Path) -> Snapshots:
     """Read a snapshot file; TracerError naming the file when it is missing or not one."""
     path = pathlib.Path(path)
+    arrays, meta = read_npz(path, what="snapshot", format_name=SNAPSHOT_FORMAT,
+                            missing_hint="it is written when the recorder closes")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise TracerError(f"{path}: snapshot file not found (it is written when the recorder closes)") from None
-    except (OSError, ValueError) as error:
-        raise TracerError(f"{path}: not a snapshot file: {error}") from None
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}")
         return Snapshots(path, meta, arrays["updates"], arrays["theta"], arrays["g"], arrays.get("v"), arrays["d"],
                          arrays["step"], arrays["final"])
     except (KeyError, ValueError) as error:

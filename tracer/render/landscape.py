@@ -16,7 +16,6 @@ same trace file name.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
+from tracer.npz_files import read_npz
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import RenderOptions, new_figure, save_still, trace_name, trace_styles
 from tracer.render.contour import CONTOUR_CMAP, contour_levels
@@ -71,17 +71,9 @@ class Surface:
 def load_surface(path: str | Path) -> Surface:
     """Read a surface file; RenderError naming the file when it is missing or not one."""
     path = Path(path)
+    arrays, meta = read_npz(path, what="surface", format_name=SURFACE_FORMAT,
+                            missing_hint="write it with `tracer landscape`", error=RenderError)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise RenderError(f"{path}: surface file not found (write it with `tracer landscape`)") from None
-    except (OSError, ValueError) as error:
-        raise RenderError(f"{path}: not a surface file: {error}") from None
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != SURFACE_FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {SURFACE_FORMAT!r}")
         runs = [
             SurfaceRun(entry["trace"], entry.get("label"), arrays[f"run{i}_done"], arrays[f"run{i}_xy"],
                        arrays[f"run{i}_g"], arrays[f"run{i}_v"], arrays[f"run{i}_step"])
