@@ -54,6 +54,9 @@ ITEM = np.dtype(
 )
 """summaries.c's ``item_t``: a tensor's length, its six arrays' addresses (0: absent) and g_theta."""
 
+# Every step item's fields for the summaries computed in its pass, in steps.c's order (0: untraced).
+_TRACED_FIELDS = [("delta", np.uint64), ("previous", np.uint64), ("results", np.uint64), ("g_theta", np.float64)]
+
 ADAM_ITEM = np.dtype(
     [
         ("length", np.int64),
@@ -62,10 +65,7 @@ ADAM_ITEM = np.dtype(
         ("exp_avg_sq", np.uint64),
         ("max_exp_avg_sq", np.uint64),
         ("grad", np.uint64),
-        ("delta", np.uint64),
-        ("previous", np.uint64),
-        ("results", np.uint64),
-        ("g_theta", np.float64),
+        *_TRACED_FIELDS,
         ("sign", np.float32),
         ("decay", np.float32),
         ("weight_decay", np.float32),
@@ -86,10 +86,7 @@ SGD_ITEM = np.dtype(
         ("param", np.uint64),
         ("momentum_buffer", np.uint64),
         ("grad", np.uint64),
-        ("delta", np.uint64),
-        ("previous", np.uint64),
-        ("results", np.uint64),
-        ("g_theta", np.float64),
+        *_TRACED_FIELDS,
         ("sign", np.float32),
         ("weight_decay", np.float32),
         ("momentum", np.float32),
@@ -110,10 +107,7 @@ RMSPROP_ITEM = np.dtype(
         ("grad_avg", np.uint64),
         ("momentum_buffer", np.uint64),
         ("grad", np.uint64),
-        ("delta", np.uint64),
-        ("previous", np.uint64),
-        ("results", np.uint64),
-        ("g_theta", np.float64),
+        *_TRACED_FIELDS,
         ("sign", np.float32),
         ("weight_decay", np.float32),
         ("alpha", np.float32),
@@ -208,14 +202,12 @@ def load(march: str = MARCH) -> ctypes.CDLL:
         loaded = ctypes.CDLL(str(_build(compiler, march)))
     except (OSError, subprocess.SubprocessError) as error:
         raise RuntimeError(f"{type(error).__name__}: {error}") from error
+    # (items, count, [out,] threads) -> 0, or -1 when the kernel could not allocate its task table
     loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
-    loaded.tracer_summaries_f32.restype = ctypes.c_int
-    loaded.tracer_adam_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    loaded.tracer_adam_f32.restype = ctypes.c_int
-    loaded.tracer_sgd_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    loaded.tracer_sgd_f32.restype = ctypes.c_int
-    loaded.tracer_rmsprop_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    loaded.tracer_rmsprop_f32.restype = ctypes.c_int
+    for step in (loaded.tracer_adam_f32, loaded.tracer_sgd_f32, loaded.tracer_rmsprop_f32):
+        step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    for kernel in (loaded.tracer_summaries_f32, loaded.tracer_adam_f32, loaded.tracer_sgd_f32, loaded.tracer_rmsprop_f32):
+        kernel.restype = ctypes.c_int
     return loaded
 
 

@@ -44,14 +44,18 @@
 
 #include "reductions.h"
 
+/* Every step item's fields for the summaries computed in its pass (tracer/native/__init__.py's _TRACED_FIELDS). */
+#define TRACED_FIELDS                                                                                      \
+    float *delta;          /* traced: delta out; else NULL */                                              \
+    const float *previous; /* traced: the previous delta */                                                \
+    double *results;       /* traced: REDUCTIONS doubles out; else NULL */                                 \
+    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+
 typedef struct {
     int64_t length;
     float *param, *exp_avg, *exp_avg_sq, *max_exp_avg_sq; /* max_exp_avg_sq: amsgrad only, else NULL */
     const float *grad;
-    float *delta;          /* traced: delta out; else NULL */
-    const float *previous; /* traced: the previous delta */
-    double *results;       /* traced: REDUCTIONS doubles out; else NULL */
-    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+    TRACED_FIELDS
     float sign, decay, weight_decay, lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 } adam_item_t;
 
@@ -156,10 +160,7 @@ typedef struct {
     int64_t length;
     float *param, *momentum_buffer; /* momentum_buffer: NULL without momentum */
     const float *grad;
-    float *delta;          /* traced: delta out; else NULL */
-    const float *previous; /* traced: the previous delta */
-    double *results;       /* traced: REDUCTIONS doubles out; else NULL */
-    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+    TRACED_FIELDS
     float sign, weight_decay, momentum, one_minus_dampening, neg_lr;
     int32_t first, nesterov; /* the buffer is new (it becomes g); Nesterov's d */
 } sgd_item_t;
@@ -222,10 +223,7 @@ typedef struct {
     int64_t length;
     float *param, *square_avg, *grad_avg, *momentum_buffer; /* grad_avg: centered only; momentum_buffer: momentum > 0 */
     const float *grad;
-    float *delta;          /* traced: delta out; else NULL */
-    const float *previous; /* traced: the previous delta */
-    double *results;       /* traced: REDUCTIONS doubles out; else NULL */
-    double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
+    TRACED_FIELDS
     float sign, weight_decay, alpha, one_minus_alpha, eps, momentum, neg_lr;
 } rmsprop_item_t;
 

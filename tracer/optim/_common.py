@@ -111,3 +111,13 @@ def check_fused(fused: bool) -> None:
             raise RuntimeError(
                 f"fused=True needs the native kernels, which cannot be built here ({native.failure()}); use fused=False"
             )
+
+
+def native_pass_takes(group: dict[str, Any], param: Tensor, state: dict[str, Any], state_keys: tuple[str, ...]) -> bool:
+    """Whether a step updates ``param`` in its native pass: a fused group's float32 CPU tensor with a dense
+    gradient, and its state tensors under ``state_keys`` (those it has) alike."""
+    if not group.get("fused") or param.grad is None:
+        return False
+    from tracer.native.steps import native_tensors
+
+    return native_tensors(param, param.grad, *(state.get(key) for key in state_keys))

@@ -8,19 +8,23 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import AdamScalars, InStepSummaries, adam_native, native_tensors
+from tracer.native.steps import AdamScalars, InStepSummaries, adam_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
     check_fused,
     check_non_negative,
     evaluate_closure,
+    native_pass_takes,
     new_step_counter,
     params_with_grad,
     restore_defaults,
 )
 
 __all__ = ["Adam", "AdamW", "adam_update"]
+
+# The state tensors the native pass (fused=True) reads and writes.
+_NATIVE_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 class Adam(torch.optim.Optimizer):
@@ -175,7 +179,7 @@ class Adam(torch.optim.Optimizer):
             beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
             for param in params:
                 state = self.state[param]
-                if self.native_pass_takes(group, param):
+                if native_pass_takes(group, param, state, _NATIVE_STATE):
                     batch.add(param, state, group, lr, beta1, beta2)
                     continue
                 if request is not None:  # traced: the requester reduces this one after the step
@@ -198,13 +202,6 @@ class Adam(torch.optim.Optimizer):
                 )
         batch.run(request)
         return loss
-
-    def native_pass_takes(self, group: dict, param: Tensor) -> bool:
-        """Whether this step updates ``param`` in the native pass: a fused group's float32 CPU tensor with a dense gradient."""
-        state = self.state.get(param, {})
-        return bool(group.get("fused")) and param.grad is not None and native_tensors(
-            param, param.grad, state.get("exp_avg"), state.get("exp_avg_sq"), state.get("max_exp_avg_sq")
-        )
 
 
 class AdamW(Adam):

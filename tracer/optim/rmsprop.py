@@ -8,19 +8,23 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import InStepSummaries, RmspropScalars, native_tensors, rmsprop_native
+from tracer.native.steps import InStepSummaries, RmspropScalars, rmsprop_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
     check_fused,
     check_non_negative,
     evaluate_closure,
+    native_pass_takes,
     new_step_counter,
     params_with_grad,
     restore_defaults,
 )
 
 __all__ = ["RMSprop", "rmsprop_update"]
+
+# The state tensors the native pass (fused=True) reads and writes.
+_NATIVE_STATE = ("square_avg", "grad_avg", "momentum_buffer")
 
 
 class RMSprop(torch.optim.Optimizer):
@@ -157,7 +161,7 @@ class RMSprop(torch.optim.Optimizer):
                         )
             for param in params:
                 state = self.state[param]
-                if self.native_pass_takes(group, param):
+                if native_pass_takes(group, param, state, _NATIVE_STATE):
                     scalars = RmspropScalars(float(lr), group["alpha"], group["eps"], group["weight_decay"],
                                              group["momentum"], group["maximize"])
                     batch.append((param, state, scalars))
@@ -193,12 +197,6 @@ class RMSprop(torch.optim.Optimizer):
             )
         return loss
 
-    def native_pass_takes(self, group: dict, param: Tensor) -> bool:
-        """Whether this step updates ``param`` in the native pass: a fused group's float32 CPU tensor with a dense gradient."""
-        state = self.state.get(param, {})
-        return bool(group.get("fused")) and param.grad is not None and native_tensors(
-            param, param.grad, state.get("square_avg"), state.get("grad_avg"), state.get("momentum_buffer")
-        )
 
 
 def rmsprop_update(

@@ -8,18 +8,22 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import InStepSummaries, SgdScalars, native_tensors, sgd_native
+from tracer.native.steps import InStepSummaries, SgdScalars, sgd_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
     check_fused,
     check_non_negative,
     evaluate_closure,
+    native_pass_takes,
     params_with_grad,
     restore_defaults,
 )
 
 __all__ = ["SGD", "sgd_update"]
+
+# The state tensors the native pass (fused=True) reads and writes.
+_NATIVE_STATE = ("momentum_buffer",)
 
 
 class SGD(torch.optim.Optimizer):
@@ -135,7 +139,7 @@ class SGD(torch.optim.Optimizer):
             params = list(params_with_grad(group, type(self).__name__, sparse_supported=True))
             lr = as_scalar(group["lr"])  # once per group, as torch
             for param in params:
-                if self.native_pass_takes(group, param):
+                if native_pass_takes(group, param, self.state.get(param, {}), _NATIVE_STATE):
                     batch.add(self.state[param] if group["momentum"] != 0 else None, param, group, lr)
                     continue
                 if request is not None:  # traced: the requester reduces this one after the step
@@ -162,11 +166,6 @@ class SGD(torch.optim.Optimizer):
                     state["momentum_buffer"] = buffer
         batch.run(request)
         return loss
-
-    def native_pass_takes(self, group: dict, param: Tensor) -> bool:
-        """Whether this step updates ``param`` in the native pass: a fused group's float32 CPU tensor with a dense gradient."""
-        buffer = self.state[param].get("momentum_buffer") if param in self.state else None
-        return bool(group.get("fused")) and param.grad is not None and native_tensors(param, param.grad, buffer)
 
 
 class _NativeBatch:
