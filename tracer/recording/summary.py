@@ -241,7 +241,7 @@ class SummaryReducer:
         return request
 
     def snapshots(self) -> dict[int, Tensor]:
-        """theta before the step per summarised parameter (by index); valid until ``summarize``."""
+        """theta before the step per summarised parameter (by index); valid until ``reduce``."""
         return {index: buffers.snapshot for index, buffers in self._buffers.items() if buffers.held}
 
     def measure_previous(self, lrs: Sequence[float]) -> None:
@@ -359,12 +359,6 @@ class SummaryReducer:
                 results.copy_(staging)
             else:
                 results[rows] = staging[rows].to(results.dtype)
-
-    def summarize(
-        self, optimizer: torch.optim.Optimizer, family: Family, lrs: Sequence[float]
-    ) -> tuple[dict[int, Summary], bool]:
-        """``reduce`` and ``read`` at once: per summarised parameter (by index), its Summary; whether all are finite."""
-        return self.reduce(optimizer, family, lrs).read()
 
 
 @dataclass
