@@ -37,7 +37,9 @@ alike. Medians over rounds are printed with the ratio.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -213,6 +215,12 @@ def bench_kernels(rounds: int) -> None:
     native = NativeReducer()
     _, torch_adam = _large_model(torch_fused_adam)
     torch_adam.step()
+    floor = _memory_floor()
+    adam_arrays = _floor_items(theta, v, s, grad)
+    traced_arrays = _floor_items(theta, v, s, grad, previous, delta)
+    summary_arrays = _floor_items(delta, theta, grad, v, s, previous)
+    copy_arrays = _floor_items(delta, theta)
+    threads_now = torch.get_num_threads
     cases = {
         "torch Adam(fused=True) step": torch_adam.step,
         "our native Adam step": lambda: adam_native(theta, grad, v, s, [None] * 100, scalars),
@@ -220,13 +228,18 @@ def bench_kernels(rounds: int) -> None:
         "native summary pass": lambda: native(items, out),
         "eager summary pass": lambda: [reduce_eager(item, out[i]) for i, item in items],
         "snapshot copy (_foreach_copy_)": lambda: torch._foreach_copy_(delta, theta),
+        "floor: Adam": lambda: floor.floor_adam(adam_arrays.ctypes.data, len(adam_arrays), threads_now()),
+        "floor: traced Adam": lambda: floor.floor_adam_traced(traced_arrays.ctypes.data, len(traced_arrays), threads_now()),
+        "floor: summary pass": lambda: floor.floor_summaries(summary_arrays.ctypes.data, len(summary_arrays), threads_now()),
+        "floor: copy": lambda: floor.floor_copy(copy_arrays.ctypes.data, len(copy_arrays), threads_now()),
     }
     threads = torch.get_num_threads()
-    print(f"[4] kernels alone, 10M parameters (100 x 100k), median of {rounds} calls, ms")
+    print(f"[4] kernels alone, 10M parameters (100 x 100k), median of {rounds} calls, ms; a floor is a kernel")
+    print("    moving the same arrays with next to no arithmetic (benchmarks/memory_floor.c): what memory allows")
     try:
         for count in sorted({1, threads}):
             torch.set_num_threads(count)
-            medians = []
+            medians = {}
             for name, run in cases.items():
                 run()
                 times = []
@@ -234,10 +247,45 @@ def bench_kernels(rounds: int) -> None:
                     start = time.perf_counter()
                     run()
                     times.append(time.perf_counter() - start)
-                medians.append(f"{name} {statistics.median(times) * 1e3:.2f}")
-            print(f"    {count} thread(s): " + " | ".join(medians))
+                medians[name] = statistics.median(times)
+            print(f"    {count} thread(s): " + " | ".join(f"{name} {t * 1e3:.2f}" for name, t in medians.items()))
+            adam = medians["torch Adam(fused=True) step"]
+            over = lambda kernel, its_floor: medians[kernel] / medians[its_floor]  # noqa: E731
+            print(f"      over their floors: torch Adam {over('torch Adam(fused=True) step', 'floor: Adam'):.2f}x, "
+                  f"traced native Adam {over('our native Adam step, traced', 'floor: traced Adam'):.2f}x, "
+                  f"native summary pass {over('native summary pass', 'floor: summary pass'):.2f}x, "
+                  f"snapshot copy {over('snapshot copy (_foreach_copy_)', 'floor: copy'):.2f}x")
+            # The goals' ratios with every kernel at its floor but torch's Adam as measured.
+            outside = (adam + medians["floor: copy"] + medians["floor: summary pass"]) / adam
+            print(f"      at the floors: a pass outside the step (goal 1: Adam + copy + summary pass) {outside:.2f}x torch Adam; "
+                  f"inside it (goal 1b: traced Adam) {medians['floor: traced Adam'] / adam:.2f}x")
     finally:
         torch.set_num_threads(threads)
+
+
+def _memory_floor() -> ctypes.CDLL:
+    """benchmarks/memory_floor.c, compiled with the native kernels' flags into a temporary directory, loaded."""
+    from tracer import native
+
+    source = Path(__file__).with_name("memory_floor.c")
+    library = Path(tempfile.mkdtemp()) / "libmemory_floor.so"
+    compiler = native._compiler()
+    if compiler is None:
+        raise SystemExit("case 4 needs a C compiler (cc, gcc or clang) for benchmarks/memory_floor.c")
+    subprocess.run([compiler, *native.FLAGS, f"-march={native.MARCH}", str(source), "-o", str(library)], check=True)
+    loaded = ctypes.CDLL(str(library))
+    for name in ("floor_copy", "floor_adam", "floor_adam_traced", "floor_summaries"):
+        getattr(loaded, name).argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    return loaded
+
+
+def _floor_items(*arrays: list[torch.Tensor]) -> np.ndarray:
+    """memory_floor.c's item table (keep it alive while it is used): item i's k-th array is arrays[k][i]."""
+    table = np.zeros(len(arrays[0]), dtype=[("length", np.int64)] + [(name, np.uint64) for name in "abcdef"])
+    table["length"] = [t.numel() for t in arrays[0]]
+    for name, tensors in zip("abcdef", arrays):
+        table[name] = [t.data_ptr() for t in tensors]
+    return table
 
 
 def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> float:
