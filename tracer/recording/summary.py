@@ -42,7 +42,6 @@ lr = 0).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -65,25 +64,8 @@ from tracer.summary_kernels import (
 )
 from tracer.trace import SUMMARY_QUANTITIES
 
-# Reductions, Summary and _Pending are made for every summarised tensor at every recorded update:
+# Summary and _Pending are made for every summarised tensor at every recorded update:
 # NamedTuples (immutable, as frozen dataclasses, but built four times faster).
-
-
-class Reductions(NamedTuple):
-    """One parameter's REDUCTIONS (tracer.summary_kernels) read back as floats."""
-
-    theta_sq: float
-    delta_sq: float
-    delta_abs_max: float
-    g_dot_delta: float
-    g_sq: float
-    previous_dot_delta: float
-    previous_sq: float
-    v_sq: float
-    s_sq: float
-
-
-assert Reductions._fields == REDUCTIONS
 
 
 class Summary(NamedTuple):
@@ -104,15 +86,6 @@ class Summary(NamedTuple):
 
 
 assert Summary._fields == SUMMARY_QUANTITIES
-
-
-def _cosine(dot: float, norm_a: float | None, norm_b: float | None) -> float | None:
-    """dot / (|a| |b|), clamped to [-1, 1]: the dot product and the norms are
-    reduced separately in the parameters' dtype, so parallel vectors can come
-    out a few ulp beyond 1, which no reader should see."""
-    if not norm_a or not norm_b or not math.isfinite(norm_a * norm_b):
-        return None
-    return min(1.0, max(-1.0, dot / (norm_a * norm_b)))
 
 
 @dataclass(eq=False)
@@ -376,41 +349,68 @@ class PendingSummaries:
 
     def read(self) -> tuple[dict[int, Summary], bool]:
         """Per summarised parameter (by index), its Summary; and whether all are finite. Waits for the copy if needed."""
-        numbers = self.numbers
-        if numbers is None:
-            if self.event is not None:
-                self.event.synchronize()
-            numbers = {key: buffer.view(-1).tolist() for key, buffer in self.host.items()}
-        width = len(REDUCTIONS)
-        out: dict[int, Summary] = {}
-        finite = True
-        for item in self.items:
-            row = numbers[item.key][item.row * width : (item.row + 1) * width]
-            summary, item_finite = _summary(item, Reductions(*row))
-            out[item.index] = summary
-            finite = finite and item_finite
-        return out, finite
+        if not self.items:
+            return {}, True
+        if self.numbers is None and self.event is not None:
+            self.event.synchronize()
+        # Each item's reductions gathered into one float64 table, row i for items[i] (float32 results are exact in it).
+        table = np.empty((len(self.items), len(REDUCTIONS)))
+        keys = [item.key for item in self.items]
+        rows = np.fromiter((item.row for item in self.items), dtype=np.int64, count=len(self.items))
+        for key in dict.fromkeys(keys):
+            if self.numbers is not None:
+                buffer = np.asarray(self.numbers[key], dtype=np.float64).reshape(-1, len(REDUCTIONS))
+            else:
+                buffer = self.host[key].numpy()
+            mine = np.fromiter((k == key for k in keys), dtype=bool, count=len(keys))
+            table[mine] = buffer[rows[mine]]
+        return summarize(table, self.items)
 
 
-def _summary(item: _Pending, r: Reductions) -> tuple[Summary, bool]:
-    """The Summary of one parameter from its reductions."""
-    theta_norm = math.sqrt(r.theta_sq)
-    displacement = math.sqrt(r.delta_sq)
-    empty = Summary(theta_norm, None, None, None, None, displacement, None, None, None)
-    if not item.has_grad:
-        return empty, math.isfinite(theta_norm)
-    g_norm = math.sqrt(r.g_sq)
-    v_norm = math.sqrt(r.v_sq) if item.has_v else None
-    s_norm = math.sqrt(r.s_sq) if item.has_s else None
-    finite = math.isfinite(theta_norm) and all(
-        math.isfinite(x) for x in (g_norm, v_norm, s_norm) if x is not None
-    )
-    lr = item.lr
-    if not lr > 0:
-        return Summary(theta_norm, g_norm, v_norm, s_norm, None, displacement, None, None, None), finite
-    previous_norm = math.sqrt(r.previous_sq)
-    cos_d_prev = _cosine(r.previous_dot_delta, displacement, previous_norm) if item.has_previous else None
-    # d points along delta, so cos(g, d) = cos(g, delta).
-    cos_g_d = _cosine(item.sign * r.g_dot_delta, g_norm, displacement)
-    d_max = r.delta_abs_max / lr
-    return Summary(theta_norm, g_norm, v_norm, s_norm, displacement / lr, displacement, d_max, cos_d_prev, cos_g_d), finite
+def summarize(table: np.ndarray, items: Sequence[_Pending]) -> tuple[dict[int, Summary], bool]:
+    """Per item (by parameter index), the Summary of its reductions ``table[i]`` (float64, REDUCTIONS order);
+    and whether all are finite.
+
+    All items at once, in numpy: every operation is the one IEEE float64
+    operation a per-item computation in Python floats would make, so the
+    cells are those bits. Columns an item does not have are empty (None):
+    g and all after it without a gradient, v or s where the family keeps
+    none, d and the cosines when lr is 0, cos_d_prev without a previous delta.
+    """
+    r = {name: table[:, column] for column, name in enumerate(REDUCTIONS)}
+    lr, sign, has_grad, has_previous, has_v, has_s = (np.array(column) for column in list(zip(*items))[3:])
+    moves = has_grad & (lr > 0)  # d measured
+    with np.errstate(all="ignore"):  # the products and quotients of norms that are 0, inf or NaN are masked below
+        theta_norm, displacement, g_norm = np.sqrt(r["theta_sq"]), np.sqrt(r["delta_sq"]), np.sqrt(r["g_sq"])
+        v_norm, s_norm, previous_norm = np.sqrt(r["v_sq"]), np.sqrt(r["s_sq"]), np.sqrt(r["previous_sq"])
+        safe_lr = np.where(moves, lr, 1.0)
+        cos_d_prev, cos_d_prev_defined = _cosines(r["previous_dot_delta"], displacement, previous_norm)
+        cos_g_d, cos_g_d_defined = _cosines(sign * r["g_dot_delta"], g_norm, displacement)
+        values = np.stack([
+            theta_norm, g_norm, v_norm, s_norm, displacement / safe_lr, displacement,
+            r["delta_abs_max"] / safe_lr, cos_d_prev, cos_g_d,
+        ], axis=1)
+    present = np.stack([
+        np.ones_like(has_grad), has_grad, has_v & has_grad, has_s & has_grad, moves, np.ones_like(has_grad),
+        moves, moves & has_previous & cos_d_prev_defined, moves & cos_g_d_defined,
+    ], axis=1)
+    finite = bool(np.all(np.isfinite(theta_norm)) and np.all(np.isfinite(values[:, 1:4][present[:, 1:4]])))
+    cells = values.tolist()
+    for i, column in zip(*np.nonzero(~present)):
+        cells[i][column] = None
+    return {item.index: Summary._make(row) for item, row in zip(items, cells)}, finite
+
+
+def _cosines(dots: np.ndarray, norms_a: np.ndarray, norms_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dot / (|a| |b|) clamped to [-1, 1], and where it is defined: both norms nonzero and their product finite.
+
+    The dot product and the norms are reduced separately in the parameters'
+    dtype, so parallel vectors can come out a few ulp beyond 1, which no
+    reader should see. A NaN quotient clamps to -1, as Python's
+    ``min(1.0, max(-1.0, x))`` does.
+    """
+    product = norms_a * norms_b
+    defined = (norms_a != 0) & (norms_b != 0) & np.isfinite(product)
+    quotient = dots / product
+    quotient = np.where(quotient > -1.0, quotient, -1.0)
+    return np.where(quotient < 1.0, quotient, 1.0), defined
