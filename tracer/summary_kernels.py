@@ -358,9 +358,11 @@ class NativeReducer:
     def __init__(self, library=None) -> None:
         """``library``: the loaded kernels (``tracer.native.load``); by default ``tracer.native.library()``."""
         from tracer import native
+        from tracer.native.steps import native_tensors
 
         self._library = library if library is not None else native.library()
         self._item = native.ITEM
+        self._takes = native_tensors  # whether the C pass takes a tensor with its other inputs
 
     def available(self) -> bool:
         return self._library is not None
@@ -370,7 +372,9 @@ class NativeReducer:
         native_rows: list[int] = []
         records = []
         for row, item in items:
-            if self._library is None or not _native(item):
+            if self._library is None or not self._takes(
+                item.snapshot, item.theta_after, item.grad, item.v, item.s, item.previous_delta
+            ):
                 reduce_eager(item, out[row])
                 continue
             native_rows.append(row)
@@ -398,17 +402,6 @@ class NativeReducer:
             out[first : first + len(native_rows)].copy_(reduced)
         else:
             out[native_rows] = reduced
-
-
-def _native(item: SummaryInput) -> bool:
-    """Whether the C pass takes this tensor: float32, on the CPU, every input contiguous and of its length."""
-    snapshot = item.snapshot
-    if snapshot.dtype != torch.float32 or snapshot.device.type != "cpu":
-        return False
-    return all(
-        t is None or (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() and t.numel() == snapshot.numel())
-        for t in (snapshot, item.theta_after, item.grad, item.v, item.s, item.previous_delta)
-    )
 
 
 def check_summary_pass(requested: object) -> None:
