@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tracer.native.steps import native_tensors
+
 
 def check_learning_rate(lr: float | Tensor) -> None:
     """Raise ValueError, as torch does, for a negative or a many-element lr."""
@@ -118,6 +120,4 @@ def native_pass_takes(group: dict[str, Any], param: Tensor, state: dict[str, Any
     gradient, and its state tensors under ``state_keys`` (those it has) alike."""
     if not group.get("fused") or param.grad is None:
         return False
-    from tracer.native.steps import native_tensors
-
     return native_tensors(param, param.grad, *(state.get(key) for key in state_keys))
