@@ -27,7 +27,10 @@ Run from the repository root::
 4. The kernels alone on the 10M-parameter model, on 1 and 2 threads: torch's
    fused Adam, our native Adam untraced and traced, the native and the eager
    summary pass, and the snapshot copy (no recorder: where the time of [1]
-   and [1b] goes).
+   and [1b] goes); and beside them plain loops that move the same arrays
+   with next to no arithmetic (benchmarks/plain_loops.c, compiled here with
+   the native kernels' flags): about what the memory traffic alone costs,
+   and so what the goals' ratios would be with every kernel that fast.
 
 The traced and the untraced run are two copies of the same model and
 optimizer; rounds alternate between them so that a busy machine slows both
@@ -215,11 +218,11 @@ def bench_kernels(rounds: int) -> None:
     native = NativeReducer()
     _, torch_adam = _large_model(torch_fused_adam)
     torch_adam.step()
-    floor = _memory_floor()
-    adam_arrays = _floor_items(theta, v, s, grad)
-    traced_arrays = _floor_items(theta, v, s, grad, previous, delta)
-    summary_arrays = _floor_items(delta, theta, grad, v, s, previous)
-    copy_arrays = _floor_items(delta, theta)
+    plain = _plain_loops()
+    adam_arrays = _plain_items(theta, v, s, grad)
+    traced_arrays = _plain_items(theta, v, s, grad, previous, delta)
+    summary_arrays = _plain_items(delta, theta, grad, v, s, previous)
+    copy_arrays = _plain_items(delta, theta)
     threads_now = torch.get_num_threads
     cases = {
         "torch Adam(fused=True) step": torch_adam.step,
@@ -228,14 +231,14 @@ def bench_kernels(rounds: int) -> None:
         "native summary pass": lambda: native(items, out),
         "eager summary pass": lambda: [reduce_eager(item, out[i]) for i, item in items],
         "snapshot copy (_foreach_copy_)": lambda: torch._foreach_copy_(delta, theta),
-        "floor: Adam": lambda: floor.floor_adam(adam_arrays.ctypes.data, len(adam_arrays), threads_now()),
-        "floor: traced Adam": lambda: floor.floor_adam_traced(traced_arrays.ctypes.data, len(traced_arrays), threads_now()),
-        "floor: summary pass": lambda: floor.floor_summaries(summary_arrays.ctypes.data, len(summary_arrays), threads_now()),
-        "floor: copy": lambda: floor.floor_copy(copy_arrays.ctypes.data, len(copy_arrays), threads_now()),
+        "plain loop: Adam": lambda: plain.plain_adam(adam_arrays.ctypes.data, len(adam_arrays), threads_now()),
+        "plain loop: traced Adam": lambda: plain.plain_adam_traced(traced_arrays.ctypes.data, len(traced_arrays), threads_now()),
+        "plain loop: summary pass": lambda: plain.plain_summaries(summary_arrays.ctypes.data, len(summary_arrays), threads_now()),
+        "plain loop: copy": lambda: plain.plain_copy(copy_arrays.ctypes.data, len(copy_arrays), threads_now()),
     }
     threads = torch.get_num_threads()
-    print(f"[4] kernels alone, 10M parameters (100 x 100k), median of {rounds} calls, ms; a floor is a kernel")
-    print("    moving the same arrays with next to no arithmetic (benchmarks/memory_floor.c): what memory allows")
+    print(f"[4] kernels alone, 10M parameters (100 x 100k), median of {rounds} calls, ms; a plain loop is a kernel")
+    print("    moving the same arrays with next to no arithmetic (benchmarks/plain_loops.c): about what the traffic costs")
     try:
         for count in sorted({1, threads}):
             torch.set_num_threads(count)
@@ -250,37 +253,37 @@ def bench_kernels(rounds: int) -> None:
                 medians[name] = statistics.median(times)
             print(f"    {count} thread(s): " + " | ".join(f"{name} {t * 1e3:.2f}" for name, t in medians.items()))
             adam = medians["torch Adam(fused=True) step"]
-            over = lambda kernel, its_floor: medians[kernel] / medians[its_floor]  # noqa: E731
-            print(f"      over their floors: torch Adam {over('torch Adam(fused=True) step', 'floor: Adam'):.2f}x, "
-                  f"traced native Adam {over('our native Adam step, traced', 'floor: traced Adam'):.2f}x, "
-                  f"native summary pass {over('native summary pass', 'floor: summary pass'):.2f}x, "
-                  f"snapshot copy {over('snapshot copy (_foreach_copy_)', 'floor: copy'):.2f}x")
-            # The goals' ratios with every kernel at its floor but torch's Adam as measured.
-            outside = (adam + medians["floor: copy"] + medians["floor: summary pass"]) / adam
-            print(f"      at the floors: a pass outside the step (goal 1: Adam + copy + summary pass) {outside:.2f}x torch Adam; "
-                  f"inside it (goal 1b: traced Adam) {medians['floor: traced Adam'] / adam:.2f}x")
+            over = lambda kernel, its_plain_loop: medians[kernel] / medians[its_plain_loop]  # noqa: E731
+            print(f"      over their plain loops: torch Adam {over('torch Adam(fused=True) step', 'plain loop: Adam'):.2f}x, "
+                  f"traced native Adam {over('our native Adam step, traced', 'plain loop: traced Adam'):.2f}x, "
+                  f"native summary pass {over('native summary pass', 'plain loop: summary pass'):.2f}x, "
+                  f"snapshot copy {over('snapshot copy (_foreach_copy_)', 'plain loop: copy'):.2f}x")
+            # The goals' ratios with every kernel as fast as its plain loop, torch's Adam as measured.
+            outside = (adam + medians["plain loop: copy"] + medians["plain loop: summary pass"]) / adam
+            print(f"      at the plain loops' speed: a pass outside the step (goal 1: Adam + copy + summary pass) {outside:.2f}x torch Adam; "
+                  f"inside it (goal 1b: traced Adam) {medians['plain loop: traced Adam'] / adam:.2f}x")
     finally:
         torch.set_num_threads(threads)
 
 
-def _memory_floor() -> ctypes.CDLL:
-    """benchmarks/memory_floor.c, compiled with the native kernels' flags into a temporary directory, loaded."""
+def _plain_loops() -> ctypes.CDLL:
+    """benchmarks/plain_loops.c, compiled with the native kernels' flags into a temporary directory, loaded."""
     from tracer import native
 
-    source = Path(__file__).with_name("memory_floor.c")
-    library = Path(tempfile.mkdtemp()) / "libmemory_floor.so"
+    source = Path(__file__).with_name("plain_loops.c")
+    library = Path(tempfile.mkdtemp()) / "libplain_loops.so"
     compiler = native._compiler()
     if compiler is None:
-        raise SystemExit("case 4 needs a C compiler (cc, gcc or clang) for benchmarks/memory_floor.c")
+        raise SystemExit("case 4 needs a C compiler (cc, gcc or clang) for benchmarks/plain_loops.c")
     subprocess.run([compiler, *native.FLAGS, f"-march={native.MARCH}", str(source), "-o", str(library)], check=True)
     loaded = ctypes.CDLL(str(library))
-    for name in ("floor_copy", "floor_adam", "floor_adam_traced", "floor_summaries"):
+    for name in ("plain_copy", "plain_adam", "plain_adam_traced", "plain_summaries"):
         getattr(loaded, name).argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     return loaded
 
 
-def _floor_items(*arrays: list[torch.Tensor]) -> np.ndarray:
-    """memory_floor.c's item table (keep it alive while it is used): item i's k-th array is arrays[k][i]."""
+def _plain_items(*arrays: list[torch.Tensor]) -> np.ndarray:
+    """plain_loops.c's item table (keep it alive while it is used): item i's k-th array is arrays[k][i]."""
     table = np.zeros(len(arrays[0]), dtype=[("length", np.int64)] + [(name, np.uint64) for name in "abcdef"])
     table["length"] = [t.numel() for t in arrays[0]]
     for name, tensors in zip("abcdef", arrays):

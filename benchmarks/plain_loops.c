@@ -1,14 +1,17 @@
-/* What memory alone allows: kernels that read and write exactly the arrays of
- * the toolkit's native kernels (tracer/native) with next to no arithmetic,
- * blocked and threaded by the same run_blocked, so that the time of a real
- * kernel over its floor here is what its arithmetic costs beyond the memory
- * traffic. Benchmark-only: bench_recorder.py (case 4) compiles and loads it.
+/* What the memory traffic alone costs, roughly: plain loops that read and
+ * write exactly the arrays of the toolkit's native kernels (tracer/native)
+ * with next to no arithmetic, blocked and threaded by the same run_blocked.
+ * A reference, not a lower bound: one plain loop over six or seven arrays
+ * can be slower than a kernel that works chunk by chunk (measured here on
+ * one thread), so compare on the benchmark's two threads and read the ratio
+ * of a kernel to its plain loop as "about this much beyond its traffic".
+ * Benchmark-only: bench_recorder.py (case 4) compiles and loads it.
  *
  * An item's arrays, by kernel (all float32, `length` elements each):
- *   floor_copy:         a = b                          (the snapshot copy: 1 read, 1 write)
- *   floor_adam:         reads a..d, writes a, b, c     (an Adam step: p, v, s, g)
- *   floor_adam_traced:  reads a..e, writes a, b, c, f  (Adam traced in its pass: + previous delta, delta)
- *   floor_summaries:    reads a..f, writes a           (the summary pass: snapshot, after, g, v, s, previous)
+ *   plain_copy:         a = b                          (the snapshot copy: 1 read, 1 write)
+ *   plain_adam:         reads a..d, writes a, b, c     (an Adam step: p, v, s, g)
+ *   plain_adam_traced:  reads a..e, writes a, b, c, f  (Adam traced in its pass: + previous delta, delta)
+ *   plain_summaries:    reads a..f, writes a           (the summary pass: snapshot, after, g, v, s, previous)
  * The arithmetic only makes every value read reach a value written, so that
  * no read can be optimised away.
  */
@@ -18,18 +21,18 @@
 typedef struct {
     int64_t length;
     float *a, *b, *c, *d, *e, *f;
-} floor_item_t;
+} plain_item_t;
 
-#define FLOOR_KERNEL(name, body)                                                                    \
+#define PLAIN_LOOP(name, body)                                                                    \
     static void name##_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial) \
     {                                                                                               \
-        const floor_item_t *it = (const floor_item_t *)items + index;                               \
+        const plain_item_t *it = (const plain_item_t *)items + index;                               \
         float *restrict a = it->a, *restrict b = it->b, *restrict c = it->c;                        \
         float *restrict d = it->d, *restrict e = it->e, *restrict f = it->f;                        \
         (void)partial; (void)a; (void)b; (void)c; (void)d; (void)e; (void)f;                        \
         for (int64_t j = begin; j < end; j++) { body }                                              \
     }                                                                                               \
-    int name(const floor_item_t *items, int64_t count, int threads)                                 \
+    int name(const plain_item_t *items, int64_t count, int threads)                                 \
     {                                                                                               \
         int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));                                   \
         if (!lengths) return -1;                                                                    \
@@ -39,14 +42,14 @@ typedef struct {
         return status;                                                                              \
     }
 
-FLOOR_KERNEL(floor_copy, a[j] = b[j];)
-FLOOR_KERNEL(floor_adam, {
+PLAIN_LOOP(plain_copy, a[j] = b[j];)
+PLAIN_LOOP(plain_adam, {
     const float g = d[j];
     b[j] += g;
     c[j] += g;
     a[j] += b[j] + c[j];
 })
-FLOOR_KERNEL(floor_adam_traced, {
+PLAIN_LOOP(plain_adam_traced, {
     const float g = d[j];
     b[j] += g;
     c[j] += g;
@@ -54,4 +57,4 @@ FLOOR_KERNEL(floor_adam_traced, {
     a[j] = before + b[j] + c[j];
     f[j] = (before - a[j]) + e[j];
 })
-FLOOR_KERNEL(floor_summaries, a[j] = (a[j] - b[j]) + (c[j] + d[j]) + (e[j] + f[j]);)
+PLAIN_LOOP(plain_summaries, a[j] = (a[j] - b[j]) + (c[j] + d[j]) + (e[j] + f[j]);)
