@@ -267,7 +267,7 @@ def bench_kernels(rounds: int) -> None:
 
 
 def _plain_loops() -> ctypes.CDLL:
-    """benchmarks/plain_loops.c, compiled with the native kernels' flags into a temporary directory, loaded."""
+    """benchmarks/plain_loops.c, compiled with the native kernels' flags (OpenMP too where they have it) into a temporary directory, loaded."""
     from tracer import native
 
     source = Path(__file__).with_name("plain_loops.c")
@@ -275,7 +275,8 @@ def _plain_loops() -> ctypes.CDLL:
     compiler = native._compiler()
     if compiler is None:
         raise SystemExit("case 4 needs a C compiler (cc, gcc or clang) for benchmarks/plain_loops.c")
-    subprocess.run([compiler, *native.FLAGS, f"-march={native.MARCH}", str(source), "-o", str(library)], check=True)
+    openmp = [native.OPENMP] if native.library() is not None and native.library().threading == "openmp" else []
+    subprocess.run([compiler, *native.FLAGS, *openmp, f"-march={native.MARCH}", str(source), "-o", str(library)], check=True)
     loaded = ctypes.CDLL(str(library))
     for name in ("plain_copy", "plain_adam", "plain_adam_traced", "plain_summaries"):
         getattr(loaded, name).argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]

@@ -10,6 +10,7 @@ is built once per machine into the user's cache (a fraction of a second).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,10 +171,44 @@ def test_a_failing_compiler_is_reported_not_raised(monkeypatch, tmp_path):
     native.library.cache_clear()
     try:
         assert native.library() is None
-        assert native.failure().startswith("false failed")
-        assert list(tmp_path.iterdir()) == []  # nothing half-built left behind
+        assert native.failure().startswith("false -O3") and " failed: " in native.failure()
+        # Nothing half-built left behind; each failed build (OpenMP, then pthreads) noted, so not retried at every start.
+        markers = sorted(path.suffix for path in tmp_path.iterdir())
+        assert markers == [".failed", ".failed"]
+        native.library.cache_clear()
+        monkeypatch.setenv("CC", "no-such-compiler-anywhere")
+        monkeypatch.setattr(native, "_compiler", lambda: "false")
+        assert native.library() is None and "remove " in native.failure()
     finally:
         native.library.cache_clear()
+
+
+def test_a_compiler_without_openmp_gets_the_pthreads_build_with_the_same_numbers(monkeypatch, tmp_path):
+    """Where -fopenmp fails the kernels are built on pthreads, and they compute the same bits."""
+    compiler = tmp_path / "cc-without-openmp"
+    compiler.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && { echo "no OpenMP here" >&2; exit 1; }; done\nexec cc "$@"\n')
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CC", str(compiler))
+    monkeypatch.setenv("TRACER_CACHE_DIR", str(tmp_path / "cache"))
+    inputs = [_inputs(size, seed) for seed, size in enumerate(SIZES)]
+    expected = _native(inputs, 0.01)
+    native.library.cache_clear()
+    try:
+        assert native.library().threading == "pthreads"
+        for (delta_a, a), (delta_b, b) in zip(expected, _native(inputs, 0.01)):
+            assert torch.equal(delta_a, delta_b) and a == b  # bit for bit
+    finally:
+        native.library.cache_clear()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads which libraries are mapped from /proc/self/maps")
+def test_the_openmp_build_runs_on_torchs_own_openmp_runtime():
+    """One libgomp in the process, torch's: the kernels' threads are torch's pool, not a second one competing for the cores."""
+    library = native.library()
+    if library is None or library.threading != "openmp":
+        pytest.skip(f"no OpenMP build here ({native.failure() or library.threading})")
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "libgomp" in line}
+    assert len(mapped) == 1 and Path(torch.__file__).parent.as_posix() in next(iter(mapped)), mapped
 
 
 def test_auto_is_eager_where_the_native_pass_would_take_no_tensor(tmp_path):

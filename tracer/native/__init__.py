@@ -8,7 +8,10 @@ passes and ``torch.compile``'s loops four per tensor plus a fixed cost per
 call; a C loop does it in one. Built without torch's headers and with no
 build tool beyond ``cc``, it compiles in seconds (about 9 s measured here,
 one compiler per source at once; once per machine and source), and
-ctypes releases the GIL during the call.
+ctypes releases the GIL during the call. It is built with OpenMP where the
+compiler has it, and then runs on torch's own OpenMP threads (in a torch
+process the library binds to the libgomp torch loaded), else on pthreads of
+its own (``reductions.h``'s ``run_blocked`` says why, with numbers).
 
 The shared library is cached under ``$TRACER_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/tracer``, else ``~/.cache/tracer``), named by a hash of the
@@ -37,6 +40,9 @@ HERE = Path(__file__).parent
 SOURCES = [HERE / "summaries.c", HERE / "steps.c"]
 HEADERS = [HERE / "reductions.h"]
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread"]
+OPENMP = "-fopenmp"
+"""Built with OpenMP where the compiler has it: the kernels then run on the process's OpenMP threads,
+which in a torch process are torch's own pool (reductions.h's run_blocked says why); else on pthreads."""
 MARCH = "native"
 """The instruction set the library is built for by default: this CPU's (``-march=native``)."""
 
@@ -147,16 +153,19 @@ def _cache_dir() -> Path:
     return Path(base) / "tracer"
 
 
-def _build(compiler: str, march: str) -> Path:
-    """The shared library's path, compiling it first if this source, compiler, -march and CPU have none yet."""
+def _build(compiler: str, march: str, openmp: bool) -> Path:
+    """The shared library's path, compiling it first if this source, compiler, flags and CPU have none yet."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     texts = [path.read_text() for path in SOURCES + HEADERS]
-    flags = [*FLAGS, f"-march={march}"]
+    flags = [*FLAGS, *([OPENMP] if openmp else []), f"-march={march}"]
     key = hashlib.sha256("\0".join([*texts, " ".join(flags), version, _cpu()]).encode()).hexdigest()[:16]
     for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "tracer-native"):
         target = directory / f"kernels-{key}.so"
         if target.exists():
             return target
+        failed = target.with_suffix(".failed")  # this build failed here before: not tried at every start
+        if failed.exists():
+            raise RuntimeError(failed.read_text())
         try:
             directory.mkdir(parents=True, exist_ok=True)
             # Compiled beside the target under a unique name, then renamed: a concurrent
@@ -173,12 +182,14 @@ def _build(compiler: str, march: str) -> Path:
                 for source, obj in zip(SOURCES, objects)
             ]
             errors = [process.communicate()[1] for process in compiles]
-            for process, error in zip(compiles, errors):
-                if process.returncode != 0:
-                    raise RuntimeError(f"{compiler} failed: {error.strip()[:300]}")
-            result = subprocess.run([compiler, *flags, *objects, "-o", partial], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:300]}")
+            failures = [error for process, error in zip(compiles, errors) if process.returncode != 0]
+            if not failures:
+                result = subprocess.run([compiler, *flags, *objects, "-o", partial], capture_output=True, text=True)
+                failures += [result.stderr] if result.returncode != 0 else []
+            if failures:
+                message = f"{compiler} {' '.join(flags)} failed: {failures[0].strip()[:300] or 'no message'} (remove {failed} to try again)"
+                failed.write_text(message)
+                raise RuntimeError(message)
             os.replace(partial, target)
         finally:
             for path in [partial, *objects]:
@@ -193,15 +204,25 @@ def load(march: str = MARCH) -> ctypes.CDLL:
 
     ``library()`` is the one the toolkit uses; another ``march`` (e.g.
     ``"x86-64"``: no vector instructions beyond SSE2, no hardware FMA) is for
-    checking that the results do not depend on the instruction set.
+    checking that the results do not depend on the instruction set. The
+    OpenMP build is tried first, the pthreads one where that cannot be built
+    or loaded (a compiler without OpenMP); which one loaded is the result's
+    ``threading`` ("openmp" or "pthreads").
     """
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    try:
-        loaded = ctypes.CDLL(str(_build(compiler, march)))
-    except (OSError, subprocess.SubprocessError) as error:
-        raise RuntimeError(f"{type(error).__name__}: {error}") from error
+    for threading in ("openmp", "pthreads"):
+        try:
+            loaded = ctypes.CDLL(str(_build(compiler, march, openmp=threading == "openmp")))
+            break
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+            if threading == "openmp":
+                continue
+            if isinstance(error, RuntimeError):
+                raise
+            raise RuntimeError(f"{type(error).__name__}: {error}") from error
+    loaded.threading = threading
     # (items, count, [out,] threads) -> 0, or -1 when the kernel could not allocate its task table
     loaded.tracer_summaries_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     for step in (loaded.tracer_adam_f32, loaded.tracer_sgd_f32, loaded.tracer_rmsprop_f32):

@@ -35,6 +35,9 @@
 
 #include <math.h>
 #include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -168,12 +171,27 @@ static int run_blocked(const void *items, const int64_t *lengths, int64_t count,
         int64_t begin = 0;
         do { task_item[t] = n; task_begin[t] = begin; t++; begin += BLOCK; } while (begin < lengths[n]);
     }
+#ifdef _OPENMP
+    /* Built with OpenMP: the process's OpenMP threads, which in a torch process are torch's own
+     * intra-op pool (the library binds to the libgomp torch loaded). Threads of our own compete for
+     * the cores with that pool's workers, which spin for a while after each torch kernel: on two
+     * cores, right after torch's fused Adam, a second pthread gained nothing (the traced Adam kernel
+     * took 10.8-11.8 ms on pthreads, 7.9-8.5 ms on torch's threads). */
+    (void)ids;
+#pragma omp parallel num_threads(threads)
+    {
+        const int count = omp_get_num_threads(), k = omp_get_thread_num();
+        work_t work = {items, fn, task_item, task_begin, lengths, tasks, partials, k, count};
+        run_tasks(&work);
+    }
+#else
     for (int k = 0; k < threads; k++) works[k] = (work_t){items, fn, task_item, task_begin, lengths, tasks, partials, k, threads};
     int started = 1;
     while (started < threads && pthread_create(&ids[started], NULL, run_tasks, &works[started]) == 0) started++;
     for (int k = started; k < threads; k++) run_tasks(&works[k]); /* threads that could not start: done here */
     run_tasks(&works[0]);
     for (int k = 1; k < started; k++) pthread_join(ids[k], NULL);
+#endif
     if (out) {
         for (int64_t n = 0, first = 0; n < count; n++) {
             double *row = &out[n * REDUCTIONS];
