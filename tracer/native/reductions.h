@@ -148,6 +148,46 @@ static void *run_tasks(void *argument)
     return NULL;
 }
 
+/* Every thread's share of `base`'s tasks, on up to `threads` threads, the caller's included.
+ * Returns 0, or -1 when memory could not be had (before any task ran). */
+static int run_threads(work_t base, int threads)
+{
+#ifdef _OPENMP
+    /* Built with OpenMP: the process's OpenMP threads, which in a torch process are torch's own
+     * intra-op pool (the library binds to the libgomp torch loaded). Threads of our own compete for
+     * the cores with that pool's workers, which spin for a while after each torch kernel: on two
+     * cores, right after torch's fused Adam, a second pthread gained nothing (the traced Adam kernel
+     * took 10.8-11.8 ms on pthreads, 7.9-8.5 ms on torch's threads). */
+#pragma omp parallel num_threads(threads)
+    {
+        work_t work = base;
+        work.thread = omp_get_thread_num();
+        work.threads = omp_get_num_threads();
+        run_tasks(&work);
+    }
+    return 0;
+#else
+    work_t *works = malloc(sizeof(work_t) * threads);
+    pthread_t *ids = malloc(sizeof(pthread_t) * threads);
+    if (!works || !ids) {
+        free(works); free(ids);
+        return -1;
+    }
+    for (int k = 0; k < threads; k++) {
+        works[k] = base;
+        works[k].thread = k;
+        works[k].threads = threads;
+    }
+    int started = 1;
+    while (started < threads && pthread_create(&ids[started], NULL, run_tasks, &works[started]) == 0) started++;
+    for (int k = started; k < threads; k++) run_tasks(&works[k]); /* threads that could not start: done here */
+    run_tasks(&works[0]);
+    for (int k = 1; k < started; k++) pthread_join(ids[k], NULL);
+    free(works); free(ids);
+    return 0;
+#endif
+}
+
 /* fn over every block of items[0..count) (of lengths[n] elements) on up to
  * `threads` threads, the caller's included; then, where out is not NULL, the
  * blocks' partial reductions added in block order into out[count][REDUCTIONS].
@@ -160,10 +200,8 @@ static int run_blocked(const void *items, const int64_t *lengths, int64_t count,
     if (threads > tasks) threads = tasks > 0 ? (int)tasks : 1;
     int64_t *task_item = malloc(sizeof(int64_t) * (tasks * 2 + 1));
     double *partials = malloc(sizeof(double) * (tasks * REDUCTIONS + 1));
-    work_t *works = malloc(sizeof(work_t) * threads);
-    pthread_t *ids = malloc(sizeof(pthread_t) * threads);
-    if (!task_item || !partials || !works || !ids) {
-        free(task_item); free(partials); free(works); free(ids);
+    if (!task_item || !partials) {
+        free(task_item); free(partials);
         return -1;
     }
     int64_t *task_begin = task_item + tasks;
@@ -171,27 +209,10 @@ static int run_blocked(const void *items, const int64_t *lengths, int64_t count,
         int64_t begin = 0;
         do { task_item[t] = n; task_begin[t] = begin; t++; begin += BLOCK; } while (begin < lengths[n]);
     }
-#ifdef _OPENMP
-    /* Built with OpenMP: the process's OpenMP threads, which in a torch process are torch's own
-     * intra-op pool (the library binds to the libgomp torch loaded). Threads of our own compete for
-     * the cores with that pool's workers, which spin for a while after each torch kernel: on two
-     * cores, right after torch's fused Adam, a second pthread gained nothing (the traced Adam kernel
-     * took 10.8-11.8 ms on pthreads, 7.9-8.5 ms on torch's threads). */
-    (void)ids;
-#pragma omp parallel num_threads(threads)
-    {
-        const int count = omp_get_num_threads(), k = omp_get_thread_num();
-        work_t work = {items, fn, task_item, task_begin, lengths, tasks, partials, k, count};
-        run_tasks(&work);
+    if (run_threads((work_t){items, fn, task_item, task_begin, lengths, tasks, partials, 0, 1}, threads) != 0) {
+        free(task_item); free(partials);
+        return -1;
     }
-#else
-    for (int k = 0; k < threads; k++) works[k] = (work_t){items, fn, task_item, task_begin, lengths, tasks, partials, k, threads};
-    int started = 1;
-    while (started < threads && pthread_create(&ids[started], NULL, run_tasks, &works[started]) == 0) started++;
-    for (int k = started; k < threads; k++) run_tasks(&works[k]); /* threads that could not start: done here */
-    run_tasks(&works[0]);
-    for (int k = 1; k < started; k++) pthread_join(ids[k], NULL);
-#endif
     if (out) {
         for (int64_t n = 0, first = 0; n < count; n++) {
             double *row = &out[n * REDUCTIONS];
@@ -203,7 +224,7 @@ static int run_blocked(const void *items, const int64_t *lengths, int64_t count,
             if (isnan(row[DELTA_SQ])) row[DELTA_ABS_MAX] = NAN;
         }
     }
-    free(task_item); free(partials); free(works); free(ids);
+    free(task_item); free(partials);
     return 0;
 }
 
