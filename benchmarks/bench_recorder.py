@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_recorder.py            # both benchmarks
     .venv/bin/python benchmarks/bench_recorder.py --quick    # fewer rounds
     .venv/bin/python benchmarks/bench_recorder.py --case 2   # one case only (repeatable)
+    .venv/bin/python benchmarks/bench_recorder.py --binary   # traces in the .bin form (default: CSV)
 
 1. Summary granularity on a 10M-parameter model (100 tensors of 100k float32)
    with torch.optim.Adam(fused=True): median time of optimizer.step() traced
@@ -56,6 +57,7 @@ from tracer.optim import AdamW as TracerAdamW
 
 
 _paired: list[float] = []  # the last _interleave's per-round ratios
+SUFFIX = ".csv"  # the traces' form: ".bin" with --binary
 
 
 def _interleave(untraced, traced, rounds: int) -> tuple[float, float]:
@@ -105,7 +107,7 @@ def bench_summary_large(directory: Path, rounds: int, summary_pass: str) -> floa
     _, plain = _large_model(torch_fused_adam)
     traced_params, traced = _large_model(torch_fused_adam)
     names = [(f"layer{i}.weight", p) for i, p in enumerate(traced_params)]
-    path = directory / f"summary-{summary_pass}.trace.csv"  # one file per run: a Recorder refuses an existing trace
+    path = directory / f"summary-{summary_pass}.trace{SUFFIX}"  # one file per run: a Recorder refuses an existing trace
     with Recorder(traced, path, named_parameters=names, granularity="summary", summary_pass=summary_pass) as recorder:
         untraced_s, traced_s = _interleave(plain.step, traced.step, rounds)
         kind = recorder.summary_pass
@@ -121,7 +123,7 @@ def bench_in_step(directory: Path, rounds: int) -> float:
     _, ours = _large_model(our_fused_adam)
     traced_params, traced = _large_model(our_fused_adam)
     names = [(f"layer{i}.weight", p) for i, p in enumerate(traced_params)]
-    with Recorder(traced, directory / "in-step.trace.csv", named_parameters=names, granularity="summary"):
+    with Recorder(traced, directory / f"in-step.trace{SUFFIX}", named_parameters=names, granularity="summary"):
         theirs_s, traced_s = _interleave(theirs.step, traced.step, rounds)
     paired = _paired_ratio()
     theirs_again_s, ours_s = _interleave(theirs.step, ours.step, rounds)
@@ -178,7 +180,7 @@ def bench_transformer(directory: Path, rounds: int, every: int, ours: bool = Fal
     traced_model, traced = setup(traced_side=True)
     parameters = sum(p.numel() for p in traced_model.parameters())
     tensors = len(list(traced_model.parameters()))
-    path = directory / f"transformer-every{every}{'-ours' if ours else ''}.trace.csv"  # one file per run: a Recorder refuses an existing trace
+    path = directory / f"transformer-every{every}{'-ours' if ours else ''}.trace{SUFFIX}"  # one file per run: a Recorder refuses an existing trace
     with Recorder(traced, path, named_parameters=traced_model.named_parameters(), granularity="summary", every=every) as rec:
         # Steps are ~100 ms: one round is `every` steps, so every round holds one recorded update.
         def repeat(step):
@@ -309,7 +311,7 @@ def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> flo
 
     plain_model, plain = setup()
     traced_model, traced = setup()
-    with Recorder(traced, directory / "orbit.trace.csv", named_parameters=traced_model.named_parameters()) as rec:
+    with Recorder(traced, directory / f"orbit.trace{SUFFIX}", named_parameters=traced_model.named_parameters()) as rec:
         untraced_s, traced_s = _interleave(epochs(plain_model, plain), epochs(traced_model, traced, rec), rounds)
     updates = epochs_per_round * 512 // problem.batch_size
     untraced_rate, traced_rate = updates / untraced_s, updates / traced_s
@@ -326,10 +328,13 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true", help="also the torch.compile summary pass (a minute to compile)")
     parser.add_argument("--case", type=int, choices=(1, 2, 3, 4), action="append",
                         help="run only this case (1 and 1b, 2, 3 or 4; repeat for several); default: all")
+    parser.add_argument("--binary", action="store_true", help="write the traces in the binary .bin form instead of CSV")
     args = parser.parse_args()
+    global SUFFIX
+    SUFFIX = ".bin" if args.binary else ".csv"
     cases = set(args.case or (1, 2, 3, 4))
     rounds = 5 if args.quick else 15
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, traces written as {SUFFIX}")
     with tempfile.TemporaryDirectory() as directory:
         if 1 in cases:
             for summary_pass in ("native", "eager", "compiled") if args.compiled else ("native", "eager"):
