@@ -78,3 +78,7 @@ def test_a_cosine_is_clamped_to_one_and_empty_without_a_norm():
     assert summaries[0].cos_g_d == 1.0 and summaries[0].cos_d_prev == -1.0 and summaries[0].d_norm == 20.0
     assert summaries[1].cos_g_d is None and summaries[1].cos_d_prev is None and summaries[1].v_norm is None
     assert finite
+
+
+def test_no_summarised_parameter_gives_no_summary():
+    assert summarize(np.empty((0, len(REDUCTIONS))), []) == ({}, True)

@@ -349,8 +349,6 @@ class PendingSummaries:
 
     def read(self) -> tuple[dict[int, Summary], bool]:
         """Per summarised parameter (by index), its Summary; and whether all are finite. Waits for the copy if needed."""
-        if not self.items:
-            return {}, True
         if self.numbers is None and self.event is not None:
             self.event.synchronize()
         # Each item's reductions gathered into one float64 table, row i for items[i] (float32 results are exact in it).
@@ -377,6 +375,8 @@ def summarize(table: np.ndarray, items: Sequence[_Pending]) -> tuple[dict[int, S
     g and all after it without a gradient, v or s where the family keeps
     none, d and the cosines when lr is 0, cos_d_prev without a previous delta.
     """
+    if not items:
+        return {}, True
     r = {name: table[:, column] for column, name in enumerate(REDUCTIONS)}
     lr, sign, has_grad, has_previous, has_v, has_s = (np.array(column) for column in list(zip(*items))[3:])
     moves = has_grad & (lr > 0)  # d measured
