@@ -378,7 +378,10 @@ def summarize(table: np.ndarray, items: Sequence[_Pending]) -> tuple[dict[int, S
     if not items:
         return {}, True
     r = {name: table[:, column] for column, name in enumerate(REDUCTIONS)}
-    lr, sign, has_grad, has_previous, has_v, has_s = (np.array(column) for column in list(zip(*items))[3:])
+    column = dict(zip(_Pending._fields, zip(*items)))  # each field of every item, in item order
+    lr, sign = np.array(column["lr"]), np.array(column["sign"])
+    has_grad, has_previous = np.array(column["has_grad"]), np.array(column["has_previous"])
+    has_v, has_s = np.array(column["has_v"]), np.array(column["has_s"])
     moves = has_grad & (lr > 0)  # d measured
     with np.errstate(all="ignore"):  # the products and quotients of norms that are 0, inf or NaN are masked below
         theta_norm, displacement, g_norm = np.sqrt(r["theta_sq"]), np.sqrt(r["delta_sq"]), np.sqrt(r["g_sq"])
@@ -406,8 +409,9 @@ def _cosines(dots: np.ndarray, norms_a: np.ndarray, norms_b: np.ndarray) -> tupl
 
     The dot product and the norms are reduced separately in the parameters'
     dtype, so parallel vectors can come out a few ulp beyond 1, which no
-    reader should see. A NaN quotient clamps to -1, as Python's
-    ``min(1.0, max(-1.0, x))`` does.
+    reader should see. A NaN quotient would clamp to -1, as Python's
+    ``min(1.0, max(-1.0, x))`` does; it needs a NaN or infinite input,
+    which makes a norm NaN or infinite, so the cosine is undefined anyway.
     """
     product = norms_a * norms_b
     defined = (norms_a != 0) & (norms_b != 0) & np.isfinite(product)
