@@ -63,6 +63,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tracer.native.steps import native_tensors
+
 REDUCTIONS = (
     "theta_sq",
     "delta_sq",
@@ -358,11 +360,9 @@ class NativeReducer:
     def __init__(self, library=None) -> None:
         """``library``: the loaded kernels (``tracer.native.load``); by default ``tracer.native.library()``."""
         from tracer import native
-        from tracer.native.steps import native_tensors
 
         self._library = library if library is not None else native.library()
         self._item = native.ITEM
-        self._takes = native_tensors  # whether the C pass takes a tensor with its other inputs
 
     def available(self) -> bool:
         return self._library is not None
@@ -372,7 +372,7 @@ class NativeReducer:
         native_rows: list[int] = []
         records = []
         for row, item in items:
-            if self._library is None or not self._takes(
+            if self._library is None or not native_tensors(
                 item.snapshot, item.theta_after, item.grad, item.v, item.s, item.previous_delta
             ):
                 reduce_eager(item, out[row])
