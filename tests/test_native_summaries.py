@@ -196,6 +196,8 @@ def test_a_compiler_without_openmp_gets_the_pthreads_build_with_the_same_numbers
     native.library.cache_clear()
     try:
         assert native.library().threading == "pthreads"
+        noted = next((tmp_path / "cache").glob("*.failed")).read_text()  # why the OpenMP build was not used, one line
+        assert "no OpenMP here" in noted and "\n" not in noted
         for (delta_a, a), (delta_b, b) in zip(expected, _native(inputs, 0.01)):
             assert torch.equal(delta_a, delta_b) and a == b  # bit for bit
     finally:

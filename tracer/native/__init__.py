@@ -187,7 +187,8 @@ def _build(compiler: str, march: str, openmp: bool) -> Path:
                 result = subprocess.run([compiler, *flags, *objects, "-o", partial], capture_output=True, text=True)
                 failures += [result.stderr] if result.returncode != 0 else []
             if failures:
-                message = f"{compiler} {' '.join(flags)} failed: {failures[0].strip()[:300] or 'no message'} (remove {failed} to try again)"
+                said = " / ".join(failures[0].split("\n")).strip()[:300] or "no message"  # the compiler's words, on one line
+                message = f"{compiler} {' '.join(flags)} failed: {said} (remove {failed} to try again)"
                 failed.write_text(message)
                 raise RuntimeError(message)
             os.replace(partial, target)
