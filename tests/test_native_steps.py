@@ -85,15 +85,21 @@ def test_fused_optimizers_agree_with_torch_within_tolerance(ours, theirs, config
     )
 
 
-def _train(make, shapes, steps, *, seed=0, no_grad_every=0, path=None, recorder_options=None):
-    """Seeded gradients into an optimizer over fresh parameters; the parameters after ``steps`` updates."""
+def _train(make, shapes, steps, *, seed=0, no_grad_every=0, zero_lr_at=(), path=None, recorder_options=None):
+    """Seeded gradients into an optimizer over fresh parameters; the parameters after ``steps`` updates.
+
+    ``zero_lr_at``: the updates (counted from 0) made with lr = 0 in every group.
+    """
     generator = torch.Generator().manual_seed(seed)
     params = [torch.randn(shape, generator=generator).requires_grad_() for shape in shapes]
     optimizer = make(params)
+    lrs = [group["lr"] for group in optimizer.param_groups]
     recorder = Recorder(optimizer, path, **(recorder_options or {})) if path is not None else None
     if recorder is not None:
         recorder.start()
     for update in range(steps):
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = 0.0 if update in zero_lr_at else lr
         for i, p in enumerate(params):
             skip = no_grad_every and i == len(params) - 1 and update % no_grad_every == 0
             p.grad = None if skip else torch.randn(p.shape, generator=generator)
@@ -143,7 +149,7 @@ SUMMARY = {"granularity": "summary"}
 
 
 def _without_in_step(monkeypatch):
-    monkeypatch.setattr(SummaryReducer, "_ask_in_step", lambda self, optimizer: None)
+    monkeypatch.setattr(SummaryReducer, "_ask_in_step", lambda self, optimizer, lrs: None)
 
 
 @pytest.mark.parametrize(
@@ -171,6 +177,63 @@ def test_summaries_inside_the_step_equal_the_native_pass_after_it_bit_for_bit(tm
     assert a.meta["summary_pass"] == b.meta["summary_pass"] == "native" and a.columns == b.columns and len(a) == len(b)
     for column in a.columns:
         assert np.array_equal(a[column], b[column], equal_nan=True), column
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda params: AdamW(params, lr=0.01, weight_decay=0.1, fused=True),
+        lambda params: SGD(params, lr=0.01, momentum=0.9, fused=True),
+        lambda params: RMSprop(params, lr=0.01, momentum=0.5, fused=True),
+    ],
+    ids=["adamw", "momentum", "rmsprop momentum"],
+)
+def test_an_update_with_lr_0_leaves_the_previous_delta_for_the_next_cosine_inside_the_step_too(tmp_path, monkeypatch, make):
+    """With lr > 0 the pass writes delta over the previous one; with lr = 0 it must not (d is not measured then)."""
+    zero_lr_at = (3, 4, 8)
+    untraced = _train(make, SHAPES, 10, no_grad_every=3, zero_lr_at=zero_lr_at)
+    inside = _train(make, SHAPES, 10, no_grad_every=3, zero_lr_at=zero_lr_at, path=tmp_path / "inside.trace.csv", recorder_options=SUMMARY)
+    _without_in_step(monkeypatch)
+    after = _train(make, SHAPES, 10, no_grad_every=3, zero_lr_at=zero_lr_at, path=tmp_path / "after.trace.csv", recorder_options=SUMMARY)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(untraced, inside, after))
+    a, b = load_trace(tmp_path / "inside.trace.csv"), load_trace(tmp_path / "after.trace.csv")
+    for column in a.columns:
+        assert np.array_equal(a[column], b[column], equal_nan=True), column
+    # Updates 4, 5 and 9 (counted from 1) have lr = 0: no d. The update after each compares with the last one that moved.
+    cosines = a["p0.cos_d_prev"]
+    assert np.isnan(cosines[[3, 4, 8]]).all() and np.isfinite(cosines[[5, 9]]).all()
+
+
+def test_the_traced_pass_may_write_delta_over_the_previous_delta():
+    """In place (the recorder's way where lr > 0) or into a third buffer: the same update, delta and reductions."""
+    sizes = [1, 255, 257, 65536 + 300]
+    outcomes = []
+    for in_place in (False, True):
+        generator = torch.Generator().manual_seed(3)
+        params = [torch.randn(n, generator=generator) for n in sizes]
+        state = [[torch.rand(n, generator=generator) for n in sizes] for _ in range(3)]
+        previous = [torch.randn(n, generator=generator) for n in sizes]
+        deltas = previous if in_place else [torch.full((n,), float("nan")) for n in sizes]
+        grads = [torch.randn(n, generator=generator) for n in sizes]
+        rows = np.zeros((len(sizes), 9))
+        reductions = []
+        for run in (
+            lambda request: adam_native(params, grads, state[0], state[1], [None] * len(sizes),
+                                        [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.0, False, False, 3.0)] * len(sizes), request),
+            lambda request: sgd_native(params, grads, state[2], [False] * len(sizes),
+                                       [SgdScalars(0.01, 0.9, 0.0, 0.0, True, False)] * len(sizes), request),
+            lambda request: rmsprop_native(params, grads, state[1], [None] * len(sizes), state[2],
+                                           [RmspropScalars(0.01, 0.99, 1e-8, 0.0, 0.5, False)] * len(sizes), request),
+        ):
+            run(InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r, d) for p, d, q, r in zip(params, deltas, previous, rows)}))
+            reductions.append(rows.tolist())
+            if not in_place:  # the recorder's swap: this delta is the next pass's previous one
+                previous, deltas = deltas, previous
+        outcomes.append((params, state, previous, reductions))
+    (a_params, a_state, a_previous, a_reductions), (b_params, b_state, b_previous, b_reductions) = outcomes
+    assert all(torch.equal(x, y) for x, y in zip(a_params + a_previous, b_params + b_previous))
+    assert all(torch.equal(x, y) for xs, ys in zip(a_state, b_state) for x, y in zip(xs, ys))
+    assert a_reductions == b_reductions and np.isfinite(a_reductions).all()
 
 
 def test_the_step_computes_the_summaries_itself(tmp_path, monkeypatch):
@@ -231,18 +294,18 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
         rows = np.zeros((len(sizes), 9))
         for step in range(1, 4):
             grads = [torch.randn(n, generator=generator) for n in sizes]
-            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01, r) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01, r, d) for p, d, q, r in zip(params, deltas, previous, rows)})
             scalars = [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.01, False, False, float(step))] * len(sizes)
             adam_native(params, grads, *state, scalars, request, library=library)
             assert request.reduced == set(map(id, params))
             reductions.append(rows.tolist())
             # and SGD with Nesterov momentum over the same tensors (its buffer: max_exp_avg_sq's place)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r, d) for p, d, q, r in zip(params, deltas, previous, rows)})
             momentum = [SgdScalars(0.01, 0.9, 0.0, 0.01, True, False)] * len(sizes)
             sgd_native(params, grads, state[2], [step == 1] * len(sizes), momentum, request, library=library)
             reductions.append(rows.tolist())
             # and centered RMSprop with momentum (square_avg, grad_avg, buffer: three fresh buffers' places)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r, d) for p, d, q, r in zip(params, deltas, previous, rows)})
             rms = [RmspropScalars(0.01, 0.99, 1e-8, 0.01, 0.5, False)] * len(sizes)
             rmsprop_native(params, grads, *rmsprop_state, rms, request, library=library)
             reductions.append(rows.tolist())
@@ -284,7 +347,7 @@ def test_a_tensor_the_native_pass_does_not_take_is_kept_by_the_step_and_reduced_
     monkeypatch.setattr(SummaryReducer, "_taken_in_step", spy)
     inside = train(tmp_path / "inside.trace.csv")
     assert all(len(copied) == 1 for copied in kept) and len(kept) == 10  # the float64 tensor, at every update
-    monkeypatch.setattr(SummaryReducer, "_ask_in_step", lambda self, optimizer: None)
+    monkeypatch.setattr(SummaryReducer, "_ask_in_step", lambda self, optimizer, lrs: None)
     after = train(tmp_path / "after.trace.csv")
     assert all(torch.equal(a, b) for a, b in zip(inside, after))
     a, b = load_trace(tmp_path / "inside.trace.csv"), load_trace(tmp_path / "after.trace.csv")

@@ -462,7 +462,7 @@ class Recorder:
             return None
         if self._role == "record":
             self._full.snapshot()
-            self._summary.snapshot(optimizer)  # a fused tracer.optim.Adam may reduce in its own pass
+            self._summary.snapshot(optimizer, self._lrs)  # a fused tracer.optim.Adam may reduce in its own pass
         else:
             self._summary.snapshot()
         self._closure_loss = None

@@ -42,11 +42,13 @@
  * before the step and the second pass after it.
  */
 
+#include <string.h>
+
 #include "reductions.h"
 
 /* Every step item's fields for the summaries computed in its pass (tracer/native/__init__.py's _TRACED_FIELDS). */
 #define TRACED_FIELDS                                                                                      \
-    float *delta;          /* traced: delta out; else NULL */                                              \
+    float *delta;          /* traced: delta out (may be `previous`: overwritten in place); else NULL */     \
     const float *previous; /* traced: the previous delta */                                                \
     double *results;       /* traced: REDUCTIONS doubles out; else NULL */                                 \
     double g_theta;        /* traced: g = grad + g_theta * theta in the reductions */
@@ -68,19 +70,23 @@ enum { L2 = 32, AMSGRAD = 64, TRACED = 128, MOMENTUM = 256, CENTERED = 512 };
 #define TRACED_CASES(base) CASE(base) CASE((base) | TRACED) CASE((base) | TRACED | HAS_G_THETA)
 #define L2_CASES(base) TRACED_CASES(base) TRACED_CASES((base) | L2)
 
-/* The traced part of a chunk: delta and theta before were kept by the update loop. moments: which of
- * HAS_V and HAS_S the algorithm has (a compile-time constant, so each variant reads only those). */
+/* The traced part of a chunk: delta and theta before were kept by the update loop in the block's own
+ * arrays; delta is stored only once the chunk's previous delta has been read, so the two may be one
+ * buffer (the recorder's: overwriting the previous delta in place saves the memory traffic of a
+ * fresh destination, which is read into the cache before it is written). moments: which of HAS_V and
+ * HAS_S the algorithm has (a compile-time constant, so each variant reads only those). */
 #define REDUCE_CHUNK(v, s, moments)                                                                        \
     if (flags & TRACED) {                                                                                   \
         accumulate_chunk(&acc, (flags & HAS_G_THETA) | HAS_GRAD | HAS_PREVIOUS | (moments), n, theta_before, \
                          delta, grad, (float)item->g_theta, v, s, item->previous + first);                  \
+        memcpy(item->delta + first, delta, sizeof(float) * n); /* after the previous delta was read */      \
     }
 
 static inline __attribute__((always_inline)) void adam_block(
     const adam_item_t *item, int64_t begin, int64_t end, int flags, double *out)
 {
     lanes_t acc = {0}; /* chunk sums are zeroed by accumulate_chunk */
-    float theta_before[CHUNK];
+    float theta_before[CHUNK], delta[CHUNK];
     const float sign = item->sign, decay = item->decay, weight_decay = item->weight_decay;
     const float w = item->lerp_weight, one_minus_w = 1.0f - w, beta2 = item->beta2, one_minus_beta2 = item->one_minus_beta2;
     const float bias_correction2_sqrt = item->bias_correction2_sqrt, eps = item->eps, neg_step_size = item->neg_step_size;
@@ -89,7 +95,6 @@ static inline __attribute__((always_inline)) void adam_block(
         const int64_t n = end - first < CHUNK ? end - first : CHUNK;
         float *param = item->param + first, *exp_avg = item->exp_avg + first, *exp_avg_sq = item->exp_avg_sq + first;
         float *max_exp_avg_sq = item->max_exp_avg_sq ? item->max_exp_avg_sq + first : 0;
-        float *delta = item->delta ? item->delta + first : 0;
         const float *grad = item->grad + first;
         for (int64_t j = 0; j < n; j++) {
             const float before = param[j];
@@ -169,7 +174,7 @@ static inline __attribute__((always_inline)) void sgd_block(
     const sgd_item_t *item, int64_t begin, int64_t end, int flags, double *out)
 {
     lanes_t acc = {0};
-    float theta_before[CHUNK];
+    float theta_before[CHUNK], delta[CHUNK];
     const float sign = item->sign, weight_decay = item->weight_decay, momentum = item->momentum;
     const float one_minus_dampening = item->one_minus_dampening, neg_lr = item->neg_lr;
     /* run-time choices, not compiled variants: a select per element costs little here */
@@ -177,7 +182,6 @@ static inline __attribute__((always_inline)) void sgd_block(
     for (int64_t first = begin; first < end; first += CHUNK) {
         const int64_t n = end - first < CHUNK ? end - first : CHUNK;
         float *param = item->param + first, *buffer = (flags & MOMENTUM) ? item->momentum_buffer + first : 0;
-        float *delta = item->delta ? item->delta + first : 0;
         const float *grad = item->grad + first;
         for (int64_t j = 0; j < n; j++) {
             const float before = param[j];
@@ -231,7 +235,7 @@ static inline __attribute__((always_inline)) void rmsprop_block(
     const rmsprop_item_t *item, int64_t begin, int64_t end, int flags, double *out)
 {
     lanes_t acc = {0}; /* chunk sums are zeroed by accumulate_chunk */
-    float theta_before[CHUNK];
+    float theta_before[CHUNK], delta[CHUNK];
     const float sign = item->sign, weight_decay = item->weight_decay, alpha = item->alpha;
     const float w = item->one_minus_alpha, one_minus_w = 1.0f - w, eps = item->eps;
     const float momentum = item->momentum, neg_lr = item->neg_lr;
@@ -241,7 +245,6 @@ static inline __attribute__((always_inline)) void rmsprop_block(
         float *param = item->param + first, *square_avg = item->square_avg + first;
         float *grad_avg = (flags & CENTERED) ? item->grad_avg + first : 0;
         float *buffer = (flags & MOMENTUM) ? item->momentum_buffer + first : 0;
-        float *delta = item->delta ? item->delta + first : 0;
         const float *grad = item->grad + first;
         for (int64_t j = 0; j < n; j++) {
             const float before = param[j];

@@ -21,12 +21,19 @@ from tracer import native
 
 
 class SummaryTarget(NamedTuple):
-    """Where a traced step writes one parameter's delta (theta_before - theta_after), and what it reads."""
+    """Where a traced step writes one parameter's delta (theta_before - theta_after), and what it reads.
 
-    delta: Tensor  # written, float32, contiguous, the parameter's length
+    All tensors float32, contiguous, the parameter's length. ``delta`` may be
+    ``previous`` itself: the pass reads each chunk's previous delta before it
+    writes that chunk's delta over it, which moves less memory than writing
+    to a third buffer.
+    """
+
+    delta: Tensor  # written by the native pass
     previous: Tensor  # the previous delta, read (the recorder's buffer: zeros before a first delta)
     g_theta: float  # g = grad + g_theta * theta_before in the reductions (tracer.summary_kernels)
     results: np.ndarray  # written: the REDUCTIONS as float64, a contiguous row of 9 (the requester's buffer)
+    theta_before: Tensor  # written by keep_theta, for a tensor updated outside the native pass
 
 
 @dataclass
@@ -36,7 +43,7 @@ class InStepSummaries:
     ``targets`` maps ``id(param)`` to its SummaryTarget. For each target it
     updates, the step either writes delta and the reductions (into
     ``target.results``) in its native pass and lists it in ``reduced``, or,
-    updating it some other way, first copies theta into ``target.delta``
+    updating it some other way, first copies theta into ``target.theta_before``
     (``keep_theta``) and lists it in ``copied``, so that the requester can
     reduce it after the step; a target it does not update (no gradient) is
     in neither.
@@ -47,10 +54,10 @@ class InStepSummaries:
     copied: set[int] = field(default_factory=set)
 
     def keep_theta(self, param: Tensor) -> None:
-        """Before ``param`` is updated outside the native pass: theta into its target's delta buffer, if it has one."""
+        """Before ``param`` is updated outside the native pass: theta into its target's theta_before, if it has one."""
         target = self.targets.get(id(param))
         if target is not None:
-            target.delta.copy_(param)
+            target.theta_before.copy_(param)
             self.copied.add(id(param))
 
 
