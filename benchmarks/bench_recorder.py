@@ -215,7 +215,7 @@ def bench_kernels(rounds: int) -> None:
     scalars = [AdamScalars(1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 5.0)] * 100
     rows = np.zeros((100, 9))
     # delta written over the previous delta, as the recorder asks where lr > 0
-    request = lambda: InStepSummaries({id(p): SummaryTarget(q, q, 0.0, r, d) for p, d, q, r in zip(theta, delta, previous, rows)})  # noqa: E731
+    request = lambda: InStepSummaries({id(p): SummaryTarget(q, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(theta, delta, previous, rows)})  # noqa: E731
     items = [(i, SummaryInput(delta[i], theta[i], grad[i], 0.0, v[i], s[i], previous[i])) for i in range(100)]
     out = torch.zeros(100, 9)
     native = NativeReducer()

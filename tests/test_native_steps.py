@@ -21,6 +21,7 @@ from tracer.native.steps import (
     SgdScalars,
     SummaryTarget,
     adam_native,
+    count_steps,
     rmsprop_native,
     sgd_native,
 )
@@ -225,7 +226,7 @@ def test_the_traced_pass_may_write_delta_over_the_previous_delta():
             lambda request: rmsprop_native(params, grads, state[1], [None] * len(sizes), state[2],
                                            [RmspropScalars(0.01, 0.99, 1e-8, 0.0, 0.5, False)] * len(sizes), request),
         ):
-            run(InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r, d) for p, d, q, r in zip(params, deltas, previous, rows)}))
+            run(InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)}))
             reductions.append(rows.tolist())
             if not in_place:  # the recorder's swap: this delta is the next pass's previous one
                 previous, deltas = deltas, previous
@@ -234,6 +235,24 @@ def test_the_traced_pass_may_write_delta_over_the_previous_delta():
     assert all(torch.equal(x, y) for x, y in zip(a_params + a_previous, b_params + b_previous))
     assert all(torch.equal(x, y) for xs, ys in zip(a_state, b_state) for x, y in zip(xs, ys))
     assert a_reductions == b_reductions and np.isfinite(a_reductions).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_counters_count_as_torch_counts_them(dtype):
+    """+1 in the counter's dtype (2**24 + 1 rounds back to 2**24 in float32), the new values as step.item() gives them."""
+    starts = [0.0, 1.0, 41.0, 2.0**24, 2.0**53, 0.5]
+    ours, theirs = ([torch.tensor(x, dtype=dtype) for x in starts] for _ in range(2))
+    counted = count_steps(ours)
+    torch._foreach_add_(theirs, 1)
+    assert counted == [t.item() for t in theirs] and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert (counted[3] == 2.0**24) == (dtype is torch.float32)
+
+
+def test_step_counters_native_code_does_not_take_are_counted_by_torch():
+    """A float16 counter among them (not the native code's): torch's _foreach_add_ counts them all, the same values."""
+    mixed = [torch.tensor(3.0), torch.tensor(7.0, dtype=torch.float16), torch.tensor([2.0])]
+    assert count_steps(mixed) == [4.0, 8.0, 3.0]
+    assert [t.item() for t in mixed] == [4.0, 8.0, 3.0] and mixed[1].dtype is torch.float16
 
 
 def test_the_step_computes_the_summaries_itself(tmp_path, monkeypatch):
@@ -294,18 +313,18 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
         rows = np.zeros((len(sizes), 9))
         for step in range(1, 4):
             grads = [torch.randn(n, generator=generator) for n in sizes]
-            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01, r, d) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)})
             scalars = [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.01, False, False, float(step))] * len(sizes)
             adam_native(params, grads, *state, scalars, request, library=library)
             assert request.reduced == set(map(id, params))
             reductions.append(rows.tolist())
             # and SGD with Nesterov momentum over the same tensors (its buffer: max_exp_avg_sq's place)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r, d) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)})
             momentum = [SgdScalars(0.01, 0.9, 0.0, 0.01, True, False)] * len(sizes)
             sgd_native(params, grads, state[2], [step == 1] * len(sizes), momentum, request, library=library)
             reductions.append(rows.tolist())
             # and centered RMSprop with momentum (square_avg, grad_avg, buffer: three fresh buffers' places)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r, d) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)})
             rms = [RmspropScalars(0.01, 0.99, 1e-8, 0.01, 0.5, False)] * len(sizes)
             rmsprop_native(params, grads, *rmsprop_state, rms, request, library=library)
             reductions.append(rows.tolist())

@@ -230,6 +230,9 @@ def load(march: str = MARCH) -> ctypes.CDLL:
         step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     for kernel in (loaded.tracer_summaries_f32, loaded.tracer_adam_f32, loaded.tracer_sgd_f32, loaded.tracer_rmsprop_f32):
         kernel.restype = ctypes.c_int
+    # (counters, is_double, count, values)
+    loaded.tracer_count_steps.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    loaded.tracer_count_steps.restype = None
     return loaded
 
 

@@ -297,3 +297,23 @@ static void rmsprop_any_block(const void *items, int64_t index, int64_t begin, i
 
 /* RMSprop's update of items[0..count), as tracer_adam_f32. */
 int tracer_rmsprop_f32(const rmsprop_item_t *items, int64_t count, int threads) { RUN_STEP(rmsprop_item_t, rmsprop_any_block) }
+
+
+/* The optimizers' `step` counters, +1 each, and their new values into values[0..count): what torch's
+ * _foreach_add_(steps, 1) then step.item() per tensor do (one rounding in the counter's own dtype,
+ * then exactly as a double), in one call instead of about 1.8 us per tensor. counters[i] is the
+ * address of a float32 counter, or of a float64 one where is_double[i]. */
+void tracer_count_steps(const uint64_t *counters, const uint8_t *is_double, int64_t count, double *values)
+{
+    for (int64_t i = 0; i < count; i++) {
+        if (is_double[i]) {
+            double *counter = (double *)(uintptr_t)counters[i];
+            *counter = *counter + 1.0;
+            values[i] = *counter;
+        } else {
+            float *counter = (float *)(uintptr_t)counters[i];
+            *counter = *counter + 1.0f;
+            values[i] = (double)*counter;
+        }
+    }
+}

@@ -118,6 +118,7 @@ def check_fused(fused: bool) -> None:
 def native_pass_takes(group: dict[str, Any], param: Tensor, state: dict[str, Any], state_keys: tuple[str, ...]) -> bool:
     """Whether a step updates ``param`` in its native pass: a fused group's float32 CPU tensor with a dense
     gradient, and its state tensors under ``state_keys`` (those it has) alike."""
-    if not group.get("fused") or param.grad is None:
+    grad = param.grad
+    if grad is None or not group.get("fused"):
         return False
-    return native_tensors(param, param.grad, *(state.get(key) for key in state_keys))
+    return native_tensors(param, grad, *[state.get(key) for key in state_keys])

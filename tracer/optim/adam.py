@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import AdamScalars, InStepSummaries, adam_native
+from tracer.native.steps import AdamScalars, InStepSummaries, adam_native, count_steps
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
@@ -177,10 +178,11 @@ class Adam(torch.optim.Optimizer):
                         )
             lr = as_scalar(group["lr"])  # once per group, as torch
             beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
+            options = _GroupOptions(float(lr), float(beta1), float(beta2), group) if group["fused"] else None
             for param in params:
                 state = self.state[param]
-                if native_pass_takes(group, param, state, _NATIVE_STATE):
-                    batch.add(param, state, group, lr, beta1, beta2)
+                if options is not None and native_pass_takes(group, param, state, _NATIVE_STATE):
+                    batch.add(param, state, options)
                     continue
                 if request is not None:  # traced: the requester reduces this one after the step
                     request.keep_theta(param)
@@ -326,29 +328,43 @@ def adam_update(
     param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
+class _GroupOptions(NamedTuple):
+    """A fused group's lr and betas as Python floats, taken once per step (torch's fused Adam casts them so)."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    group: dict
+
+
 class _NativeBatch:
     """The tensors of one step that the native pass updates, collected across groups for one call."""
 
     def __init__(self) -> None:
         self.params: list[Tensor] = []
         self.states: list[dict] = []
-        self.options: list[tuple] = []
+        self.options: list[_GroupOptions] = []
 
-    def add(self, param: Tensor, state: dict, group: dict, lr, beta1, beta2) -> None:
+    def add(self, param: Tensor, state: dict, options: _GroupOptions) -> None:
         self.params.append(param)
         self.states.append(state)
-        self.options.append((float(lr), float(beta1), float(beta2), group))
+        self.options.append(options)
 
     def run(self, request: InStepSummaries | None) -> None:
         if not self.params:
             return
-        steps = [state["step"] for state in self.states]
-        torch._foreach_add_(steps, 1)
-        scalars = [
-            AdamScalars(lr, beta1, beta2, group["eps"], group["weight_decay"], group["decoupled_weight_decay"],
-                        group["maximize"], step.item())
-            for (lr, beta1, beta2, group), step in zip(self.options, steps)
-        ]
+        counts = count_steps([state["step"] for state in self.states])
+        # One AdamScalars per group and step count (usually one per group), shared by its tensors.
+        made: dict[tuple[int, float], AdamScalars] = {}
+        scalars = []
+        for options, count in zip(self.options, counts):
+            k = made.get((id(options), count))
+            if k is None:
+                lr, beta1, beta2, group = options
+                k = made[id(options), count] = AdamScalars(
+                    lr, beta1, beta2, group["eps"], group["weight_decay"], group["decoupled_weight_decay"], group["maximize"], count
+                )
+            scalars.append(k)
         adam_native(
             self.params,
             [param.grad for param in self.params],

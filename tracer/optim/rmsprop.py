@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import InStepSummaries, RmspropScalars, rmsprop_native
+from tracer.native.steps import InStepSummaries, RmspropScalars, count_steps, rmsprop_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
@@ -185,7 +185,7 @@ class RMSprop(torch.optim.Optimizer):
                 )
         if batch:
             states = [state for _, state, _ in batch]
-            torch._foreach_add_([state["step"] for state in states], 1)
+            count_steps([state["step"] for state in states])
             rmsprop_native(
                 [param for param, _, _ in batch],
                 [param.grad for param, _, _ in batch],
