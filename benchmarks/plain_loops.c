@@ -10,7 +10,7 @@
  * An item's arrays, by kernel (all float32, `length` elements each):
  *   plain_copy:         a = b                          (the snapshot copy: 1 read, 1 write)
  *   plain_adam:         reads a..d, writes a, b, c     (an Adam step: p, v, s, g)
- *   plain_adam_traced:  reads a..e, writes a, b, c, f  (Adam traced in its pass: + previous delta, delta)
+ *   plain_adam_traced:  reads a..e, writes a, b, c, e  (Adam traced in its pass: + the previous delta, delta written over it)
  *   plain_summaries:    reads a..f, writes a           (the summary pass: snapshot, after, g, v, s, previous)
  * The arithmetic only makes every value read reach a value written, so that
  * no read can be optimised away.
@@ -55,6 +55,6 @@ PLAIN_LOOP(plain_adam_traced, {
     c[j] += g;
     const float before = a[j];
     a[j] = before + b[j] + c[j];
-    f[j] = (before - a[j]) + e[j];
+    e[j] = (before - a[j]) + e[j];
 })
 PLAIN_LOOP(plain_summaries, a[j] = (a[j] - b[j]) + (c[j] + d[j]) + (e[j] + f[j]);)

@@ -10,6 +10,7 @@ is built once per machine into the user's cache (a fraction of a second).
 from __future__ import annotations
 
 import math
+import platform
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,33 @@ def test_a_failing_compiler_is_reported_not_raised(monkeypatch, tmp_path):
         assert native.library() is None and native.failure() == "noted before"
     finally:
         native.library.cache_clear()
+
+
+@pytest.mark.parametrize("march", [native.MARCH, "x86-64"] if platform.machine() == "x86_64" else [native.MARCH])
+def test_the_snapshot_copy_moves_every_bit_from_any_start_and_leaves_other_tensors_to_torch(march):
+    """Streaming stores need an aligned destination: views starting 0 to 7 floats into their storage, lengths
+    around a vector and a block; NaN payloads, -0.0, subnormals and infinities exact; nothing written outside.
+    On x86 both the machine's build (AVX where it has it) and the baseline one (SSE's streaming stores)."""
+    generator = torch.Generator().manual_seed(5)
+    special = torch.tensor([0x7FC00123, 0xFF800001, 0x80000000, 0x00000001, 0x807FFFFF, 0x7F800000], dtype=torch.int64)
+    special = special.to(torch.int32).view(torch.float32)  # two NaN payloads, -0.0, two subnormals, inf
+    destinations, sources, guards = [], [], []
+    for size, source_offset, destination_offset in [(1, 0, 3), (7, 1, 0), (9, 3, 5), (1000, 5, 7), (BLOCK + 3, 7, 1), (3 * BLOCK + 5, 2, 6)]:
+        source = torch.randn(source_offset + size, generator=generator)[source_offset:]
+        source[: len(special)] = special[:size]
+        source[-min(size, len(special)):] = special[: min(size, len(special))]
+        destination_storage = torch.full((destination_offset + size + 4,), 7.0)
+        destinations.append(destination_storage[destination_offset : destination_offset + size])
+        sources.append(source)
+        guards.append(destination_storage)
+    double = (torch.zeros(50, dtype=torch.float64), torch.randn(50, generator=generator, dtype=torch.float64))
+    strided = (torch.zeros(50), torch.randn(100, generator=generator)[::2])
+    NativeReducer(native.load(march)).copy([*destinations, double[0], strided[0]], [*sources, double[1], strided[1]])
+    for destination, source, storage in zip(destinations, sources, guards):
+        assert torch.equal(destination.view(torch.int32), source.view(torch.int32))
+        outside = torch.cat([storage[: storage.numel() - destination.numel() - 4], storage[-4:]])
+        assert torch.equal(outside, torch.full_like(outside, 7.0))
+    assert torch.equal(double[0], double[1]) and torch.equal(strided[0], strided[1])
 
 
 def test_a_compiler_without_openmp_gets_the_pthreads_build_with_the_same_numbers(monkeypatch, tmp_path):

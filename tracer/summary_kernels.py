@@ -367,6 +367,28 @@ class NativeReducer:
     def available(self) -> bool:
         return self._library is not None
 
+    def copy(self, destinations: Sequence[Tensor], sources: Sequence[Tensor]) -> None:
+        """``destinations[i] = sources[i]`` for every i: the snapshot before a step, exact.
+
+        Float32 contiguous CPU pairs go through one C call (streaming stores:
+        the snapshot is not read before the step is done, so it is not fetched
+        into the cache before it is written); any other pair through torch.
+        """
+        from tracer import native
+
+        taken, records = [], []
+        for index, (destination, source) in enumerate(zip(destinations, sources)):
+            if self._library is not None and native_tensors(destination, source):
+                taken.append(index)
+                records.append((destination.numel(), destination.data_ptr(), source.data_ptr()))
+        if records:
+            table = np.array(records, dtype=native.COPY_ITEM)
+            if self._library.tracer_copy_f32(table.ctypes.data, len(records), torch.get_num_threads()) != 0:
+                raise MemoryError("the native snapshot copy could not allocate its task table")
+        if len(taken) < len(destinations):
+            others = sorted(set(range(len(destinations))) - set(taken))
+            torch._foreach_copy_([destinations[i] for i in others], [sources[i] for i in others])
+
     def __call__(self, items: Sequence[tuple[int, SummaryInput]], out: Tensor) -> None:
         """The REDUCTIONS of each (row, item) into ``out[row]`` (``out``: (rows, 9) of ``result_dtype``)."""
         native_rows: list[int] = []

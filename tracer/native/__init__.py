@@ -63,6 +63,9 @@ ITEM = np.dtype(
 # Every step item's fields for the summaries computed in its pass, in steps.c's order (0: untraced).
 _TRACED_FIELDS = [("delta", np.uint64), ("previous", np.uint64), ("results", np.uint64), ("g_theta", np.float64)]
 
+COPY_ITEM = np.dtype([("length", np.int64), ("destination", np.uint64), ("source", np.uint64)])
+"""summaries.c's ``copy_item_t``: a float32 copy's length and its two arrays' addresses."""
+
 ADAM_ITEM = np.dtype(
     [
         ("length", np.int64),
@@ -230,6 +233,8 @@ def load(march: str = MARCH) -> ctypes.CDLL:
         step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     for kernel in (loaded.tracer_summaries_f32, loaded.tracer_adam_f32, loaded.tracer_sgd_f32, loaded.tracer_rmsprop_f32):
         kernel.restype = ctypes.c_int
+    loaded.tracer_copy_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    loaded.tracer_copy_f32.restype = ctypes.c_int
     # (counters, is_double, count, values)
     loaded.tracer_count_steps.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     loaded.tracer_count_steps.restype = None

@@ -68,3 +68,52 @@ int tracer_summaries_f32(const item_t *items, int64_t count, double *out, int th
     free(lengths);
     return status;
 }
+
+
+/* The snapshot of theta before a step: destination = source, float32, for items[0..count), on up to
+ * `threads` threads. With streaming stores where the CPU has them (x86's SSE and AVX): the snapshot
+ * is read only after the step, so its cache lines need not be fetched before they are overwritten,
+ * which a plain store does; a third less memory traffic (benchmarks/bench_recorder.py, case 4, says
+ * how much time). Bits are moved, not computed: the copy is exact. Returns 0, or -1 when memory
+ * could not be had (nothing was copied then). */
+#if defined(__AVX__)
+#include <immintrin.h>
+#define STREAM_FLOATS 8
+#define STREAM(to, from) _mm256_stream_ps((to), _mm256_loadu_ps(from))
+#elif defined(__SSE__)
+#include <xmmintrin.h>
+#define STREAM_FLOATS 4
+#define STREAM(to, from) _mm_stream_ps((to), _mm_loadu_ps(from))
+#endif
+
+typedef struct {
+    int64_t length;
+    float *destination;
+    const float *source;
+} copy_item_t;
+
+static void copy_block(const void *items, int64_t index, int64_t begin, int64_t end, double *partial)
+{
+    (void)partial;
+    const copy_item_t *item = (const copy_item_t *)items + index;
+    float *restrict to = item->destination;
+    const float *restrict from = item->source;
+    int64_t j = begin;
+#ifdef STREAM_FLOATS
+    /* a streaming store needs an aligned destination: the elements before the first aligned one, plainly */
+    for (; j < end && (uintptr_t)(to + j) % (STREAM_FLOATS * sizeof(float)) != 0; j++) to[j] = from[j];
+    for (; j + STREAM_FLOATS <= end; j += STREAM_FLOATS) STREAM(to + j, from + j);
+    _mm_sfence(); /* streamed stores are weakly ordered: done before the block is */
+#endif
+    for (; j < end; j++) to[j] = from[j];
+}
+
+int tracer_copy_f32(const copy_item_t *items, int64_t count, int threads)
+{
+    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
+    if (!lengths) return -1;
+    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
+    const int status = run_blocked(items, lengths, count, copy_block, NULL, threads);
+    free(lengths);
+    return status;
+}

@@ -187,8 +187,11 @@ class SummaryReducer:
             held = [b for b in held if id(b.parameter.tensor) not in self._request.targets]
         if not held:
             return
-        # torch's copy: a native one on two threads measured slower here (4.0 against 3.3 ms for 40 MB).
-        torch._foreach_copy_([b.snapshot for b in held], [self._sharding.piece(b.parameter.tensor) for b in held])
+        snapshots, thetas = [b.snapshot for b in held], [self._sharding.piece(b.parameter.tensor) for b in held]
+        if self._native is not None:  # streaming stores where it can: a third less memory traffic
+            self._native.copy(snapshots, thetas)
+        else:
+            torch._foreach_copy_(snapshots, thetas)
 
     def _ask_in_step(self, optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> InStepSummaries | None:
         """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself.
