@@ -34,12 +34,7 @@ typedef struct {
     }                                                                                               \
     int name(const plain_item_t *items, int64_t count, int threads)                                 \
     {                                                                                               \
-        int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));                                   \
-        if (!lengths) return -1;                                                                    \
-        for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;                           \
-        const int status = run_blocked(items, lengths, count, name##_block, NULL, threads);         \
-        free(lengths);                                                                              \
-        return status;                                                                              \
+        return run_items(items, sizeof(plain_item_t), count, name##_block, NULL, threads);          \
     }
 
 PLAIN_LOOP(plain_copy, a[j] = b[j];)

@@ -228,4 +228,15 @@ static int run_blocked(const void *items, const int64_t *lengths, int64_t count,
     return 0;
 }
 
+/* run_blocked over items of `size` bytes each whose first field is their int64 length. */
+static int run_items(const void *items, size_t size, int64_t count, block_fn fn, double *out, int threads)
+{
+    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
+    if (!lengths) return -1;
+    for (int64_t n = 0; n < count; n++) lengths[n] = *(const int64_t *)((const char *)items + n * size);
+    const int status = run_blocked(items, lengths, count, fn, out, threads);
+    free(lengths);
+    return status;
+}
+
 #endif

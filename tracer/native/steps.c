@@ -144,16 +144,14 @@ static void adam_any_block(const void *items, int64_t index, int64_t begin, int6
 /* Block functions over items whose first field is the length and whose
  * results pointer is `results`: run them, then copy each traced item's reductions. */
 #define RUN_STEP(item_type, block)                                                                          \
-    int64_t *lengths = calloc(count + 1, sizeof(int64_t));                                                  \
     double *out = malloc(sizeof(double) * (count * REDUCTIONS + 1));                                        \
-    if (!lengths || !out) { free(lengths); free(out); return -1; }                                          \
-    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;                                       \
-    const int status = run_blocked(items, lengths, count, block, out, threads);                             \
+    if (!out) return -1;                                                                                    \
+    const int status = run_items(items, sizeof(item_type), count, block, out, threads);                     \
     for (int64_t n = 0; status == 0 && n < count; n++) {                                                     \
         if (items[n].results)                                                                               \
             for (int r = 0; r < REDUCTIONS; r++) items[n].results[r] = out[n * REDUCTIONS + r];             \
     }                                                                                                       \
-    free(lengths); free(out);                                                                               \
+    free(out);                                                                                              \
     return status;
 
 /* Adam's update of items[0..count), on up to `threads` threads; each traced

@@ -61,12 +61,7 @@ static void summary_block(const void *items, int64_t index, int64_t begin, int64
  * was read or written then). */
 int tracer_summaries_f32(const item_t *items, int64_t count, double *out, int threads)
 {
-    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
-    if (!lengths) return -1;
-    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
-    const int status = run_blocked(items, lengths, count, summary_block, out, threads);
-    free(lengths);
-    return status;
+    return run_items(items, sizeof(item_t), count, summary_block, out, threads);
 }
 
 
@@ -110,10 +105,5 @@ static void copy_block(const void *items, int64_t index, int64_t begin, int64_t 
 
 int tracer_copy_f32(const copy_item_t *items, int64_t count, int threads)
 {
-    int64_t *lengths = malloc(sizeof(int64_t) * (count + 1));
-    if (!lengths) return -1;
-    for (int64_t n = 0; n < count; n++) lengths[n] = items[n].length;
-    const int status = run_blocked(items, lengths, count, copy_block, NULL, threads);
-    free(lengths);
-    return status;
+    return run_items(items, sizeof(copy_item_t), count, copy_block, NULL, threads);
 }
