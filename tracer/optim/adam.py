@@ -164,8 +164,8 @@ class Adam(torch.optim.Optimizer):
 
         for group in self.param_groups:
             params = list(params_with_grad(group, type(self).__name__))
-            for param in params:
-                state = self.state[param]
+            states = [self.state[param] for param in params]
+            for param, state in zip(params, states):
                 if len(state) == 0:
                     state["step"] = new_step_counter()
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -179,8 +179,7 @@ class Adam(torch.optim.Optimizer):
             lr = as_scalar(group["lr"])  # once per group, as torch
             beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
             options = _GroupOptions(float(lr), float(beta1), float(beta2), group) if group["fused"] else None
-            for param in params:
-                state = self.state[param]
+            for param, state in zip(params, states):
                 if options is not None and native_pass_takes(group, param, state, _NATIVE_STATE):
                     batch.add(param, state, options)
                     continue
