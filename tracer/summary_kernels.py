@@ -56,8 +56,7 @@ bit.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -89,9 +88,11 @@ def result_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-@dataclass(frozen=True)
-class SummaryInput:
+class SummaryInput(NamedTuple):
     """One summarised parameter tensor at one update: what its reductions read.
+
+    A NamedTuple (immutable, and made four times faster than a frozen
+    dataclass): the recorder makes one per summarised tensor at every update.
 
     ``snapshot`` is theta before the step (contiguous, the recorder's buffer)
     and becomes delta = theta - theta_after in place. ``g_theta`` folds weight
