@@ -245,6 +245,7 @@ def test_step_counters_count_as_torch_counts_them(dtype):
     counted = count_steps(ours)
     torch._foreach_add_(theirs, 1)
     assert counted == [t.item() for t in theirs] and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert [t._version for t in ours] == [t._version for t in theirs] == [1] * len(starts)  # marked changed, as torch's add
     assert (counted[3] == 2.0**24) == (dtype is torch.float32)
 
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from tracer import native
 
@@ -97,6 +98,7 @@ def count_steps(steps: list[Tensor], library=None) -> list[float]:
     library.tracer_count_steps(
         np.array(addresses, dtype=np.uint64).ctypes.data, np.array(doubles, dtype=np.uint8).ctypes.data, len(steps), values.ctypes.data
     )
+    increment_version(steps)  # as torch's in-place add marks them changed (5 us for 100 tensors)
     return values.tolist()
 
 
