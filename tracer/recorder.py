@@ -587,7 +587,7 @@ class Recorder:
                     cells += coordinate_cells
                 self.final.update(zip(parameter.coordinates, values.theta_next))
             if parameter.summarized:
-                cells += summaries[parameter.index].cells()
+                cells += summaries[parameter.index]  # a Summary is its cells, in SUMMARY_QUANTITIES order
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         if self._writer is not None:
             self._writer.write_cells(cells)

@@ -82,9 +82,6 @@ class Summary(NamedTuple):
     cos_d_prev: float | None
     cos_g_d: float | None
 
-    def cells(self) -> list[float | None]:
-        return list(self)  # the fields are SUMMARY_QUANTITIES, in order
-
 
 assert Summary._fields == SUMMARY_QUANTITIES
 
@@ -152,8 +149,6 @@ class SummaryReducer:
         self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
         # Where an optimizer's native pass writes its float64 reductions (one row per parameter, as _results).
         self._staging = {key: np.zeros((count, len(REDUCTIONS))) for key, count in counts.items()}
-        # Their addresses, once: numpy's ctypes.data takes about 1.7 us, which per tensor and step adds up.
-        self._staging_addresses = {key: staging.ctypes.data for key, staging in self._staging.items()}
         # Two host copies per results buffer, used in turn: a row waits at most one update for its copy.
         self._host = [
             {key: torch.zeros(buffer.shape, dtype=buffer.dtype, pin_memory=key[0].type == "cuda") for key, buffer in self._results.items()}
@@ -162,9 +157,19 @@ class SummaryReducer:
         self._turn = 0
         self._held = [b for b in self._buffers.values() if b.held]
         # The optimizer's pass may reduce whole, purely summarised tensors (a partly full one's
-        # snapshot is read by the full reader as theta before the step).
+        # snapshot is read by the full reader as theta before the step): per group, each one's
+        # id, buffers and staging row address, found once.
         self._in_step = summary_pass == "native" and sharding is WHOLE
+        self._in_step_members = [
+            [(id(p.tensor), self._buffers[p.index], self._staging_row_address(self._buffers[p.index])) for p in members if not p.full]
+            for members in self._by_group
+        ]
         self._request: InStepSummaries | None = None
+
+    def _staging_row_address(self, buffers: _Buffers) -> int:
+        """Where the optimizer's pass writes this parameter's reductions (numpy's ctypes.data costs 1.7 us: taken once)."""
+        staging = self._staging[buffers.key]
+        return staging.ctypes.data + buffers.row * staging.strides[0]
 
     @property
     def summary_pass(self) -> str:
@@ -208,18 +213,14 @@ class SummaryReducer:
         if not hasattr(optimizer, "in_step_summaries"):
             return None
         targets: dict[int, SummaryTarget] = {}
-        for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
+        for group, members, lr in zip(optimizer.param_groups, self._in_step_members, lrs):
             if not group.get("fused"):
                 continue
             sign, weight_decay = gradient_convention(group)
-            for parameter in members:
-                if parameter.full:  # its snapshot is read as theta before the step by the full reader
-                    continue
-                buffers = self._buffers[parameter.index]
-                results = self._staging_addresses[buffers.key] + buffers.row * self._staging[buffers.key].strides[0]
+            g_theta = sign * weight_decay
+            for key, buffers, results in members:
                 previous = buffers.previous_delta
-                delta = previous if lr > 0 else buffers.snapshot
-                targets[id(parameter.tensor)] = SummaryTarget(delta, previous, sign * weight_decay, results, buffers.snapshot)
+                targets[key] = SummaryTarget(previous if lr > 0 else buffers.snapshot, previous, g_theta, results, buffers.snapshot)
         if not targets:
             return None
         optimizer.in_step_summaries = request = InStepSummaries(targets)
