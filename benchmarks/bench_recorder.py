@@ -32,6 +32,12 @@ Run from the repository root::
    with next to no arithmetic (benchmarks/plain_loops.c, compiled here with
    the native kernels' flags): about what the memory traffic alone costs,
    and so what the goals' ratios would be with every kernel that fast.
+5. The Python of one step, 100 tensors of 100 floats (the arithmetic is
+   next to nothing): our fused Adam and torch's, untraced and traced
+   (summaries every update, .bin); best of 30 blocks of 20 steps, and the
+   same with the caches flushed before each step by a 200 MB copy, as a
+   10M-parameter step leaves them (best of 30 blocks of 5 steps). What
+   [1] and [1b] pay per tensor beside the memory traffic.
 
 The traced and the untraced run are two copies of the same model and
 optimizer; rounds alternate between them so that a busy machine slows both
@@ -275,6 +281,47 @@ def bench_kernels(rounds: int) -> None:
         torch.set_num_threads(threads)
 
 
+def bench_python(directory: Path, blocks: int = 30) -> None:
+    def small_model():
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(100, generator=generator).requires_grad_(True) for _ in range(100)]
+        for p in params:
+            p.grad = torch.randn(100, generator=generator)
+        return params
+
+    def traced(optimizer, name):
+        recorder = Recorder(optimizer, directory / f"python-{name}.trace.bin", granularity="summary")
+        recorder.start()
+        return recorder
+
+    ours, theirs = our_fused_adam(small_model()), torch_fused_adam(small_model())
+    ours_traced, theirs_traced = our_fused_adam(small_model()), torch_fused_adam(small_model())
+    recorders = [traced(ours_traced, "ours"), traced(theirs_traced, "torch")]
+    sides = {"ours": ours.step, "ours traced": ours_traced.step, "torch": theirs.step, "torch traced": theirs_traced.step}
+    source = np.ones(50_000_000, dtype=np.float32)  # 200 MB: more than any cache here
+    flushed = np.empty_like(source)
+    try:
+        for label, steps_per_block, flush in (("warm caches", 20, False), ("caches flushed before each step", 5, True)):
+            best = {name: float("inf") for name in sides}
+            for _ in range(blocks):
+                for name, step in sides.items():
+                    took = 0.0
+                    for _ in range(steps_per_block):
+                        if flush:
+                            np.copyto(flushed, source)
+                        start = time.perf_counter()
+                        step()
+                        took += time.perf_counter() - start
+                    best[name] = min(best[name], took / steps_per_block)
+            print(f"[5] Python of one step, 100 tensors of 100 floats, {label}, best of {blocks} blocks of {steps_per_block} steps, ms:")
+            print("    " + " | ".join(f"{name} {t * 1e3:.3f}" for name, t in best.items())
+                  + f"   (tracing adds: ours {(best['ours traced'] - best['ours']) * 1e3:.3f}, "
+                  f"torch's {(best['torch traced'] - best['torch']) * 1e3:.3f})")
+    finally:
+        for recorder in recorders:
+            recorder.close()
+
+
 def _plain_loops() -> ctypes.CDLL:
     """benchmarks/plain_loops.c, compiled with the native kernels' flags (OpenMP too where they have it) into a temporary directory, loaded."""
     from tracer import native
@@ -333,13 +380,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--compiled", action="store_true", help="also the torch.compile summary pass (a minute to compile)")
-    parser.add_argument("--case", type=int, choices=(1, 2, 3, 4), action="append",
-                        help="run only this case (1 and 1b, 2, 3 or 4; repeat for several); default: all")
+    parser.add_argument("--case", type=int, choices=(1, 2, 3, 4, 5), action="append",
+                        help="run only this case (1 and 1b, 2, 3, 4 or 5; repeat for several); default: all")
     parser.add_argument("--binary", action="store_true", help="write the traces in the binary .bin form instead of CSV")
     args = parser.parse_args()
     global SUFFIX
     SUFFIX = ".bin" if args.binary else ".csv"
-    cases = set(args.case or (1, 2, 3, 4))
+    cases = set(args.case or (1, 2, 3, 4, 5))
     rounds = 5 if args.quick else 15
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, traces written as {SUFFIX}")
     with tempfile.TemporaryDirectory() as directory:
@@ -356,6 +403,8 @@ def main() -> None:
             bench_transformer(Path(directory), rounds * 3, every=1, ours=True)
         if 4 in cases:
             bench_kernels(rounds * 2 + 1)
+        if 5 in cases:
+            bench_python(Path(directory), blocks=rounds * 2)
 
 
 if __name__ == "__main__":
