@@ -364,6 +364,7 @@ class NativeReducer:
 
         self._library = library if library is not None else native.library()
         self._item = native.ITEM
+        self._copy_item = native.COPY_ITEM
 
     def available(self) -> bool:
         return self._library is not None
@@ -375,20 +376,19 @@ class NativeReducer:
         the snapshot is not read before the step is done, so it is not fetched
         into the cache before it is written); any other pair through torch.
         """
-        from tracer import native
-
-        taken, records = [], []
-        for index, (destination, source) in enumerate(zip(destinations, sources)):
+        records, other_destinations, other_sources = [], [], []
+        for destination, source in zip(destinations, sources):
             if self._library is not None and native_tensors(destination, source):
-                taken.append(index)
                 records.append((destination.numel(), destination.data_ptr(), source.data_ptr()))
+            else:
+                other_destinations.append(destination)
+                other_sources.append(source)
         if records:
-            table = np.array(records, dtype=native.COPY_ITEM)
+            table = np.array(records, dtype=self._copy_item)
             if self._library.tracer_copy_f32(table.ctypes.data, len(records), torch.get_num_threads()) != 0:
                 raise MemoryError("the native snapshot copy could not allocate its task table")
-        if len(taken) < len(destinations):
-            others = sorted(set(range(len(destinations))) - set(taken))
-            torch._foreach_copy_([destinations[i] for i in others], [sources[i] for i in others])
+        if other_destinations:
+            torch._foreach_copy_(other_destinations, other_sources)
 
     def __call__(self, items: Sequence[tuple[int, SummaryInput]], out: Tensor) -> None:
         """The REDUCTIONS of each (row, item) into ``out[row]`` (``out``: (rows, 9) of ``result_dtype``)."""

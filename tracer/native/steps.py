@@ -62,6 +62,10 @@ class InStepSummaries:
             self.copied.add(id(param))
 
 
+_FLOAT32, _STRIDED = torch.float32, torch.strided  # module constants: two attribute lookups less per tensor
+_COUNTER_DTYPES = (torch.float32, torch.float64)  # the step counters count_steps counts natively
+
+
 def native_tensors(param: Tensor, *others: Tensor | None) -> bool:
     """Whether the native pass takes ``param`` with its gradient and state ``others`` (None: absent)."""
     length = param.numel()
@@ -71,9 +75,6 @@ def native_tensors(param: Tensor, *others: Tensor | None) -> bool:
         ):
             return False
     return True
-
-
-_FLOAT32, _STRIDED = torch.float32, torch.strided  # module constants: two attribute lookups less per tensor
 
 
 def count_steps(steps: list[Tensor], library=None) -> list[float]:
@@ -89,7 +90,7 @@ def count_steps(steps: list[Tensor], library=None) -> list[float]:
     addresses, doubles = [], []
     for step in steps:
         dtype = step.dtype
-        if not (step.is_cpu and step.layout is torch.strided and step.numel() == 1 and dtype in _COUNTER_DTYPES):
+        if not (step.is_cpu and step.layout is _STRIDED and step.numel() == 1 and dtype in _COUNTER_DTYPES):
             torch._foreach_add_(steps, 1)
             return [step.item() for step in steps]
         addresses.append(step.data_ptr())
@@ -100,9 +101,6 @@ def count_steps(steps: list[Tensor], library=None) -> list[float]:
     )
     increment_version(steps)  # as torch's in-place add marks them changed (5 us for 100 tensors)
     return values.tolist()
-
-
-_COUNTER_DTYPES = (torch.float32, torch.float64)
 
 
 # SummaryTarget and the *Scalars are made per tensor at every step: NamedTuples, immutable and quick to build.
