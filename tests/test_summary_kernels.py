@@ -9,17 +9,15 @@ benchmarks/bench_recorder.py, not here.
 from __future__ import annotations
 
 import math
-import os
+import warnings
 
 import pytest
 import torch
+import torch._dynamo
+import torch._inductor.config
 
 from tracer.summary_kernels import FUSED_COSINE_ATOL, FUSED_RTOL, REDUCTIONS, FusedReducer, SummaryInput, reduce_eager
 
-# torch 2.13's inductor emits at::vec code without its header under
-# ATEN_CPU_CAPABILITY=default (a C++ compile error): there the fused pass falls
-# back to eager with a warning, and that fallback is what these tests check.
-COMPILES = os.environ.get("ATEN_CPU_CAPABILITY") != "default"
 SQUARES = ("theta_sq", "delta_sq", "g_sq", "previous_sq", "v_sq", "s_sq")
 DOTS = {"g_dot_delta": ("g_sq", "delta_sq"), "previous_dot_delta": ("previous_sq", "delta_sq")}
 
@@ -79,13 +77,16 @@ def test_fused_agrees_with_eager(moments, previous, g_theta):
     reducer = FusedReducer(chunk=2)
     # 5 tensors: two whole chunks and a padded one; lengths 1 and 7 go the eager way.
     inputs = [_inputs(size, seed, moments=moments, previous=previous) for seed, size in enumerate([4099, 1000, 1, 7, 333])]
-    if COMPILES:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fused_results = _run_fused(reducer, inputs, g_theta)
-        assert reducer.fused, "torch.compile should work on this machine (gcc is installed)"
-    else:
-        with pytest.warns(RuntimeWarning, match="could not be compiled"):
-            fused_results = _run_fused(reducer, inputs, g_theta)
-        assert not reducer.fused
+    if not reducer.fused:
+        # Whether inductor compiles depends on the machine (torch 2.13 cannot under
+        # ATEN_CPU_CAPABILITY=default on some CPUs, can on others): the fallback itself
+        # is checked, whatever the machine, by the test below.
+        said = [str(w.message) for w in caught if "could not be compiled" in str(w.message)]
+        assert said, "a fused pass that falls back must say so"
+        pytest.skip(f"torch.compile cannot compile here: {said[0]}")
     for (theta, after, grad, v, s, prev), (fused_delta, fused) in zip(inputs, fused_results):
         eager_delta, eager = _run(reduce_eager, theta, after, grad, g_theta, v, s, prev)
         assert torch.equal(fused_delta, eager_delta)  # one subtraction: bit for bit
@@ -100,17 +101,26 @@ def test_fused_agrees_with_eager(moments, previous, g_theta):
             assert abs(fused[name] - eager[name]) <= FUSED_COSINE_ATOL * math.sqrt(norms[a] * norms[b]), name
 
 
-def test_fused_falls_back_to_eager_when_compiling_fails():
+@pytest.fixture
+def no_cxx_compiler():
+    """Inductor pointed at a C++ compiler that does not exist, its caches off: compiling fails on any machine."""
+    torch._dynamo.reset()  # an earlier test's compiled chunk would otherwise be reused without compiling
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}):
+        yield
+    torch._dynamo.reset()
+
+
+def test_fused_falls_back_to_eager_when_compiling_fails(no_cxx_compiler):
     reducer = FusedReducer(chunk=2)
-
-    def broken(*args):
-        raise RuntimeError("no C++ compiler")
-
-    reducer._compiled = broken
     inputs = [_inputs(100, seed, moments=True, previous=True) for seed in range(3)]
-    with pytest.warns(RuntimeWarning, match="could not be compiled .*no C\\+\\+ compiler.*using the eager"):
+    with pytest.warns(RuntimeWarning, match="could not be compiled .*C\\+\\+ compiler.*using the eager"):
         results = _run_fused(reducer, inputs, 0.0)
     assert not reducer.fused
     for (theta, after, grad, v, s, prev), (delta, got) in zip(inputs, results):
         eager_delta, eager = _run(reduce_eager, theta, after, grad, 0.0, v, s, prev)
         assert torch.equal(delta, eager_delta) and got == eager  # the eager path itself: identical
+    # Later calls go the eager way at once, without trying to compile again.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = _run_fused(reducer, inputs, 0.0)
+    assert [got for _, got in again] == [got for _, got in results]

@@ -299,8 +299,11 @@ class FusedReducer:
             )
         except Exception as error:  # no C++ compiler, an unsupported device or dtype: stay correct, get slower
             self.fused = False
+            # One line: inductor's messages run to pages, some opening with "backend='inductor' raised:".
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+            said = (" ".join(lines[:2]) if lines[0].endswith(":") else lines[0])[:200]
             warnings.warn(
-                f"the fused summary pass could not be compiled ({type(error).__name__}: {str(error)[:200]}); "
+                f"the fused summary pass could not be compiled ({type(error).__name__}: {said}); "
                 "using the eager reductions",
                 RuntimeWarning,
                 stacklevel=3,
