@@ -33,14 +33,15 @@ from tracer.testing import assert_optimizers_match
 # The native pass rounds every operation once; torch's kernels fuse some
 # multiply-adds (which ones depends on the CPU), so the two differ in the last
 # bits and the differences carry over from step to step. Measured over the
-# configurations below, 25 updates (ulps of max(|reference|, 1)): Adam and
-# AdamW at most 4 against torch's for-loop and fused versions; SGD at most 8
-# against the for-loop one and 16 against torch's fused SGD (itself 6.5 from
-# the for-loop); RMSprop (torch has no fused one) at most 16 against the
-# for-loop one, with momentum (its division by sqrt(s) + eps amplifies the
-# last bits; 32 with alpha 0.3, not tested). The tolerance is the one
-# torch's own fused variants get in tests/test_optim_equivalence.py.
-FUSED_ULPS = 64
+# configurations below, 25 updates (ulps of the reference value in float32,
+# tracer.ulps): Adam and AdamW at most 784 and 2400 against torch's for-loop
+# and fused versions; SGD at most 891 against the for-loop one and 784
+# against torch's fused SGD; RMSprop (torch has no fused one) at most 629
+# against the for-loop one; under ATEN_CPU_CAPABILITY=default at most 640.
+# The largest are elements near zero, where a last-bit difference of the
+# operands is hundreds of ulps of the result. The tolerance leaves a margin
+# of ~7 for other machines' kernels.
+FUSED_ULPS = 16384
 CONFIGS = [
     {"lr": 0.01},
     {"lr": 0.01, "weight_decay": 0.1},

@@ -50,13 +50,14 @@ def test_with_every_scheduler_matches_torch_for_loop_bitwise(config, dtype, shap
 # fused: one vectorized kernel that may contract a*b+c into an FMA), so each
 # operation may round differently in its last bit, and the differences carry
 # over from step to step. Measured with assert_optimizers_match's gradients
-# over every config here, 25 steps, both dtypes (its unit: ulps of
-# max(|reference|, 1)): foreach bit for bit; fused at most 6.5 ulps (SGD with
-# momentum; Adam at most 1), and at most 0.75 under ATEN_CPU_CAPABILITY=default.
-# The tolerance, 64 such ulps, leaves a margin of ~10 for other machines'
-# kernels while staying far below what a wrong formula gives. It is at least
-# as strict as the torch.allclose(rtol=atol=64 eps) these tests used before.
-FAST_VARIANT_ULPS = 64
+# over every config here, 25 steps, both dtypes (its unit: ulps of the
+# reference value in its dtype, tracer.ulps): foreach bit for bit; fused at
+# most 249 (SGD with momentum, float32; Adam at most 4, AdamW 14), and at most
+# 8 under ATEN_CPU_CAPABILITY=default. A difference of a few ulps of the
+# operands counts hundreds of ulps where a result is near zero (a momentum
+# buffer changing sign). The tolerance, 2048 ulps, leaves a margin of ~8 for
+# other machines' kernels.
+FAST_VARIANT_ULPS = 2048
 FAST_VARIANT_CASES = [
     pytest.param(config, variant, id=f"{config.id}-{variant}")
     for config in FAST_VARIANT_CONFIGS

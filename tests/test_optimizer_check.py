@@ -1,25 +1,28 @@
 """assert_optimizers_match / compare_optimizers and `tracer check-optimizer`: equal pairs, known
-differences, differing state keys, closures, bad input, and the README example as written."""
+differences, differing state keys, closures, bad input, and the docs page's example (docs/check-optimizer.md) as written."""
 
 from __future__ import annotations
 
 import functools
+import math
 import pathlib
 import re
 import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import tracer.optim
 from tracer.cli import main
 from tracer.errors import TracerError
-from tracer.optimizer_check import parse_config
+from tracer.optimizer_check import parse_config, parse_state_keys
+from tracer.optimizer_check.compare import _difference
 from tracer.testing import assert_optimizers_match, compare_optimizers
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "check-optimizer.md"
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 
 
@@ -91,10 +94,12 @@ def test_a_difference_is_reported_at_its_update_parameter_and_state_key():
     assert difference.state_key == "exp_avg"
     # float32 rounding of (exp_avg + 1e-3) - exp_avg: within one ulp of exp_avg (|exp_avg| < 4 here).
     assert difference.absolute == pytest.approx(_AdamNudgedAtUpdate3.NUDGE, abs=4 * FLOAT32_EPS)
-    assert difference.ulps == pytest.approx(
-        difference.absolute / (FLOAT32_EPS * max(abs(difference.reference_value), 1.0)), rel=1e-12
-    )
-    assert difference.candidate_value - difference.reference_value == pytest.approx(difference.absolute, abs=1e-12)
+    # In float32 ulps of the reference value: numpy's spacing of it, the textbook definition.
+    assert difference.precision == "float32"
+    at_worst = abs(difference.candidate_value - difference.reference_value)
+    assert difference.ulps == at_worst / float(np.spacing(np.float32(abs(difference.reference_value))))
+    # The element named is the one furthest in ulps; the absolute difference is the largest over all.
+    assert 0 < at_worst <= difference.absolute
     report = result.report()
     assert "first at update 3 of 25, config {}, float32, no scheduler:" in report
     assert "parameter 1 state 'exp_avg': differs by up to 0.001" in report
@@ -132,22 +137,23 @@ def test_a_scheduler_case_names_the_scheduler():
 # ---------------------------------------------------------------- state keys
 
 
-def _readme_block(heading: str, language: str, index: int = 0) -> str:
-    """The index-th ```language block of the README section under `heading`."""
-    section = README.read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)[index]
+def _page_block(heading: str, language: str, index: int = 0) -> str:
+    """The index-th ```language block of the page docs/check-optimizer.md (its title: `heading`)."""
+    text = PAGE.read_text()
+    assert text.startswith(f"{heading}\n")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)[index]
 
 
-CHECK_SECTION = "## Check your own optimizer: `tracer check-optimizer`"
+CHECK_SECTION = "# Check your own optimizer: `tracer check-optimizer`"
 WRONG_LINE = 'denom = (state["v"] / (1 - beta2**t) + group["eps"]).sqrt()'
 TORCH_LINE = 'denom = (state["v"].sqrt() / (1 - beta2**t) ** 0.5).add_(group["eps"])'
 
 
 def _my_adam(fixed: bool) -> type[torch.optim.Optimizer]:
-    source = _readme_block(CHECK_SECTION, "python")
+    source = _page_block(CHECK_SECTION, "python")
     assert WRONG_LINE in source
     namespace: dict = {}
-    exec(source.replace(WRONG_LINE, TORCH_LINE) if fixed else source, namespace)  # noqa: S102 (the README's code)
+    exec(source.replace(WRONG_LINE, TORCH_LINE) if fixed else source, namespace)  # noqa: S102 (the page's code)
     return namespace["MyAdam"]
 
 
@@ -221,6 +227,44 @@ def test_bad_config_is_a_tracer_error(text, message):
         parse_config(text)
 
 
+# ---------------------------------------------------------------- --state-key
+
+
+def test_state_keys_take_several_pairs_per_option_and_repeats():
+    assert parse_state_keys(["m=exp_avg,v=exp_avg_sq"]) == {"m": "exp_avg", "v": "exp_avg_sq"}
+    assert parse_state_keys(["m=exp_avg", " v = exp_avg_sq "]) == {"m": "exp_avg", "v": "exp_avg_sq"}
+    assert parse_state_keys([]) == {}
+
+
+BAD_STATE_KEYS = [
+    (["m"], r"--state-key 'm': 'm' is not one pair; expected CANDIDATE_KEY=REFERENCE_KEY pairs"),
+    (["m=exp_avg,"], r"--state-key 'm=exp_avg,': '' is not one pair"),
+    (["m=exp_avg=v"], r"--state-key 'm=exp_avg=v': 'm=exp_avg=v' is not one pair"),
+    (["=exp_avg"], r"--state-key '=exp_avg': '=exp_avg' is not one pair"),
+    (["m=exp_avg", "m=exp_avg_sq"], r"--state-key: candidate key 'm' is mapped twice"),
+    (["m=exp_avg,v=exp_avg"], r"--state-key: reference key 'exp_avg' is named for two candidate keys"),
+]
+
+
+@pytest.mark.parametrize(("texts", "message"), BAD_STATE_KEYS, ids=[" ".join(t) for t, _ in BAD_STATE_KEYS])
+def test_bad_state_keys_are_refused_in_one_line(texts, message, capsys):
+    with pytest.raises(TracerError, match=message):
+        parse_state_keys(texts)
+    argv = ["check-optimizer", "torch.optim:Adam", "--against", "torch.optim.Adam", "--steps", "1"]
+    assert main([*argv, *(f"--state-key={text}" for text in texts)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.match(rf"tracer: error: {message}", err), err
+
+
+def test_cli_state_keys_in_one_option_compare_both_moments(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_adam.py").write_text(_page_block(CHECK_SECTION, "python").replace(WRONG_LINE, TORCH_LINE))
+    monkeypatch.chdir(tmp_path)
+    argv = ["check-optimizer", "my_adam:MyAdam", "--against", "torch.optim.Adam", "--config", "lr=0.01",
+            "--steps", "2", "--no-scheduler", "--dtype", "float32"]
+    assert main([*argv, "--state-key", "m=exp_avg,v=exp_avg_sq"]) == 0
+    assert "state keys compared: exp_avg, exp_avg_sq, step" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- tracer check-optimizer
 
 
@@ -243,11 +287,25 @@ def test_cli_exit_1_with_the_report_and_ulps_option(capsys):
         "torch.optim.adam.Adam differs from torch.optim.adamw.AdamW (bit for bit) first at update 1 of 3, "
         "config {'lr': 0.01}, float64, no scheduler:\n  parameter 0: differs by up to "
     )
-    # With the same weight decay (coupled in Adam, decoupled in AdamW) each of 3 Adam updates
-    # moves a parameter by at most about lr (1e-2): 1e15 float64 ulps (0.22) accept them.
+    # With the same weight decay (coupled in Adam, decoupled in AdamW) the moments part most:
+    # exp_avg_sq by up to 2.3 times itself, 1.15e16 float64 ulps (2**52 ulps are a factor of 2).
     same_decay = [*argv[:5], "lr=0.01,weight_decay=0.01", *argv[6:]]
     assert main(same_decay) == 1
-    assert main([*same_decay, "--ulps", "1e15"]) == 0
+    assert "(1.15e+16 float64 ulps)" in capsys.readouterr().out
+    assert main([*same_decay, "--ulps", "1e16"]) == 1
+    assert main([*same_decay, "--ulps", "1e17"]) == 0
+
+
+def test_a_one_ulp_difference_is_one_ulp_at_any_magnitude():
+    """The report counts units in the last place of the reference in its dtype, as ``tracer diff`` does."""
+    for value, dtype in [(0.3, torch.float32), (3e-5, torch.float32), (1234.5, torch.float64), (0.75, torch.bfloat16)]:
+        reference = torch.tensor([value], dtype=dtype)
+        candidate = torch.nextafter(reference, torch.tensor(math.inf, dtype=dtype)) if dtype != torch.bfloat16 else (
+            (reference.view(torch.int16) + 1).view(torch.bfloat16))
+        difference = _difference("x", candidate, reference, 0)
+        assert (difference.ulps, difference.precision) == (1.0, str(dtype).removeprefix("torch."))
+        assert "(1 " + difference.precision + " ulp)" in difference.describe()
+        assert _difference("x", candidate, reference, 1) is None
 
 
 BAD_CLI = [
@@ -267,11 +325,11 @@ def test_cli_exit_2_with_one_line(arguments, message, capsys):
     assert err.count("\n") == 1 and re.match(rf"tracer: error: {message}", err), err
 
 
-# ---------------------------------------------------------------- the README, as written
+# ---------------------------------------------------------------- docs/check-optimizer.md, as written
 
 
 def _run_readme_command(directory: pathlib.Path) -> subprocess.CompletedProcess:
-    command = shlex.split(_readme_block(CHECK_SECTION, "bash"))
+    command = shlex.split(_page_block(CHECK_SECTION, "bash"))
     assert command[0] == "tracer"
     return subprocess.run(
         [sys.executable, "-m", "tracer.cli", *command[1:]],
@@ -280,8 +338,8 @@ def _run_readme_command(directory: pathlib.Path) -> subprocess.CompletedProcess:
 
 
 def test_readme_wrong_adam_is_caught_at_update_1_and_the_torch_line_passes(tmp_path):
-    source = _readme_block(CHECK_SECTION, "python")
-    shown = _readme_block(CHECK_SECTION, "text").splitlines()
+    source = _page_block(CHECK_SECTION, "python")
+    shown = _page_block(CHECK_SECTION, "text").splitlines()
     (tmp_path / "wrong").mkdir()
     (tmp_path / "wrong" / "my_adam.py").write_text(source)
     wrong = _run_readme_command(tmp_path / "wrong")
@@ -302,5 +360,5 @@ def test_readme_wrong_adam_is_caught_at_update_1_and_the_torch_line_passes(tmp_p
 
 
 def test_readme_python_example_prints_what_the_readme_shows(capsys):
-    exec(_readme_block(CHECK_SECTION, "python", index=1), {})  # noqa: S102 (the README's code)
-    assert capsys.readouterr().out == _readme_block(CHECK_SECTION, "text", index=1)
+    exec(_page_block(CHECK_SECTION, "python", index=1), {})  # noqa: S102 (the page's code)
+    assert capsys.readouterr().out == _page_block(CHECK_SECTION, "text", index=1)

@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "render": ("tracer.render.cli", "render figures and animations from trace files"),
     "diff": ("tracer.diff", "compare two trace files; exit 0 when equal within tolerance"),
     "info": ("tracer.info", "what a trace holds: run, optimizer, loss, lr, step size, final values"),
-    "check-optimizer": ("tracer.optimizer_check", "check an optimizer against a reference after every update; exit 0 equal"),
+    "check-optimizer": ("tracer.optimizer_check.cli", "check an optimizer against a reference after every update; exit 0 equal"),
     "landscape": ("tracer.landscape.cli", "the loss over the plane of traced runs' snapshots, for render --surface"),
 }
 

@@ -9,7 +9,7 @@ compared column agrees at every update within
 and their trailers agree (status, ``diverged_at``, ``final`` within the same
 tolerance). The default tolerance is zero: bit-for-bit equality.
 
-``ulp(b)`` is the unit in the last place of ``b`` in the run's precision: the
+``ulp(b)`` is the unit in the last place of ``b`` (``tracer.ulps``) in the run's precision: the
 narrower of float32 and float64 that holds every value of the traced
 parameters (``*.theta``, ``*.theta_norm``) exactly, float32 for every
 catalogue run. Columns computed in float64 from float32 tensors (``u``,
@@ -49,6 +49,7 @@ import numpy as np
 from tracer.errors import TracerError
 from tracer.platform import describe_platform, fingerprint_of
 from tracer.trace import Trace, load_trace
+from tracer.ulps import ulp
 
 ABSENT = "<absent>"
 """Stands for a metadata key one trace lacks, in TraceDiff.meta and the report."""
@@ -292,13 +293,6 @@ def _select(columns: Sequence[str] | None, a: Trace, b: Trace) -> tuple[list[str
     in_a = set(wanted_a)
     compared = [c for c in wanted_a if c in in_b]
     return compared, [c for c in wanted_a if c not in in_b], [c for c in wanted_b if c not in in_a]
-
-
-def ulp(values: np.ndarray, precision: type = np.float32) -> np.ndarray:
-    """The unit in the last place of each value in ``precision`` (float64 out; inf where it overflows)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        rounded = np.abs(np.asarray(values, dtype=np.float64)).astype(precision)
-        return np.spacing(rounded).astype(np.float64)
 
 
 def run_precision(trace: Trace) -> type:

@@ -1,4 +1,4 @@
-"""Is an optimizer equal to a reference, update by update? ``assert_optimizers_match`` and ``tracer check-optimizer``.
+"""Is an optimizer equal to a reference, update by update? The library behind ``assert_optimizers_match`` and ``tracer check-optimizer``.
 
 For a hand-written, ported or fused optimizer (the *candidate*) and the one
 it should equal (the *reference*, e.g. ``torch.optim.Adam``)::
@@ -18,28 +18,19 @@ several times per update). After every update the parameters, every state
 tensor the two have in common, and the numeric hyperparameters of the groups
 (lr, betas, ... as schedulers change them) are compared.
 
-A *difference in ulps* is ``|candidate - reference| / (eps * max(|reference|, 1))``
-with eps the machine epsilon of the dtype: units in the last place of the
-reference value, and of 1 below 1 (values near zero are then compared
-absolutely, in units of eps). ``ulps=0`` asks for bit for bit: identical
-bits, NaN included.
+A *difference in ulps* is ``|candidate - reference|`` in units in the last
+place of the reference value in the tensor's own dtype (``tracer.ulps``, the
+definition ``tracer diff`` uses too): one float32 ulp apart is 1, whatever
+the magnitude. ``ulps=0`` asks for bit for bit: identical bits, NaN included.
 
-Exit status of ``tracer check-optimizer``: 0 equal, 1 different (with the
-report), 2 unusable input (one line: an import path that does not resolve,
-not an optimizer, a bad --config).
+``tracer check-optimizer`` is this module's command line (``tracer.optimizer_check.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
-import importlib
 import inspect
 import math
-import os
-import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +39,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from tracer.errors import TracerError
+from tracer.ulps import ulps_between
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 """An optimizer class or a function ``(params, **config) -> Optimizer``."""
@@ -89,9 +81,10 @@ class TensorDifference:
     """Where one compared tensor (or number) differs at one update.
 
     ``what`` names it ("parameter 1", "parameter 1 state 'exp_avg'",
-    "group 0 'lr'"); ``ulps`` and ``absolute`` are the largest differences
-    over its elements (inf where one side is NaN or the shapes differ);
-    ``element`` is the index of the worst one with the two values there.
+    "group 0 'lr'"); ``ulps`` (in ``precision``, the dtype's) and ``absolute``
+    are the largest differences over its elements (inf where one side is NaN
+    or the shapes differ); ``element`` is the index of the worst one with the
+    two values there.
     """
 
     what: str
@@ -102,14 +95,15 @@ class TensorDifference:
     reference_value: Any = None
     detail: str = ""
     state_key: str | None = None
+    precision: str = ""
 
     def describe(self) -> str:
         if self.detail:
             return f"{self.what}: {self.detail}"
         where = f" at element {self.element}" if self.element else ""
         return (
-            f"{self.what}: differs by up to {self.absolute:.3g} ({_format_ulps(self.ulps)} ulps of "
-            f"max(|reference|, 1)){where}: candidate {self.candidate_value!r}, reference {self.reference_value!r}"
+            f"{self.what}: differs by up to {self.absolute:.3g} ({_format_ulps(self.ulps, self.precision)})"
+            f"{where}: candidate {self.candidate_value!r}, reference {self.reference_value!r}"
         )
 
 
@@ -462,15 +456,14 @@ def _difference(what: str, a: Any, b: Any, ulps: float) -> TensorDifference | No
         mismatch = (a != b).nonzero()
         element = tuple(mismatch[0].tolist())
         return TensorDifference(what, math.inf, math.inf, element, a[element].item(), b[element].item())
-    eps = torch.finfo(a.dtype).eps
     wide_a, wide_b = a.double(), b.double()
     absolute = (wide_a - wide_b).abs()
     same = (wide_a == wide_b) | (wide_a.isnan() & wide_b.isnan())
     absolute = torch.where(same, torch.zeros_like(absolute), absolute.nan_to_num(nan=math.inf))
-    in_ulps = absolute / (eps * wide_b.abs().clamp(min=1.0).nan_to_num(nan=1.0, posinf=math.inf))
-    in_ulps = torch.where(same, torch.zeros_like(in_ulps), in_ulps.nan_to_num(nan=math.inf))
-    worst = int(in_ulps.reshape(-1).argmax())
-    largest_ulps = in_ulps.reshape(-1)[worst].item()
+    precision = _dtype_name(a.dtype)
+    in_ulps = ulps_between(wide_a.numpy(), wide_b.numpy(), precision).reshape(-1)
+    worst = int(in_ulps.argmax())
+    largest_ulps = float(in_ulps[worst])
     if ulps > 0 and largest_ulps <= ulps:
         return None
     element = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), a.shape)) if a.dim() else ()
@@ -481,6 +474,7 @@ def _difference(what: str, a: Any, b: Any, ulps: float) -> TensorDifference | No
         element,
         a.reshape(-1)[worst].item(),
         b.reshape(-1)[worst].item(),
+        precision=precision,
     )
 
 
@@ -560,129 +554,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _format_ulps(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.3g}"
-
-
-# ---------------------------------------------------------------- tracer check-optimizer
-
-CONFIG_GRAMMAR = (
-    "name=value items separated by commas; a comma not followed by name= continues the value "
-    "as a tuple (betas=0.9,0.999); values are Python literals (0.01, True, None, (0.9,)) or bare words"
-)
-_ITEM_START = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
-_NAME = re.compile(r"[A-Za-z_]\w*")
-
-
-def parse_config(text: str) -> dict[str, Any]:
-    """Parse ``--config``: ``lr=0.01,betas=0.9,0.999,amsgrad=True`` -> a dict of keyword arguments.
-
-    A comma starts a new item only where ``name=`` follows it; any other comma
-    belongs to the value, which then reads as a tuple. Each value is read as
-    a Python literal (numbers, True/False/None, tuples), else kept as a
-    string (``line_search_fn=strong_wolfe``). An empty text is ``{}``.
-
-    Raises:
-        TracerError: an item without ``name=``, a repeated name, an empty value.
-    """
-    config: dict[str, Any] = {}
-    if not text.strip():
-        return config
-    for item in _ITEM_START.split(text):
-        name, equals, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not equals or not _NAME.fullmatch(name):
-            raise TracerError(f"--config {text!r}: {item!r} is not name=value; expected {CONFIG_GRAMMAR}")
-        if name in config:
-            raise TracerError(f"--config {text!r}: {name} is given twice")
-        if not value:
-            raise TracerError(f"--config {text!r}: {name} has no value; expected {CONFIG_GRAMMAR}")
-        try:
-            config[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            config[name] = value
-    return config
-
-
-def resolve(path: str) -> Any:
-    """Import ``package.module:Name`` or ``package.module.Name`` and return the object.
-
-    The current directory is searched first, as ``python -m`` does, so a
-    module of the project the command runs in resolves.
-
-    Raises:
-        TracerError: the module or the name does not exist.
-    """
-    if ":" in path:
-        module_name, _, attribute = path.partition(":")
-    else:
-        module_name, _, attribute = path.rpartition(".")
-    if not module_name or not attribute:
-        raise TracerError(f"cannot import {path!r}: expected package.module:Name or package.module.Name")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise TracerError(f"cannot import {path!r}: {error}") from error
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise TracerError(f"cannot import {path!r}: {target.__name__ if inspect.ismodule(target) else target!r} has no {part!r}")
-        target = getattr(target, part)
-    return target
-
-
-def _state_key_pair(text: str) -> tuple[str, str]:
-    candidate_key, equals, reference_key = text.partition("=")
-    if not equals or not candidate_key or not reference_key:
-        raise argparse.ArgumentTypeError(f"expected CANDIDATE_KEY=REFERENCE_KEY (e.g. m=exp_avg), got {text!r}")
-    return candidate_key.strip(), reference_key.strip()
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``tracer check-optimizer``."""
-    parser.add_argument("candidate", help="the optimizer to check: package.module:Name or package.module.Name")
-    parser.add_argument("--against", required=True, metavar="REFERENCE", help="the reference, e.g. torch.optim.Adam")
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE,...",
-        help=f"keyword arguments given to both; repeat for several configurations (default: their defaults). {CONFIG_GRAMMAR}",
-    )
-    parser.add_argument("--steps", type=int, default=25, help="updates per case, compared after each (default 25)")
-    parser.add_argument("--ulps", type=float, default=0, help="accepted difference, in ulps of max(|reference|, 1) (default 0: bit for bit)")
-    parser.add_argument(
-        "--dtype", action="append", choices=("float32", "float64"), help="repeatable (default: float32 and float64)"
-    )
-    parser.add_argument(
-        "--state-key",
-        action="append",
-        type=_state_key_pair,
-        default=[],
-        metavar="CANDIDATE_KEY=REFERENCE_KEY",
-        help="the candidate's name for a reference state key, e.g. m=exp_avg (repeatable)",
-    )
-    parser.add_argument("--no-scheduler", action="store_true", help="do not also run under StepLR")
-    parser.add_argument("--seed", type=int, default=0, help="seeds parameters and gradients (default 0)")
-    parser.epilog = "exit status: 0 equal, 1 different (with the report), 2 unusable input"
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Print the report; 0 when the two are equal, 1 otherwise (TracerError: exit 2, from the dispatcher)."""
-    candidate, reference = resolve(args.candidate), resolve(args.against)
-    configs = [parse_config(text) for text in args.config] or [{}]
-    dtypes = [getattr(torch, name) for name in (args.dtype or ("float32", "float64"))]
-    result = compare_optimizers(
-        candidate,
-        reference,
-        configs=configs,
-        dtypes=dtypes,
-        steps=args.steps,
-        ulps=args.ulps,
-        schedulers={} if args.no_scheduler else DEFAULT_SCHEDULERS,
-        state_key_map=dict(args.state_key),
-        seed=args.seed,
-    )
-    print(result.report())
-    return 0 if result.equal else 1
+def _format_ulps(value: float, precision: str = "") -> str:
+    """``value`` ulps in words: "1 float32 ulp", "2.5 float32 ulps", "inf float64 ulps"."""
+    number = "inf" if math.isinf(value) else f"{value:.3g}"
+    return " ".join(filter(None, [number, precision, "ulp" if value == 1 else "ulps"]))
