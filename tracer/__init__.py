@@ -12,9 +12,22 @@ from tracer.diff import diff_traces
 from tracer.trace import load_trace
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tracer.recorder import Recorder
+    import os
+    from typing import Sequence
 
-__all__ = ["Recorder", "diff_traces", "load_trace"]
+    from tracer.explorer import Explorer
+    from tracer.recorder import Recorder
+    from tracer.trace import Trace
+
+__all__ = ["Recorder", "diff_traces", "explore", "load_trace"]
+
+
+def explore(traces: Sequence[Trace | str | os.PathLike] | Trace | str | os.PathLike, **options: Any) -> Explorer:
+    """The runs of `traces` as one self-contained HTML page; a notebook shows it inline
+    (options: `tracer.explorer.explore`)."""
+    from tracer.explorer import explore as explore_traces
+
+    return explore_traces(traces, **options)
 
 
 def __getattr__(name: str) -> Any:

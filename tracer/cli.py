@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("tracer.info", "what a trace holds: run, optimizer, loss, lr, step size, final values"),
     "check-optimizer": ("tracer.optimizer_check.cli", "check an optimizer against a reference after every update; exit 0 equal"),
     "landscape": ("tracer.landscape.cli", "the loss over the plane of traced runs' snapshots, for render --surface"),
+    "explore": ("tracer.explorer.cli", "the runs as one self-contained HTML page to explore in a browser"),
 }
 
 EXIT_USAGE = 2

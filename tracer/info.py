@@ -176,8 +176,8 @@ def _distributed_text(distributed: dict[str, Any]) -> str:
     )
 
 
-def format_summary(facts: dict[str, Any]) -> str:
-    """The text block `tracer info` prints for one trace."""
+def summary_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, text) rows of `format_summary`; a notebook shows some of them as HTML (`Trace._repr_html_`)."""
     run = f"{facts['updates']} updates, {facts['status']}"
     if facts["diverged_at"] is not None:
         run += f" at update {facts['diverged_at']}"
@@ -208,7 +208,12 @@ def format_summary(facts: dict[str, Any]) -> str:
     ]
     if facts.get("distributed"):
         rows.append(("distributed", _distributed_text(facts["distributed"])))
-    return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in rows)])
+    return rows
+
+
+def format_summary(facts: dict[str, Any]) -> str:
+    """The text block `tracer info` prints for one trace."""
+    return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in summary_rows(facts))])
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

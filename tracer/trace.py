@@ -298,6 +298,12 @@ class Trace:
     def __repr__(self) -> str:
         return f"Trace({str(self.path)!r}, updates={len(self)}, status={self.status!r})"
 
+    def _repr_html_(self) -> str:
+        """A notebook's view of the trace: a short summary table (what `tracer info` says first)."""
+        from tracer.explorer import trace_summary_html  # imported here: it imports this module
+
+        return trace_summary_html(self)
+
 
 def _fail(path: pathlib.Path, line: int | None, what: str) -> TraceFormatError:
     where = f"{path}" if line is None else f"{path}, line {line}"

@@ -1,0 +1,620 @@
+// tracer explore: the page's script. Plain JavaScript drawing on canvas; it reads the JSON in
+// #tracer-data (tracer/explorer/data.py writes it) and makes no network request.
+"use strict";
+(function () {
+  const DATA = JSON.parse(document.getElementById("tracer-data").textContent);
+  const LOG_SPAN = 100; // a chart goes logarithmic when its positive values span more than two decades
+  const SPEEDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]; // updates per second
+  const ARROWS = { g: "#d62728", v: "#ff7f0e", step: "#ffffff", s: "#17becf" };
+  const DASHBOARD = [ // the per-tensor quantities of the dashboard figure (tracer/render/plots.py)
+    ["theta_norm", "|θ|"], ["g_norm", "|g|"], ["d_norm", "|d|"],
+    ["displacement", "|Δθ| per update"], ["cos_d_prev", "cos(d, previous d)"], ["cos_g_d", "cos(g, d)"],
+  ];
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, attrs, ...children) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v; else if (k === "style") node.style.cssText = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  };
+
+  // ------------------------------------------------------------------ numbers
+
+  function decode(column) {
+    // base64 of a little-endian array, widened exactly to float64
+    const text = atob(column.data);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    const kind = { i4: Int32Array, f4: Float32Array, f8: Float64Array }[column.type];
+    return Float64Array.from(new kind(bytes.buffer));
+  }
+
+  // Python's repr of a float: the shortest digits that read back to the same float64 (the trace's
+  // own text), fixed notation for exponents -4..15, else d.ddde-XX.
+  function pyRepr(x) {
+    if (Number.isNaN(x)) return "nan";
+    if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+    if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
+    const [mantissa, exponentText] = x.toExponential().split("e");
+    const sign = x < 0 ? "-" : "";
+    const digits = mantissa.replace("-", "").replace(".", "");
+    const e = parseInt(exponentText, 10);
+    if (e >= -4 && e < 16) {
+      if (e < 0) return sign + "0." + "0".repeat(-e - 1) + digits;
+      return sign + digits.slice(0, e + 1).padEnd(e + 1, "0") + "." + (digits.slice(e + 1) || "0");
+    }
+    const m = digits.length > 1 ? digits[0] + "." + digits.slice(1) : digits;
+    return sign + m + "e" + (e < 0 ? "-" : "+") + String(Math.abs(e)).padStart(2, "0");
+  }
+  const cellText = (values, type, i) =>
+    i < 0 || Number.isNaN(values[i]) ? "" : type === "i4" ? String(values[i]) : pyRepr(values[i]);
+  function short(v) {
+    if (!Number.isFinite(v)) return String(v);
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    return a >= 1e4 || a < 1e-3 ? v.toExponential(1).replace("e+", "e") : String(+v.toPrecision(3));
+  }
+  // the last index i with sorted[i] <= value, -1 when none
+  function floorIndex(sorted, value) {
+    let lo = 0, hi = sorted.length - 1, found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid] <= value) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  // --------------------------------------------------------------------- runs
+
+  const runs = DATA.runs.map((run, r) => {
+    const cols = {}, types = {};
+    for (const [name, column] of Object.entries(run.columns)) { cols[name] = decode(column); types[name] = column.type; }
+    return Object.assign({}, run, { index: r, cols, types, updates: cols.update, visible: true });
+  });
+  // The timeline: every update any run holds, in order; every run is shown at its last row at or
+  // before the current update, so runs stay synchronised by update.
+  const timeline = Float64Array.from(new Set(runs.flatMap((run) => Array.from(run.updates)))).sort();
+  const state = { index: 0, playing: false, speed: 50, tensor: null, last: 0, carry: 0 };
+  const rowOf = (run, update) => floorIndex(run.updates, update);
+  const currentUpdate = () => timeline[state.index];
+  const tensors = [...new Set(runs.flatMap((run) => run.tensors))];
+  state.tensor = tensors[0] || null;
+  const hasLoss = runs.some((run) => "loss" in run.cols);
+  state.speed = SPEEDS.find((s) => timeline.length / s <= 30) || SPEEDS[SPEEDS.length - 1]; // ~30 s at most
+
+  // ------------------------------------------------------------------- canvas
+
+  function sizeCanvas(canvas, width, height) {
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
+    canvas.style.width = width + "px"; canvas.style.height = height + "px";
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    return ctx;
+  }
+
+  function niceTicks(lo, hi, count) {
+    const span = hi - lo;
+    if (!(span > 0)) return [lo];
+    const raw = span / count, power = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+    const ticks = [];
+    for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Math.abs(t) < step * 1e-9 ? 0 : t);
+    return ticks;
+  }
+
+  const tooltip = $("tooltip");
+  function showTooltip(event, text) {
+    tooltip.textContent = text;
+    tooltip.style.display = "block";
+    const x = Math.min(event.clientX + 14, window.innerWidth - tooltip.offsetWidth - 4);
+    const y = Math.min(event.clientY + 14, window.innerHeight - tooltip.offsetHeight - 4);
+    tooltip.style.left = x + "px"; tooltip.style.top = y + "px";
+  }
+  const hideTooltip = () => { tooltip.style.display = "none"; };
+
+  // ------------------------------------------------------------------- charts
+
+  // A chart of one quantity against the update: every visible run's series, a cursor at the
+  // current update, hover for the values, click to jump there.
+  class Chart {
+    constructor(parent, title, series, options = {}) {
+      this.title = title; this.series = series; this.height = options.height || 118;
+      this.fixed = options.range || null;
+      this.base = el("canvas"); this.overlay = el("canvas");
+      this.card = el("div", { class: "card chart" }, el("div", { class: "stack" }, this.base, this.overlay));
+      parent.append(this.card);
+      this.overlay.addEventListener("mousemove", (e) => this.hover(e));
+      this.overlay.addEventListener("mouseleave", () => { hideTooltip(); this.hovered = null; this.drawCursor(); });
+      this.overlay.addEventListener("click", (e) => goToUpdate(this.updateAt(e)));
+    }
+    lines() { return runs.filter((run) => run.visible).map((run) => [run, this.series(run)]).filter(([, ys]) => ys); }
+    layout() {
+      const width = this.card.clientWidth - 16;
+      this.width = width;
+      this.ctx = sizeCanvas(this.base, width, this.height);
+      this.octx = sizeCanvas(this.overlay, width, this.height);
+      this.box = { left: 58, right: width - 8, top: 16, bottom: this.height - 18 };
+      this.drawBase();
+    }
+    scaleY() {
+      if (this.fixed) return { lo: this.fixed[0], hi: this.fixed[1], log: false };
+      let lo = Infinity, hi = -Infinity, positive = true;
+      for (const [, ys] of this.lines()) for (const v of ys) if (Number.isFinite(v)) {
+        if (v < lo) lo = v; if (v > hi) hi = v; if (v <= 0) positive = false;
+      }
+      if (lo === Infinity) return { lo: 0, hi: 1, log: false };
+      if (positive && hi / lo > LOG_SPAN) return { lo: Math.log10(lo), hi: Math.log10(hi), log: true };
+      if (hi === lo) { lo -= Math.abs(lo) * 0.5 || 0.5; hi += Math.abs(hi) * 0.5 || 0.5; }
+      const pad = (hi - lo) * 0.04;
+      return { lo: lo - pad, hi: hi + pad, log: false };
+    }
+    x(update) { const b = this.box, a = timeline[0], z = timeline[timeline.length - 1]; return b.left + (z > a ? (update - a) / (z - a) : 0) * (b.right - b.left); }
+    y(v) {
+      const b = this.box, s = this.yscale, value = s.log ? Math.log10(v) : v;
+      return b.bottom - (value - s.lo) / (s.hi - s.lo) * (b.bottom - b.top);
+    }
+    updateAt(event) {
+      const rect = this.overlay.getBoundingClientRect(), b = this.box;
+      const f = Math.min(1, Math.max(0, (event.clientX - rect.left - b.left) / (b.right - b.left)));
+      return timeline[0] + f * (timeline[timeline.length - 1] - timeline[0]);
+    }
+    drawBase() {
+      const ctx = this.ctx, b = this.box;
+      this.yscale = this.scaleY();
+      ctx.clearRect(0, 0, this.width, this.height);
+      ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#222"; ctx.textBaseline = "top";
+      ctx.fillText(this.title + (this.yscale.log ? "  (log scale)" : ""), b.left, 1);
+      ctx.strokeStyle = "#ccc"; ctx.lineWidth = 1; ctx.strokeRect(b.left, b.top, b.right - b.left, b.bottom - b.top);
+      ctx.fillStyle = "#666"; ctx.textBaseline = "middle"; ctx.textAlign = "right";
+      const s = this.yscale;
+      const ticks = s.log ? niceTicks(Math.floor(s.lo), Math.ceil(s.hi), 4).filter((t) => t >= s.lo && t <= s.hi && Number.isInteger(t)).map((t) => Math.pow(10, t))
+        : niceTicks(s.lo, s.hi, 3);
+      for (const t of ticks) { const y = this.y(t); ctx.fillText(short(t), b.left - 4, y); ctx.fillRect(b.left - 3, y, 3, 1); }
+      ctx.textAlign = "center"; ctx.textBaseline = "top";
+      for (const t of niceTicks(timeline[0], timeline[timeline.length - 1], 5)) {
+        const x = this.x(t); ctx.fillText(short(t), x, b.bottom + 3); ctx.fillRect(x, b.bottom, 1, 3);
+      }
+      ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
+      for (const [run, ys] of this.lines()) {
+        ctx.strokeStyle = run.color; ctx.lineWidth = 1.2; ctx.beginPath();
+        let pen = false;
+        for (let i = 0; i < ys.length; i++) {
+          const ok = Number.isFinite(ys[i]) && (!s.log || ys[i] > 0);
+          if (!ok) { pen = false; continue; }
+          const x = this.x(run.updates[i]), y = this.y(ys[i]);
+          if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+          pen = true;
+        }
+        ctx.stroke();
+      }
+      ctx.restore();
+      this.drawCursor();
+    }
+    drawCursor() {
+      const ctx = this.octx, b = this.box;
+      if (!ctx) return;
+      ctx.clearRect(0, 0, this.width, this.height);
+      const marks = [[currentUpdate(), "#000", []]];
+      if (this.hovered != null) marks.push([this.hovered, "#888", [3, 3]]);
+      for (const [update, color, dash] of marks) {
+        const x = this.x(update);
+        ctx.strokeStyle = color; ctx.setLineDash(dash); ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.moveTo(x, b.top); ctx.lineTo(x, b.bottom); ctx.stroke();
+      }
+      ctx.setLineDash([]);
+      for (const [run, ys] of this.lines()) {
+        const i = rowOf(run, currentUpdate());
+        if (i < 0 || !Number.isFinite(ys[i]) || (this.yscale.log && ys[i] <= 0)) continue;
+        ctx.fillStyle = run.color; ctx.strokeStyle = "#000";
+        ctx.beginPath(); ctx.arc(this.x(run.updates[i]), this.y(ys[i]), 3.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+      }
+    }
+    hover(event) {
+      const update = this.updateAt(event);
+      const lines = [`${this.title}`];
+      let shown = null;
+      for (const [run, ys] of this.lines()) {
+        const i = rowOf(run, update);
+        if (i < 0) continue;
+        shown = run.updates[i];
+        lines.push(`${run.label}  update ${run.updates[i]}: ${pyRepr(ys[i])}`);
+      }
+      this.hovered = shown == null ? null : update;
+      this.drawCursor();
+      showTooltip(event, lines.join("\n") + "\n(click: go to this update)");
+    }
+  }
+
+  // -------------------------------------------------------------------- plane
+
+  // The 2-D view: the loss contour, each run's path, and at the current update the arrows -g,
+  // -v, the step -lr*d and the whiskers +-sqrt(s) per axis.
+  class Plane {
+    constructor(parent, plane) {
+      this.p = plane;
+      this.base = el("canvas"); this.overlay = el("canvas");
+      this.legend = el("div", { id: "plane-legend" });
+      this.card = el("div", { class: "card", id: "plane-view" },
+        el("div", { class: "card-title" }, `Path on the plane ${plane.x}, ${plane.y}` + (plane.contour ? ", over the loss" : "")),
+        el("div", { class: "stack" }, this.base, this.overlay), this.legend);
+      parent.append(this.card);
+      const scale = (s) => (s ? `×${short(s)}` : "(none)");
+      const key = (color, text, border) => el("span", {}, el("span", { class: "arrow-key", style: `background:${color};${border ? "outline:1px solid #000" : ""}` }), text);
+      this.legend.append(
+        key(ARROWS.g, `−g ${scale(plane.gradient_scale)}`), key(ARROWS.v, `−v ${scale(plane.gradient_scale)}`),
+        key(ARROWS.s, `±√s per axis ${scale(plane.gradient_scale)}`), key(ARROWS.step, `step −lr·d ${scale(plane.step_scale)}`, true),
+        el("span", { class: "small" }, "g, v and √s share one scale; the step has its own (both for the whole page)"));
+      this.image = null;
+      this.overlay.addEventListener("mousemove", (e) => this.hover(e));
+      this.overlay.addEventListener("mouseleave", hideTooltip);
+      this.overlay.addEventListener("click", (e) => { const hit = this.nearest(e); if (hit) goToUpdate(hit.run.updates[hit.i]); });
+    }
+    async load() {
+      if (!this.p.contour) return;
+      const text = atob(this.p.contour.png), bytes = new Uint8Array(text.length);
+      for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+      this.image = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+    }
+    layout() {
+      const width = this.card.clientWidth - 16;
+      const plot = Math.min(width - 130, 560);
+      const height = plot + 40;
+      this.width = width; this.height = height;
+      this.box = { left: 52, right: 52 + plot, top: 8, bottom: 8 + plot };
+      this.ctx = sizeCanvas(this.base, width, height);
+      this.octx = sizeCanvas(this.overlay, width, height);
+      this.drawBase();
+    }
+    x(v) { const b = this.box, [a, z] = this.p.xlim; return b.left + (v - a) / (z - a) * (b.right - b.left); }
+    y(v) { const b = this.box, [a, z] = this.p.ylim; return b.bottom - (v - a) / (z - a) * (b.bottom - b.top); }
+    point(run, i) { return [run.cols[this.p.x + ".theta"][i], run.cols[this.p.y + ".theta"][i]]; }
+    drawn() { return runs.filter((run) => run.visible && (this.p.x + ".theta") in run.cols && (this.p.y + ".theta") in run.cols); }
+    drawBase() {
+      const ctx = this.ctx, b = this.box, p = this.p;
+      ctx.clearRect(0, 0, this.width, this.height);
+      ctx.fillStyle = "#f4f4f4"; ctx.fillRect(b.left, b.top, b.right - b.left, b.bottom - b.top);
+      if (this.image) {
+        const [x0, x1, y0, y1] = p.contour.extent;
+        ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(this.image, this.x(x0), this.y(y1), this.x(x1) - this.x(x0), this.y(y0) - this.y(y1));
+        ctx.restore();
+        this.colorBar(ctx);
+      }
+      ctx.strokeStyle = "#999"; ctx.strokeRect(b.left, b.top, b.right - b.left, b.bottom - b.top);
+      ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#444";
+      ctx.textAlign = "center"; ctx.textBaseline = "top";
+      for (const t of niceTicks(p.xlim[0], p.xlim[1], 5)) { ctx.fillText(short(t), this.x(t), b.bottom + 3); ctx.fillRect(this.x(t), b.bottom, 1, 3); }
+      ctx.fillText(p.axis_labels[0], (b.left + b.right) / 2, b.bottom + 17);
+      ctx.textAlign = "right"; ctx.textBaseline = "middle";
+      for (const t of niceTicks(p.ylim[0], p.ylim[1], 5)) { ctx.fillText(short(t), b.left - 4, this.y(t)); ctx.fillRect(b.left - 3, this.y(t), 3, 1); }
+      ctx.save(); ctx.translate(12, (b.top + b.bottom) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
+      ctx.fillText(p.axis_labels[1], 0, 0); ctx.restore();
+      ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
+      for (const run of this.drawn()) { // the whole path, faint: where the run is going
+        ctx.strokeStyle = run.color; ctx.globalAlpha = 0.35; ctx.lineWidth = 1.2;
+        this.tracePath(ctx, run, run.rows - 1, true); ctx.stroke();
+        ctx.globalAlpha = 1;
+        const [sx, sy] = this.point(run, 0);
+        ctx.fillStyle = "#fff"; ctx.strokeStyle = "#000"; ctx.beginPath(); ctx.arc(this.x(sx), this.y(sy), 5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+      }
+      if (p.minimum) this.star(ctx, this.x(p.minimum[0]), this.y(p.minimum[1]));
+      ctx.restore();
+      this.drawCurrent();
+    }
+    colorBar(ctx) {
+      const b = this.box, c = this.p.contour, left = b.right + 14, w = 12, n = c.colors.length;
+      const h = (b.bottom - b.top) / n;
+      c.colors.forEach((color, k) => { ctx.fillStyle = color; ctx.fillRect(left, b.bottom - (k + 1) * h, w, h + 0.5); });
+      ctx.strokeStyle = "#999"; ctx.strokeRect(left, b.top, w, b.bottom - b.top);
+      ctx.fillStyle = "#444"; ctx.font = "10px system-ui, sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+      const every = Math.max(1, Math.round(n / 6));
+      for (let k = 0; k <= n; k += every) ctx.fillText(short(c.levels[k]), left + w + 3, b.bottom - k * h);
+      ctx.save(); ctx.translate(left + w + 48, (b.top + b.bottom) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
+      ctx.fillText("loss", 0, 0); ctx.restore();
+    }
+    star(ctx, x, y) {
+      ctx.beginPath();
+      for (let k = 0; k < 10; k++) {
+        const r = k % 2 ? 3.2 : 8, a = -Math.PI / 2 + k * Math.PI / 5;
+        ctx.lineTo(x + r * Math.cos(a), y + r * Math.sin(a));
+      }
+      ctx.closePath(); ctx.fillStyle = "#fff"; ctx.strokeStyle = "#000"; ctx.fill(); ctx.stroke();
+    }
+    tracePath(ctx, run, last, withFinal) {
+      ctx.beginPath();
+      let pen = false;
+      for (let i = 0; i <= last; i++) {
+        const [px, py] = this.point(run, i);
+        if (!Number.isFinite(px) || !Number.isFinite(py)) { pen = false; continue; }
+        if (pen) ctx.lineTo(this.x(px), this.y(py)); else ctx.moveTo(this.x(px), this.y(py));
+        pen = true;
+      }
+      const final = run.final;
+      if (withFinal && pen && this.p.x in final && this.p.y in final) ctx.lineTo(this.x(final[this.p.x]), this.y(final[this.p.y]));
+    }
+    vector(run, quantity, i) {
+      const a = run.cols[this.p.x + "." + quantity], b = run.cols[this.p.y + "." + quantity];
+      return a && b ? [a[i], b[i]] : null;
+    }
+    arrow(ctx, x, y, dx, dy, color) {
+      if (!Number.isFinite(dx) || !Number.isFinite(dy)) return;
+      const x1 = this.x(x + dx), y1 = this.y(y + dy), x0 = this.x(x), y0 = this.y(y);
+      const length = Math.hypot(x1 - x0, y1 - y0);
+      if (length < 0.5) return;
+      const head = Math.min(9, length * 0.45), angle = Math.atan2(y1 - y0, x1 - x0);
+      ctx.lineWidth = 2.2; ctx.strokeStyle = "#000";
+      for (const [width, stroke] of [[4.2, "#000"], [2.2, color]]) { // a dark edge so white shows on yellow
+        ctx.lineWidth = width; ctx.strokeStyle = stroke; ctx.beginPath(); ctx.moveTo(x0, y0);
+        ctx.lineTo(x1 - Math.cos(angle) * head * 0.6, y1 - Math.sin(angle) * head * 0.6); ctx.stroke();
+      }
+      ctx.fillStyle = color; ctx.strokeStyle = "#000"; ctx.lineWidth = 1; ctx.beginPath(); ctx.moveTo(x1, y1);
+      ctx.lineTo(x1 - head * Math.cos(angle - 0.4), y1 - head * Math.sin(angle - 0.4));
+      ctx.lineTo(x1 - head * Math.cos(angle + 0.4), y1 - head * Math.sin(angle + 0.4));
+      ctx.closePath(); ctx.fill(); ctx.stroke();
+    }
+    drawCurrent() {
+      const ctx = this.octx, b = this.box, p = this.p;
+      if (!ctx) return;
+      ctx.clearRect(0, 0, this.width, this.height);
+      ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
+      for (const run of this.drawn()) {
+        const i = rowOf(run, currentUpdate());
+        if (i < 0) continue;
+        ctx.strokeStyle = run.color; ctx.lineWidth = 2.2; this.tracePath(ctx, run, i, false); ctx.stroke();
+        const [x, y] = this.point(run, i);
+        if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+        const gs = p.gradient_scale, g = this.vector(run, "g", i), v = this.vector(run, "v", i);
+        const s = this.vector(run, "s", i), d = this.vector(run, "d", i);
+        if (s) { // whiskers: +-sqrt(s) along each axis
+          const [hx, hy] = [Math.sqrt(s[0]) * gs, Math.sqrt(s[1]) * gs];
+          ctx.strokeStyle = ARROWS.s; ctx.lineWidth = 2.2; ctx.beginPath();
+          if (Number.isFinite(hx)) { ctx.moveTo(this.x(x - hx), this.y(y)); ctx.lineTo(this.x(x + hx), this.y(y)); }
+          if (Number.isFinite(hy)) { ctx.moveTo(this.x(x), this.y(y - hy)); ctx.lineTo(this.x(x), this.y(y + hy)); }
+          ctx.stroke();
+        }
+        if (g) this.arrow(ctx, x, y, -g[0] * gs, -g[1] * gs, ARROWS.g);
+        if (v) this.arrow(ctx, x, y, -v[0] * gs, -v[1] * gs, ARROWS.v);
+        const lr = lrOf(run, this.p.x);
+        if (d && lr) this.arrow(ctx, x, y, -lr[i] * d[0] * p.step_scale, -lr[i] * d[1] * p.step_scale, ARROWS.step);
+        ctx.fillStyle = run.color; ctx.strokeStyle = "#000"; ctx.lineWidth = 1.2;
+        ctx.beginPath(); ctx.arc(this.x(x), this.y(y), 5.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+        if (run.status === "diverged" && i === run.rows - 1) this.cross(ctx, this.x(x), this.y(y), run.color);
+      }
+      ctx.restore();
+    }
+    cross(ctx, x, y, color) {
+      ctx.strokeStyle = "#000"; ctx.lineWidth = 5; ctx.beginPath();
+      ctx.moveTo(x - 7, y - 7); ctx.lineTo(x + 7, y + 7); ctx.moveTo(x + 7, y - 7); ctx.lineTo(x - 7, y + 7); ctx.stroke();
+      ctx.strokeStyle = color; ctx.lineWidth = 3; ctx.stroke();
+    }
+    nearest(event) {
+      const rect = this.overlay.getBoundingClientRect(), mx = event.clientX - rect.left, my = event.clientY - rect.top;
+      let best = null, bestDistance = 10; // pixels
+      for (const run of this.drawn()) for (let i = 0; i < run.rows; i++) {
+        const [px, py] = this.point(run, i), dist = Math.hypot(this.x(px) - mx, this.y(py) - my);
+        if (dist < bestDistance) { bestDistance = dist; best = { run, i }; }
+      }
+      return best;
+    }
+    hover(event) {
+      const hit = this.nearest(event);
+      if (!hit) { hideTooltip(); return; }
+      const { run, i } = hit, p = this.p, lines = [`${run.label}  update ${run.updates[i]}`];
+      for (const name of [p.x + ".theta", p.y + ".theta", "loss", p.x + ".g", p.y + ".g"]) {
+        if (name in run.cols) lines.push(`${name} = ${pyRepr(run.cols[name][i])}`);
+      }
+      showTooltip(event, lines.join("\n") + "\n(click: go to this update)");
+    }
+  }
+
+  // The learning rate of a coordinate's parameter group (lr, or lr[k] with k its group).
+  function lrOf(run, coordinate) {
+    if (run.lr_columns.length === 1) return run.cols[run.lr_columns[0]];
+    const group = run.groups[coordinate.split("[")[0]] || 0;
+    return run.cols[`lr[${group}]`] || run.cols[run.lr_columns[0]];
+  }
+
+  // ------------------------------------------------------------ the numbers
+
+  // Per run: the row's facts and a table per coordinate (theta, g, v, s, d, u) or per tensor
+  // (the summary quantities), each cell the trace's exact value at the current update.
+  const cells = []; // [run, td, column values, column type]
+  function buildNumbers() {
+    const root = $("numbers");
+    for (const run of runs) {
+      const cell = (column) => {
+        const td = el("td", { "data-run": String(run.index), "data-column": column });
+        if (column in run.cols) cells.push([run, td, run.cols[column], run.types[column]]); else td.textContent = "—";
+        return td;
+      };
+      const facts = el("dl", { class: "row-facts" });
+      const rowColumns = ["update", "epoch", "batch", ...run.lr_columns, "loss", "step_size", "displacement", "cos_d_prev"];
+      for (const column of rowColumns.filter((c) => c in run.cols)) {
+        facts.append(el("dt", {}, column === "cos_d_prev" ? "cos(d, prev d)" : column), el("dd", {}, cell(column)));
+      }
+      const card = el("div", { class: "card", id: `numbers-${run.index}` },
+        el("div", { class: "card-title" }, el("span", { class: "swatch", style: `background:${run.color}` }), " ", run.label,
+          el("span", { class: "small", id: `at-${run.index}` })), facts);
+      // A row per quantity for a few coordinates or tensors (the table stays narrow), else a row per name.
+      const table = (names, quantities, key) => {
+        const byQuantity = names.length <= 3;
+        const [across, down] = byQuantity ? [names, quantities] : [quantities, names];
+        const head = el("tr", {}, el("th", {}, byQuantity ? "" : key), ...across.map((a) => el("th", {}, a)));
+        const rows = down.map((d) => el("tr", {}, el("td", {}, d),
+          ...across.map((a) => cell(byQuantity ? `${a}.${d}` : `${d}.${a}`))));
+        return el("div", { class: "scroll" }, el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+      };
+      if (run.coordinates.length) card.append(table(run.coordinates, DATA.full_quantities, "coordinate"));
+      if (run.coordinates.length < run.coordinates_total) {
+        card.append(el("div", { class: "small" }, `${run.coordinates.length} of ${run.coordinates_total} traced coordinates shown`));
+      }
+      if (run.tensors.length) card.append(table(run.tensors, DATA.summary_quantities, "tensor"));
+      root.append(card);
+      run.card = card;
+    }
+  }
+  function drawNumbers() {
+    const update = currentUpdate();
+    const rows = runs.map((run) => rowOf(run, update));
+    for (const [run, td, values, type] of cells) td.textContent = cellText(values, type, rows[run.index]);
+    for (const run of runs) {
+      const i = rows[run.index], note = $(`at-${run.index}`);
+      note.textContent = i < 0 ? "  not started at this update"
+        : run.updates[i] === update ? `  row ${i + 1} of ${run.rows}`
+        : `  at update ${run.updates[i]}, its last row at or before ${update}`;
+    }
+  }
+
+  // ----------------------------------------------------------------- the page
+
+  $("title").textContent = DATA.title;
+  document.title = DATA.title + " · tracer explore";
+  for (const run of runs) {
+    const box = el("input", { type: "checkbox", "data-run": String(run.index) });
+    box.checked = true;
+    box.addEventListener("change", () => { run.visible = box.checked; run.card.classList.toggle("hidden", !run.visible); redrawAll(); });
+    const status = run.status === "diverged" ? `diverged at update ${run.diverged_at}` : run.status;
+    $("runs").append(el("label", { title: run.file || "" }, box, el("span", { class: "swatch", style: `background:${run.color}` }),
+      run.label, el("span", { class: "small" }, ` ${run.optimizer} · ${run.total_rows} rows · ${status}`)));
+  }
+
+  const views = $("views"), side = $("charts");
+  const plane = DATA.plane ? new Plane(views, DATA.plane) : null;
+  const charts = [];
+  const column = (name) => (run) => run.cols[name] || null;
+  if (hasLoss) charts.push(new Chart(side, "loss", column("loss")));
+  charts.push(new Chart(side, "step size  lr·|d|", column("step_size")));
+  charts.push(new Chart(side, "learning rate", (run) => run.cols[run.lr_columns[0]] || null));
+  const cosine = (run) => run.cols.cos_d_prev || (state.tensor && run.cols[`${state.tensor}.cos_d_prev`]) || null;
+  const cosineChart = new Chart(side, "", cosine, { range: [-1.05, 1.05] });
+  cosineChart.retitle = () => {
+    const full = runs.some((run) => "cos_d_prev" in run.cols);
+    cosineChart.title = "cos(d, previous d)" + (full ? " over the traced coordinates" : ` of ${state.tensor}`);
+  };
+  cosineChart.retitle();
+  charts.push(cosineChart);
+  let tensorCharts = [];
+  if (tensors.length) {
+    const select = el("select", { id: "tensor" }, ...tensors.map((t) => el("option", { value: t }, t)));
+    select.addEventListener("change", () => {
+      state.tensor = select.value;
+      [cosineChart, ...tensorCharts].forEach((chart) => chart.retitle());
+      redrawAll();
+    });
+    const grid = el("div", { id: "tensor-charts" });
+    views.append(el("div", { class: "card", id: "tensor-view" },
+      el("div", { class: "card-title" }, "Per tensor: ", select), grid));
+    tensorCharts = DASHBOARD.map(([quantity, title]) => {
+      const chart = new Chart(grid, "", (run) => run.cols[`${state.tensor}.${quantity}`] || null,
+        quantity.startsWith("cos") ? { range: [-1.05, 1.05], height: 130 } : { height: 130 });
+      chart.retitle = () => { chart.title = `${title} of ${state.tensor}`; };
+      chart.retitle();
+      charts.push(chart);
+      return chart;
+    });
+  }
+  buildNumbers();
+
+  // --------------------------------------------------------------- timeline
+
+  const slider = $("slider"), readout = $("readout"), playButton = $("play"), speed = $("speed");
+  slider.max = String(timeline.length - 1);
+  for (const s of SPEEDS) speed.append(el("option", { value: String(s) }, `${s} updates/s`));
+  speed.value = String(state.speed);
+  speed.addEventListener("change", () => { state.speed = Number(speed.value); });
+  slider.addEventListener("input", () => goToIndex(Number(slider.value)));
+  $("first").addEventListener("click", () => goToIndex(0));
+  $("back").addEventListener("click", () => goToIndex(state.index - 1));
+  $("forward").addEventListener("click", () => goToIndex(state.index + 1));
+  $("last").addEventListener("click", () => goToIndex(timeline.length - 1));
+  playButton.addEventListener("click", () => (state.playing ? pause() : play()));
+  document.addEventListener("keydown", (event) => {
+    if (event.target.tagName === "SELECT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    const steps = event.shiftKey ? 10 : 1;
+    const actions = {
+      ArrowRight: () => goToIndex(state.index + steps), ArrowLeft: () => goToIndex(state.index - steps),
+      " ": () => (state.playing ? pause() : play()), Home: () => goToIndex(0), End: () => goToIndex(timeline.length - 1),
+    };
+    if (!(event.key in actions)) return;
+    event.preventDefault(); // the slider and the page would otherwise move too
+    actions[event.key]();
+  }, true);
+
+  function goToIndex(index) {
+    state.index = Math.max(0, Math.min(timeline.length - 1, Math.round(index)));
+    drawCurrent();
+  }
+  function goToUpdate(update) { goToIndex(Math.max(0, floorIndex(timeline, update))); }
+  function drawCurrent() {
+    slider.value = String(state.index);
+    const first = runs.find((run) => run.visible && rowOf(run, currentUpdate()) >= 0) || runs[0];
+    const i = rowOf(first, currentUpdate());
+    const epoch = first.cols.epoch && i >= 0 ? ` · epoch ${first.cols.epoch[i]}` : "";
+    readout.textContent = `update ${currentUpdate()}${epoch} · ${state.index + 1} of ${timeline.length}`;
+    if (plane) plane.drawCurrent();
+    for (const chart of charts) chart.drawCursor();
+    drawNumbers();
+  }
+  function play() {
+    if (state.index >= timeline.length - 1) state.index = 0;
+    state.playing = true; state.last = performance.now(); state.carry = 0;
+    playButton.textContent = "❚❚ pause"; playButton.title = "pause (space)";
+    requestAnimationFrame(tick);
+  }
+  function pause() { state.playing = false; playButton.textContent = "▶ play"; playButton.title = "play (space)"; }
+  function tick(now) {
+    if (!state.playing) return;
+    // Advance by updates, not by frames: `speed` updates per second whatever the frame rate.
+    state.carry += (now - state.last) / 1000 * state.speed; state.last = now;
+    if (state.carry >= 1) {
+      const target = currentUpdate() + Math.floor(state.carry);
+      state.carry -= Math.floor(state.carry);
+      goToIndex(Math.max(state.index + 1, floorIndex(timeline, target)));
+    }
+    if (state.index >= timeline.length - 1) { pause(); return; }
+    requestAnimationFrame(tick);
+  }
+
+  function redrawAll() {
+    if (plane) plane.drawBase();
+    for (const chart of charts) chart.drawBase();
+    drawCurrent();
+  }
+  function layoutAll() {
+    if (plane) plane.layout();
+    for (const chart of charts) chart.layout();
+    drawCurrent();
+  }
+  let pending = false;
+  window.addEventListener("resize", () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; layoutAll(); });
+  });
+
+  const rules = [...new Set(runs.map((run) => run.every))].length === 1 && runs[0].every === 1
+    ? "Every row of every trace is shown."
+    : "Rows shown: " + runs.map((run) => `${run.label}: ${run.rule}`).join("; ") +
+      `. Rule: at most ${DATA.max_rows} rows per run; a longer run shows every k-th row (k = ceil(rows / ${DATA.max_rows})) and its last, each with its exact values.`;
+  $("rule").append(el("p", {}, rules),
+    el("p", {}, "Keys: ← → one update back and forth (Shift: ten), space plays and pauses, Home and End. " +
+      "Click a chart or a path point to go to its update; hover for the exact values."),
+    el("p", {}, "Runs are synchronised by update: each shows its last row at or before the current update."));
+
+  const api = {
+    goToUpdate, goToIndex, play, pause,
+    get update() { return currentUpdate(); }, get index() { return state.index; },
+    get playing() { return state.playing; }, timeline, runs, pyRepr, readyMs: null,
+  };
+  window.tracerExplorer = api;
+  (plane ? plane.load() : Promise.resolve()).then(() => {
+    layoutAll();
+    api.readyMs = performance.now();
+    document.body.setAttribute("data-ready", "1");
+  });
+})();
