@@ -74,11 +74,13 @@ def console_messages(driver: Any, level: str = "SEVERE") -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == level]
 
 
-def requests_made(driver: Any) -> list[str]:
-    """The URLs of every request the page made since the last call (from the performance log)."""
+def requests_made(driver: Any, page: str | pathlib.Path) -> list[str]:
+    """The URLs of every request made for the page at `page` since the last call: the page's own
+    load, and whatever its document asked for (from the performance log)."""
+    url = pathlib.Path(page).resolve().as_uri()
     urls = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
+        if message["method"] == "Network.requestWillBeSent" and message["params"].get("documentURL") == url:
             urls.append(message["params"]["request"]["url"])
     return urls

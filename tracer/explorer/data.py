@@ -57,7 +57,7 @@ class Sampling:
     def rule(self) -> str:
         if self.every == 1:
             return f"all {self.total} rows"
-        return f"every {self.every}th of {self.total} rows (rows 1, {1 + self.every}, ... and the last)"
+        return f"1 row in {self.every} of {self.total} (rows 1, {1 + self.every}, {1 + 2 * self.every}, ... and the last)"
 
 
 def sample_rows(total: int, max_rows: int = MAX_ROWS) -> Sampling:

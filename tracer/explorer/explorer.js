@@ -610,6 +610,7 @@
     goToUpdate, goToIndex, play, pause,
     get update() { return currentUpdate(); }, get index() { return state.index; },
     get playing() { return state.playing; }, timeline, runs, pyRepr, readyMs: null,
+    chartTitles: () => charts.map((chart) => chart.title),
   };
   window.tracerExplorer = api;
   (plane ? plane.load() : Promise.resolve()).then(() => {
