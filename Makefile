@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test venv bench clean
+.PHONY: reproduce test venv bench browser clean
 
 venv: $(VENV)/.installed
 
@@ -19,8 +19,21 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 reproduce: venv
 	MPLBACKEND=Agg $(BIN)/tracer reproduce
 
+# The explorer's browser tests drive Debian's Chromium; `make test` installs it
+# where it can (as root, or with sudo that asks no password) and otherwise goes
+# on: those tests then skip, saying why.
 test: venv
+	-@$(MAKE) --no-print-directory browser
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "make browser: needs root (or sudo) to apt-get install chromium chromium-driver"; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "make browser: no apt-get; install Chromium and chromedriver yourself"; exit 1; }; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -q chromium chromium-driver \
+	    || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
 
 bench: venv
 	$(BIN)/python benchmarks/bench_optimizers.py

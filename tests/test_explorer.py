@@ -197,3 +197,15 @@ def test_notebook_views():
     frame = explorer._repr_html_()
     assert frame.startswith("<iframe srcdoc=\"&lt;!DOCTYPE html&gt;") and 'sandbox="allow-scripts"' in frame
     assert MAX_ROWS == 2000
+
+
+def test_reproduce_writes_the_orbit_page_of_figure_3(tmp_path):
+    from tracer.catalogue import E1_COLORS, FIGURES_BY_ID
+    from tracer.experiments import write_explorer_pages
+
+    written = write_explorer_pages(["fig01", "fig03"], LOGS, tmp_path, say=lambda *_: None)
+    assert written == [tmp_path / "explore_orbit.html"]  # fig01 has no page
+    options = {"colors": list(E1_COLORS), "xlim": (0.0, 2.5), "ylim": (0.0, 2.5), "title": FIGURES_BY_ID["fig03"].caption}
+    assert written[0].read_text(encoding="utf-8") == explore(E1, **options).html  # Figure 3's runs, colours and view
+    assert [run["color"] for run in page_data([load_trace(p) for p in E1], **options)["runs"]] == [
+        "#ffd700", "#ff0000", "#0000ff", "#008000"]

@@ -17,10 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from tracer.catalogue import FIGURES_DIR, LOGS_DIR, RUNS_BY_ID, CatalogueFigure, CatalogueRun, describe, select
+from tracer.catalogue import (FIGURES_BY_ID, FIGURES_DIR, LOGS_DIR, RUNS_BY_ID, CatalogueFigure, CatalogueRun,
+                               describe, select)
 from tracer.errors import TracerError
 
 WORKERS = 2
+# Explorer pages (`tracer explore`): figure id -> the page showing that figure's runs in its view.
+EXPLORER_PAGES = {"fig03": "explore_orbit.html"}
 
 
 # ------------------------------------------------------------------ running
@@ -176,12 +179,31 @@ def reproduce(names: Iterable[str] | None = None, *, render: bool = True, logs: 
     if not render:
         selected_figures = ()
     _run_catalogue(runs, selected_figures, logs, figures, workers, say)
+    write_explorer_pages([f.id for f in selected_figures], logs, figures, say=say)
     if names is None and render:  # everything: the mlp landscape example too (its own traces and surface)
         from tracer.landscape import mlp_example
 
         written = mlp_example.reproduce(pathlib.Path(logs) / "landscape", pathlib.Path(figures))
         say(f"landscape: {', '.join(str(path) for path in written)}")
     say(f"done in {time.perf_counter() - start:.1f} s")
+
+
+def write_explorer_pages(figure_ids: Iterable[str], logs: pathlib.Path = LOGS_DIR,
+                         figures: pathlib.Path = FIGURES_DIR, *, say=print) -> list[pathlib.Path]:
+    """The explorer page of each figure of `figure_ids` that has one (EXPLORER_PAGES): its runs,
+    colours and range, one self-contained HTML file in `figures`."""
+    from tracer.explorer import write_page
+
+    written = []
+    for figure_id in [f for f in figure_ids if f in EXPLORER_PAGES]:
+        figure = FIGURES_BY_ID[figure_id]
+        start = time.perf_counter()
+        options = {key: figure.options[key] for key in ("colors", "xlim", "ylim") if key in figure.options}
+        traces = [RUNS_BY_ID[run].path(logs) for run in figure.runs]
+        path = write_page(traces, pathlib.Path(figures) / EXPLORER_PAGES[figure_id], title=figure.caption, **options)
+        say(f"wrote {path} ({time.perf_counter() - start:.1f} s)")
+        written.append(path)
+    return written
 
 
 # ------------------------------------------------------------- the scripts
