@@ -36,7 +36,7 @@ def browser_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1400, height: int = 1100) -> Iterator[Any]:
+def chromium(width: int = 1400, height: int = 1100, extra_flags: tuple[str, ...] = ()) -> Iterator[Any]:
     """A headless Chromium driven by selenium, with its browser and performance logs on; quit on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -44,7 +44,7 @@ def chromium(width: int = 1400, height: int = 1100) -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="tracer-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = shutil.which("chromium")
-        for flag in CHROMIUM_FLAGS:
+        for flag in CHROMIUM_FLAGS + tuple(extra_flags):
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={profile}")
         options.add_argument(f"--window-size={width},{height}")
