@@ -1,6 +1,6 @@
 """How big the explorer page is and how fast it opens, for the reference traces and a long summary trace.
 
-    MPLBACKEND=Agg .venv/bin/python benchmarks/bench_explore.py [--loads 5] [--screenshot figures/explore_orbit.png]
+    MPLBACKEND=Agg .venv/bin/python benchmarks/bench_explore.py [--loads 5] [--screenshot docs/explore_orbit.png]
 
 For each case: the seconds `tracer.explore` takes to build the page from
 loaded traces (the first build in the process: it computes the contour), the page's size, and in headless Chromium (Debian's, through selenium)

@@ -130,6 +130,24 @@ def test_summary_traces_have_tensors_and_no_plane():
     assert "hidden1.weight.cos_d_prev" in run["columns"] and "cos_d_prev" not in run["columns"]
 
 
+def test_the_landscape_view_holds_the_surface_files_projected_snapshots():
+    from tracer.render.landscape import load_surface
+
+    folder = LOGS / "landscape"
+    surface = load_surface(folder / "mlp.surface.npz")
+    traces = [load_trace(folder / "mlp-adam.trace.csv"), load_trace(LOGS / "e1-adam.trace.csv")]
+    land = page_data(traces, surface=folder / "mlp.surface.npz")["landscape"]
+    assert [run["run"] for run in land["runs"]] == [0]  # the orbit trace is not one of the surface's runs
+    adam = next(run for run in surface.runs if run.trace == "mlp-adam.trace.csv")
+    assert land["runs"][0]["done"] == adam.done.tolist() and land["runs"][0]["xy"] == adam.xy.tolist()
+    assert land["xlim"] == [float(surface.x[0]), float(surface.x[-1])]
+    assert land["axis_labels"][0].startswith("direction 1: ") and land["gradient_scale"] > 0
+    with pytest.raises(ExploreError, match="no trace given is one of the runs of surface"):
+        page_data([load_trace(LOGS / "e1-adam.trace.csv")], surface=folder / "mlp.surface.npz")
+    with pytest.raises(tracer.errors.TracerError, match="surface"):
+        page_data(traces, surface=LOGS / "e1-adam.trace.csv")
+
+
 def test_the_page_is_self_contained_and_small_enough_to_mail():
     page = explore(E1, colors=["gold", "red", "blue", "green"]).html
     assert len(page.encode("utf-8")) < MAIL_BUDGET

@@ -26,6 +26,7 @@ LOGS = pathlib.Path(__file__).resolve().parent.parent / "logs"
 E1 = [LOGS / f"e1-{name}.trace.csv" for name in ("sgd", "momentum", "rmsprop", "adam")]
 E1_COLORS = ["gold", "red", "blue", "green"]
 MLP = [LOGS / "mlp-adam.trace.csv", LOGS / "mlp-momentum.trace.csv"]
+LANDSCAPE = [LOGS / "landscape" / "mlp-adam.trace.csv", LOGS / "landscape" / "mlp-momentum.trace.csv"]
 SHORT = LOGS / "e2-momentum-lr0.01-100ep.trace.csv"  # 800 updates: ends before E1's 1,280
 
 missing = browser.browser_missing()
@@ -48,6 +49,7 @@ def pages(tmp_path_factory):
         "mlp": write_page(MLP, folder / "mlp.html"),
         "pair": write_page([E1[3], SHORT], folder / "pair.html"),
         "sampled": write_page([E1[3]], folder / "sampled.html", max_rows=100),
+        "landscape": write_page(LANDSCAPE, folder / "landscape.html", surface=LOGS / "landscape" / "mlp.surface.npz"),
     }
 
 
@@ -235,6 +237,16 @@ def test_summary_traces_show_the_tensors(driver, pages, shots):
     assert "|g| of output.weight" in titles and "cos(d, previous d) of output.weight" in titles
     driver.save_screenshot(str(shots / "explore_summary.png"))
     assert pixels_vary(shots / "explore_summary.png")
+
+
+def test_the_landscape_plane_follows_the_snapshots(driver, pages, shots):
+    open_clean(driver, pages["landscape"])
+    assert browser.console_messages(driver) == []
+    assert "Loss landscape" in driver.find_element("css selector", ".plane-view .card-title").text
+    go_to(driver, 500)
+    assert_exact_at(driver, [load_trace(p) for p in LANDSCAPE], 500)
+    driver.save_screenshot(str(shots / "explore_landscape.png"))
+    assert pixels_vary(shots / "explore_landscape.png")
 
 
 def test_python_and_the_page_write_floats_alike(driver, pages):

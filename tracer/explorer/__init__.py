@@ -60,17 +60,18 @@ def explore(traces: Sequence[Trace | str | os.PathLike] | Trace | str | os.PathL
             labels: Sequence[str] | None = None, colors: Sequence[str] | None = None, title: str | None = None,
             coordinates: Sequence[str] | None = None, xlim: tuple[float, float] | None = None,
             ylim: tuple[float, float] | None = None, max_rows: int = MAX_ROWS,
-            max_coordinates: int = MAX_COORDINATES) -> Explorer:
+            max_coordinates: int = MAX_COORDINATES, surface: str | os.PathLike | None = None) -> Explorer:
     """The explorer page of `traces` (paths or loaded traces); a notebook shows it inline.
 
     `labels`, `colors`: one per trace (default the traces' labels, matplotlib's C0, C1, ...);
     `coordinates`: the two the plane draws (default the problem surface's, else the first two
     traced); `xlim`, `ylim`: the plane's range (default fitted to the paths); `max_rows`: rows
     per run before every k-th is kept; `max_coordinates`: fully traced coordinates per run in
-    the numbers panel.
+    the numbers panel; `surface`: a surface file of `tracer landscape`, whose plane the page also
+    shows with the projected paths of the traces that are its runs.
     """
     return Explorer(_load(traces), labels=labels, colors=colors, title=title, coordinates=coordinates,
-                    xlim=xlim, ylim=ylim, max_rows=max_rows, max_coordinates=max_coordinates)
+                    xlim=xlim, ylim=ylim, max_rows=max_rows, max_coordinates=max_coordinates, surface=surface)
 
 
 def write_page(traces: Sequence[Trace | str | os.PathLike], out: str | os.PathLike, **options: Any) -> pathlib.Path:

@@ -29,6 +29,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="the two coordinates the plane draws (default: the problem's, else the first two)")
     parser.add_argument("--xlim", type=_range, metavar="LOW,HIGH", help="the plane's x range (default: fitted)")
     parser.add_argument("--ylim", type=_range, metavar="LOW,HIGH", help="the plane's y range (default: fitted)")
+    parser.add_argument("--surface", type=pathlib.Path, default=None, metavar="FILE",
+                        help="a surface file of `tracer landscape`: also show its plane with the runs' projected paths")
     parser.add_argument("--max-rows", type=int, default=MAX_ROWS,
                         help=f"rows per run before every k-th is kept (default {MAX_ROWS})")
     parser.add_argument("--max-coordinates", type=int, default=MAX_COORDINATES,
@@ -43,7 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise ExploreError(f"the page is HTML: --out must end in .html, got {str(args.out)!r}")
     explorer = explore(args.traces, labels=args.labels, colors=args.colors, title=args.title,
                        coordinates=args.coordinates, xlim=args.xlim, ylim=args.ylim,
-                       max_rows=args.max_rows, max_coordinates=args.max_coordinates)
+                       max_rows=args.max_rows, max_coordinates=args.max_coordinates, surface=args.surface)
     path = explorer.save(args.out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(explorer.traces)} runs)")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -266,11 +267,82 @@ def plane_data(traces: Sequence[Trace], coordinates: Sequence[str] | None = None
     }
 
 
+# ----------------------------------------------------------- the landscape
+
+LANDSCAPE_CELLS = 360  # per axis of the landscape's loss image, interpolated from the surface file's grid
+
+
+def _interpolated(xs: np.ndarray, ys: np.ndarray, loss: np.ndarray, cells: int, geometric: bool) -> np.ndarray:
+    """The loss on a `cells` x `cells` grid over the same range, bilinear between the file's grid
+    points (in log space when the levels are geometric, as the colour bands are)."""
+    values = np.log(loss) if geometric else loss
+    fine_x, fine_y = np.linspace(xs[0], xs[-1], cells), np.linspace(ys[0], ys[-1], cells)
+    along_x = np.array([np.interp(fine_x, xs, row) for row in values])
+    fine = np.array([np.interp(fine_y, ys, column) for column in along_x.T]).T
+    return np.exp(fine) if geometric else fine
+
+
+def landscape_data(traces: Sequence[Trace], surface: str | os.PathLike) -> dict[str, Any]:
+    """The landscape view: the surface file's loss (written by `tracer landscape`), and the projected
+    snapshots of each trace that is one of its runs (matched by trace file name), with the arrows'
+    scales: one for -g and -v, one for the step theta_next - theta."""
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, to_hex
+
+    from tracer.render.contour import CONTOUR_CMAP, contour_levels
+    from tracer.render.landscape import load_surface
+
+    loaded = load_surface(surface)  # RenderError naming the file when it is not a surface file
+    by_name = {run.trace: run for run in loaded.runs}
+    runs = [(index, by_name[trace.path.name]) for index, trace in enumerate(traces)
+            if trace.path is not None and trace.path.name in by_name]
+    if not runs:
+        names = ", ".join(sorted(by_name))
+        raise ExploreError(f"no trace given is one of the runs of surface {loaded.path} ({names}); pass their traces")
+    xs, ys = np.asarray(loaded.x, dtype=float), np.asarray(loaded.y, dtype=float)
+    levels = contour_levels(loaded.loss)
+    geometric = bool(levels[0] > 0 and levels[-1] / levels[0] > 10)
+    loss = _interpolated(xs, ys, np.asarray(loaded.loss, dtype=float), LANDSCAPE_CELLS, geometric)
+    cmap = colormaps[CONTOUR_CMAP]
+    norm = BoundaryNorm(levels, cmap.N)
+    rgba = cmap(norm(np.clip(loss, levels[0], levels[-1])))
+    rgba[~np.isfinite(loss)] = (0.0, 0.0, 0.0, 0.0)
+    half_x, half_y = (xs[-1] - xs[0]) / (2 * (LANDSCAPE_CELLS - 1)), (ys[-1] - ys[0]) / (2 * (LANDSCAPE_CELLS - 1))
+    xlim, ylim = (float(xs[0]), float(xs[-1])), (float(ys[0]), float(ys[-1]))
+    span = min(xlim[1] - xlim[0], ylim[1] - ylim[0])
+    first, second = loaded.explained_variance
+    normalized = " (filter-normalised)" if loaded.meta.get("normalization") == "filter" else ""
+    listed = lambda array: [[float(a), float(b)] for a, b in np.asarray(array, dtype=float)]  # noqa: E731
+    return {
+        "file": loaded.path.name,
+        "parameters": loaded.meta.get("parameters"),
+        "xlim": list(xlim),
+        "ylim": list(ylim),
+        "axis_labels": [f"direction 1: {first:.1%} of the variance{normalized}",
+                        f"direction 2: {second:.1%} of the variance"],
+        "contour": {
+            "png": _png((rgba * 255).round().astype(np.uint8)),
+            "extent": [xlim[0] - half_x, xlim[1] + half_x, ylim[0] - half_y, ylim[1] + half_y],
+            "levels": [float(v) for v in levels],
+            "colors": [to_hex(cmap(norm(0.5 * (a + b)))) for a, b in zip(levels[:-1], levels[1:])],
+            "geometric": geometric,
+        },
+        "gradient_scale": _arrow_scale([np.hypot(*np.asarray(getattr(run, q), dtype=float).reshape(-1, 2).T)
+                                        for _, run in runs for q in ("g", "v")], span),
+        "step_scale": _arrow_scale([np.hypot(*np.asarray(run.step, dtype=float).reshape(-1, 2).T) for _, run in runs], span),
+        "runs": [{"run": index, "done": [int(d) for d in run.done], "xy": listed(run.xy), "g": listed(run.g),
+                  "v": listed(run.v) if np.isfinite(run.v).any() else [], "step": listed(run.step)}
+                 for index, run in runs],
+    }
+
+
 def page_data(traces: Sequence[Trace], *, labels: Sequence[str] | None = None, colors: Sequence[str] | None = None,
               title: str | None = None, coordinates: Sequence[str] | None = None,
               xlim: tuple[float, float] | None = None, ylim: tuple[float, float] | None = None,
-              max_rows: int = MAX_ROWS, max_coordinates: int = MAX_COORDINATES) -> dict[str, Any]:
-    """Everything the page shows, as one JSON-able dict (see the module's docstring)."""
+              max_rows: int = MAX_ROWS, max_coordinates: int = MAX_COORDINATES,
+              surface: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Everything the page shows, as one JSON-able dict (see the module's docstring); `surface`: a
+    surface file of `tracer landscape` whose plane the page also shows."""
     from matplotlib.colors import to_hex
 
     if not traces:
@@ -295,6 +367,7 @@ def page_data(traces: Sequence[Trace], *, labels: Sequence[str] | None = None, c
         "title": title or ", ".join(run["label"] for run in runs),
         "runs": runs,
         "plane": plane,
+        "landscape": None if surface is None else landscape_data(traces, surface),
         "max_rows": max_rows,
         "full_quantities": list(FULL_QUANTITIES),
         "summary_quantities": list(SUMMARY_QUANTITIES),

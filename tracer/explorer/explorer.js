@@ -231,27 +231,28 @@
 
   // -------------------------------------------------------------------- plane
 
-  // The 2-D view: the loss contour, each run's path, and at the current update the arrows -g,
-  // -v, the step -lr*d and the whiskers +-sqrt(s) per axis.
+  // A plane of two directions: a loss image (or a plain background), each run's path, and at the
+  // current update the arrows at its point. `spec`: title, xlim, ylim, axis_labels, contour,
+  // minimum, legend ([colour, text, outlined]), note. One source per run: `updates` (the update
+  // each point is the start of, ascending), `x`, `y`, `arrows` ([colour, dx, dy], scaled),
+  // `whiskers` ([hx, hy] or null), `describe(i)` (the hover's lines).
   class Plane {
-    constructor(parent, plane) {
-      this.p = plane;
+    constructor(parent, spec, sources) {
+      this.p = spec; this.sources = sources;
       this.base = el("canvas"); this.overlay = el("canvas");
-      this.legend = el("div", { id: "plane-legend" });
-      this.card = el("div", { class: "card", id: "plane-view" },
-        el("div", { class: "card-title" }, `Path on the plane ${plane.x}, ${plane.y}` + (plane.contour ? ", over the loss" : "")),
-        el("div", { class: "stack" }, this.base, this.overlay), this.legend);
+      const legend = el("div", { class: "plane-legend" });
+      this.card = el("div", { class: "card plane-view" }, el("div", { class: "card-title" }, spec.title),
+        el("div", { class: "stack" }, this.base, this.overlay), legend);
       parent.append(this.card);
-      const scale = (s) => (s ? `×${short(s)}` : "(none)");
-      const key = (color, text, border) => el("span", {}, el("span", { class: "arrow-key", style: `background:${color};${border ? "outline:1px solid #000" : ""}` }), text);
-      this.legend.append(
-        key(ARROWS.g, `−g ${scale(plane.gradient_scale)}`), key(ARROWS.v, `−v ${scale(plane.gradient_scale)}`),
-        key(ARROWS.s, `±√s per axis ${scale(plane.gradient_scale)}`), key(ARROWS.step, `step −lr·d ${scale(plane.step_scale)}`, true),
-        el("span", { class: "small" }, "g, v and √s share one scale; the step has its own (both for the whole page)"));
+      for (const [color, text, outlined] of spec.legend) {
+        const key = el("span", { class: "arrow-key", style: `background:${color};${outlined ? "outline:1px solid #000" : ""}` });
+        legend.append(el("span", {}, key, text));
+      }
+      if (spec.note) legend.append(el("span", { class: "small" }, spec.note));
       this.image = null;
       this.overlay.addEventListener("mousemove", (e) => this.hover(e));
       this.overlay.addEventListener("mouseleave", hideTooltip);
-      this.overlay.addEventListener("click", (e) => { const hit = this.nearest(e); if (hit) goToUpdate(hit.run.updates[hit.i]); });
+      this.overlay.addEventListener("click", (e) => { const hit = this.nearest(e); if (hit) goToUpdate(hit.source.updates[hit.i]); });
     }
     async load() {
       if (!this.p.contour) return;
@@ -262,24 +263,23 @@
     layout() {
       const width = this.card.clientWidth - 16;
       const plot = Math.min(width - 130, 560);
-      const height = plot + 40;
-      this.width = width; this.height = height;
+      this.width = width; this.height = plot + 40;
       this.box = { left: 52, right: 52 + plot, top: 8, bottom: 8 + plot };
-      this.ctx = sizeCanvas(this.base, width, height);
-      this.octx = sizeCanvas(this.overlay, width, height);
+      this.ctx = sizeCanvas(this.base, width, this.height);
+      this.octx = sizeCanvas(this.overlay, width, this.height);
       this.drawBase();
     }
     x(v) { const b = this.box, [a, z] = this.p.xlim; return b.left + (v - a) / (z - a) * (b.right - b.left); }
     y(v) { const b = this.box, [a, z] = this.p.ylim; return b.bottom - (v - a) / (z - a) * (b.bottom - b.top); }
-    point(run, i) { return [run.cols[this.p.x + ".theta"][i], run.cols[this.p.y + ".theta"][i]]; }
-    drawn() { return runs.filter((run) => run.visible && (this.p.x + ".theta") in run.cols && (this.p.y + ".theta") in run.cols); }
+    shown() { return this.sources.filter((source) => source.run.visible); }
+    clip(ctx) { const b = this.box; ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip(); }
     drawBase() {
       const ctx = this.ctx, b = this.box, p = this.p;
       ctx.clearRect(0, 0, this.width, this.height);
       ctx.fillStyle = "#f4f4f4"; ctx.fillRect(b.left, b.top, b.right - b.left, b.bottom - b.top);
       if (this.image) {
         const [x0, x1, y0, y1] = p.contour.extent;
-        ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
+        this.clip(ctx);
         ctx.imageSmoothingEnabled = false;
         ctx.drawImage(this.image, this.x(x0), this.y(y1), this.x(x1) - this.x(x0), this.y(y0) - this.y(y1));
         ctx.restore();
@@ -294,13 +294,13 @@
       for (const t of niceTicks(p.ylim[0], p.ylim[1], 5)) { ctx.fillText(short(t), b.left - 4, this.y(t)); ctx.fillRect(b.left - 3, this.y(t), 3, 1); }
       ctx.save(); ctx.translate(12, (b.top + b.bottom) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
       ctx.fillText(p.axis_labels[1], 0, 0); ctx.restore();
-      ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
-      for (const run of this.drawn()) { // the whole path, faint: where the run is going
-        ctx.strokeStyle = run.color; ctx.globalAlpha = 0.35; ctx.lineWidth = 1.2;
-        this.tracePath(ctx, run, run.rows - 1, true); ctx.stroke();
+      this.clip(ctx);
+      for (const source of this.shown()) { // the whole path, faint: where the run is going
+        ctx.strokeStyle = source.run.color; ctx.globalAlpha = 0.35; ctx.lineWidth = 1.2;
+        this.tracePath(ctx, source, source.x.length - 1); ctx.stroke();
         ctx.globalAlpha = 1;
-        const [sx, sy] = this.point(run, 0);
-        ctx.fillStyle = "#fff"; ctx.strokeStyle = "#000"; ctx.beginPath(); ctx.arc(this.x(sx), this.y(sy), 5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+        ctx.fillStyle = "#fff"; ctx.strokeStyle = "#000";
+        ctx.beginPath(); ctx.arc(this.x(source.x[0]), this.y(source.y[0]), 5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
       }
       if (p.minimum) this.star(ctx, this.x(p.minimum[0]), this.y(p.minimum[1]));
       ctx.restore();
@@ -325,21 +325,15 @@
       }
       ctx.closePath(); ctx.fillStyle = "#fff"; ctx.strokeStyle = "#000"; ctx.fill(); ctx.stroke();
     }
-    tracePath(ctx, run, last, withFinal) {
+    tracePath(ctx, source, last) {
       ctx.beginPath();
       let pen = false;
       for (let i = 0; i <= last; i++) {
-        const [px, py] = this.point(run, i);
+        const px = source.x[i], py = source.y[i];
         if (!Number.isFinite(px) || !Number.isFinite(py)) { pen = false; continue; }
         if (pen) ctx.lineTo(this.x(px), this.y(py)); else ctx.moveTo(this.x(px), this.y(py));
         pen = true;
       }
-      const final = run.final;
-      if (withFinal && pen && this.p.x in final && this.p.y in final) ctx.lineTo(this.x(final[this.p.x]), this.y(final[this.p.y]));
-    }
-    vector(run, quantity, i) {
-      const a = run.cols[this.p.x + "." + quantity], b = run.cols[this.p.y + "." + quantity];
-      return a && b ? [a[i], b[i]] : null;
     }
     arrow(ctx, x, y, dx, dy, color) {
       if (!Number.isFinite(dx) || !Number.isFinite(dy)) return;
@@ -347,7 +341,6 @@
       const length = Math.hypot(x1 - x0, y1 - y0);
       if (length < 0.5) return;
       const head = Math.min(9, length * 0.45), angle = Math.atan2(y1 - y0, x1 - x0);
-      ctx.lineWidth = 2.2; ctx.strokeStyle = "#000";
       for (const [width, stroke] of [[4.2, "#000"], [2.2, color]]) { // a dark edge so white shows on yellow
         ctx.lineWidth = width; ctx.strokeStyle = stroke; ctx.beginPath(); ctx.moveTo(x0, y0);
         ctx.lineTo(x1 - Math.cos(angle) * head * 0.6, y1 - Math.sin(angle) * head * 0.6); ctx.stroke();
@@ -358,32 +351,27 @@
       ctx.closePath(); ctx.fill(); ctx.stroke();
     }
     drawCurrent() {
-      const ctx = this.octx, b = this.box, p = this.p;
+      const ctx = this.octx;
       if (!ctx) return;
       ctx.clearRect(0, 0, this.width, this.height);
-      ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.right - b.left, b.bottom - b.top); ctx.clip();
-      for (const run of this.drawn()) {
-        const i = rowOf(run, currentUpdate());
+      this.clip(ctx);
+      for (const source of this.shown()) {
+        const i = floorIndex(source.updates, currentUpdate());
         if (i < 0) continue;
-        ctx.strokeStyle = run.color; ctx.lineWidth = 2.2; this.tracePath(ctx, run, i, false); ctx.stroke();
-        const [x, y] = this.point(run, i);
+        const color = source.run.color, x = source.x[i], y = source.y[i];
+        ctx.strokeStyle = color; ctx.lineWidth = 2.2; this.tracePath(ctx, source, i); ctx.stroke();
         if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
-        const gs = p.gradient_scale, g = this.vector(run, "g", i), v = this.vector(run, "v", i);
-        const s = this.vector(run, "s", i), d = this.vector(run, "d", i);
-        if (s) { // whiskers: +-sqrt(s) along each axis
-          const [hx, hy] = [Math.sqrt(s[0]) * gs, Math.sqrt(s[1]) * gs];
+        if (source.whiskers) { // +-sqrt(s) along each axis
+          const hx = source.whiskers[0][i], hy = source.whiskers[1][i];
           ctx.strokeStyle = ARROWS.s; ctx.lineWidth = 2.2; ctx.beginPath();
           if (Number.isFinite(hx)) { ctx.moveTo(this.x(x - hx), this.y(y)); ctx.lineTo(this.x(x + hx), this.y(y)); }
           if (Number.isFinite(hy)) { ctx.moveTo(this.x(x), this.y(y - hy)); ctx.lineTo(this.x(x), this.y(y + hy)); }
           ctx.stroke();
         }
-        if (g) this.arrow(ctx, x, y, -g[0] * gs, -g[1] * gs, ARROWS.g);
-        if (v) this.arrow(ctx, x, y, -v[0] * gs, -v[1] * gs, ARROWS.v);
-        const lr = lrOf(run, this.p.x);
-        if (d && lr) this.arrow(ctx, x, y, -lr[i] * d[0] * p.step_scale, -lr[i] * d[1] * p.step_scale, ARROWS.step);
-        ctx.fillStyle = run.color; ctx.strokeStyle = "#000"; ctx.lineWidth = 1.2;
+        for (const [arrowColor, dx, dy] of source.arrows) this.arrow(ctx, x, y, dx[i], dy[i], arrowColor);
+        ctx.fillStyle = color; ctx.strokeStyle = "#000"; ctx.lineWidth = 1.2;
         ctx.beginPath(); ctx.arc(this.x(x), this.y(y), 5.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
-        if (run.status === "diverged" && i === run.rows - 1) this.cross(ctx, this.x(x), this.y(y), run.color);
+        if (source.diverged && i === source.lastRow) this.cross(ctx, this.x(x), this.y(y), color);
       }
       ctx.restore();
     }
@@ -395,20 +383,16 @@
     nearest(event) {
       const rect = this.overlay.getBoundingClientRect(), mx = event.clientX - rect.left, my = event.clientY - rect.top;
       let best = null, bestDistance = 10; // pixels
-      for (const run of this.drawn()) for (let i = 0; i < run.rows; i++) {
-        const [px, py] = this.point(run, i), dist = Math.hypot(this.x(px) - mx, this.y(py) - my);
-        if (dist < bestDistance) { bestDistance = dist; best = { run, i }; }
+      for (const source of this.shown()) for (let i = 0; i < source.updates.length; i++) {
+        const dist = Math.hypot(this.x(source.x[i]) - mx, this.y(source.y[i]) - my);
+        if (dist < bestDistance) { bestDistance = dist; best = { source, i }; }
       }
       return best;
     }
     hover(event) {
       const hit = this.nearest(event);
       if (!hit) { hideTooltip(); return; }
-      const { run, i } = hit, p = this.p, lines = [`${run.label}  update ${run.updates[i]}`];
-      for (const name of [p.x + ".theta", p.y + ".theta", "loss", p.x + ".g", p.y + ".g"]) {
-        if (name in run.cols) lines.push(`${name} = ${pyRepr(run.cols[name][i])}`);
-      }
-      showTooltip(event, lines.join("\n") + "\n(click: go to this update)");
+      showTooltip(event, [hit.source.run.label, ...hit.source.describe(hit.i), "(click: go to this update)"].join("\n"));
     }
   }
 
@@ -417,6 +401,71 @@
     if (run.lr_columns.length === 1) return run.cols[run.lr_columns[0]];
     const group = run.groups[coordinate.split("[")[0]] || 0;
     return run.cols[`lr[${group}]`] || run.cols[run.lr_columns[0]];
+  }
+  const scaleText = (s) => (s ? `×${short(s)}` : "(none)");
+  const times = (values, factor) => Float64Array.from(values, (v) => v * factor);
+
+  // The trace's own plane: two fully traced coordinates, the point before each update, then the
+  // point after the last; -g, -v and sqrt(s) on one scale, the step -lr*d on another.
+  function tracePlane(parent, plane) {
+    const X = plane.x, Y = plane.y, gs = plane.gradient_scale, ss = plane.step_scale;
+    const drawn = runs.filter((run) => `${X}.theta` in run.cols && `${Y}.theta` in run.cols);
+    const sources = drawn.map((run) => {
+      const col = (name) => run.cols[name];
+      const pair = (q) => (col(`${X}.${q}`) && col(`${Y}.${q}`) ? [col(`${X}.${q}`), col(`${Y}.${q}`)] : null);
+      const hasFinal = X in run.final && Y in run.final;
+      const append = (values, last) => (hasFinal ? Float64Array.of(...values, last) : values);
+      const arrows = [];
+      for (const [q, color] of [["g", ARROWS.g], ["v", ARROWS.v]]) {
+        const v = pair(q);
+        if (v) arrows.push([color, times(v[0], -gs), times(v[1], -gs)]);
+      }
+      const d = pair("d"), lr = lrOf(run, X);
+      if (d && lr) arrows.push([ARROWS.step, d[0].map((v, i) => -lr[i] * v * ss), d[1].map((v, i) => -lr[i] * v * ss)]);
+      const s = pair("s");
+      const describe = (i) => {
+        if (i >= run.rows) return [`after the last update: ${X} = ${pyRepr(run.final[X])}, ${Y} = ${pyRepr(run.final[Y])}`];
+        return [`update ${run.updates[i]}`, ...[`${X}.theta`, `${Y}.theta`, "loss", `${X}.g`, `${Y}.g`]
+          .filter((name) => name in run.cols).map((name) => `${name} = ${pyRepr(run.cols[name][i])}`)];
+      };
+      return {
+        run, updates: append(run.updates, run.updates[run.rows - 1] + 1),
+        x: append(col(`${X}.theta`), run.final[X]), y: append(col(`${Y}.theta`), run.final[Y]), arrows, describe,
+        whiskers: s ? [s[0].map((v) => Math.sqrt(v) * gs), s[1].map((v) => Math.sqrt(v) * gs)] : null,
+        diverged: run.status === "diverged", lastRow: run.rows - 1,
+      };
+    });
+    return new Plane(parent, {
+      title: `Path on the plane ${X}, ${Y}` + (plane.contour ? ", over the loss" : ""),
+      xlim: plane.xlim, ylim: plane.ylim, axis_labels: plane.axis_labels, contour: plane.contour, minimum: plane.minimum,
+      legend: [[ARROWS.g, `−g ${scaleText(gs)}`], [ARROWS.v, `−v ${scaleText(gs)}`], [ARROWS.s, `±√s per axis ${scaleText(gs)}`],
+        [ARROWS.step, `step −lr·d ${scaleText(ss)}`, true]],
+      note: "g, v and √s share one scale; the step has its own (both for the whole page)",
+    }, sources);
+  }
+
+  // The landscape plane of a surface file (`tracer landscape`): each run's snapshots projected on
+  // it, with -g and -v (one scale) and the step theta_next - theta (its own) at each snapshot.
+  function landscapePlane(parent, land) {
+    const sources = land.runs.map((entry) => {
+      const axis = (points, k, factor) => Float64Array.from(points, (p) => p[k] * factor);
+      const arrows = [[ARROWS.g, axis(entry.g, 0, -land.gradient_scale), axis(entry.g, 1, -land.gradient_scale)]];
+      if (entry.v.length) arrows.push([ARROWS.v, axis(entry.v, 0, -land.gradient_scale), axis(entry.v, 1, -land.gradient_scale)]);
+      arrows.push([ARROWS.step, axis(entry.step, 0, land.step_scale), axis(entry.step, 1, land.step_scale)]);
+      const describe = (i) => [`after ${entry.done[i]} updates (snapshot ${i + 1} of ${entry.done.length})`,
+        `direction 1 = ${pyRepr(entry.xy[i][0])}`, `direction 2 = ${pyRepr(entry.xy[i][1])}`];
+      return {
+        run: runs[entry.run], updates: Float64Array.from(entry.done, (done) => done + 1),
+        x: axis(entry.xy, 0, 1), y: axis(entry.xy, 1, 1), arrows, whiskers: null, describe, diverged: false,
+      };
+    });
+    return new Plane(parent, {
+      title: `Loss landscape: the plane of the runs' snapshots (${land.file}, ${land.parameters} parameters)`,
+      xlim: land.xlim, ylim: land.ylim, axis_labels: land.axis_labels, contour: land.contour, minimum: null,
+      legend: [[ARROWS.g, `−g ${scaleText(land.gradient_scale)}`], [ARROWS.v, `−v ${scaleText(land.gradient_scale)}`],
+        [ARROWS.step, `step θ_next − θ ${scaleText(land.step_scale)}`, true]],
+      note: "projected on the plane at the snapshots; g and v share one scale, the step has its own",
+    }, sources);
   }
 
   // ------------------------------------------------------------ the numbers
@@ -484,7 +533,9 @@
   }
 
   const views = $("views"), side = $("charts");
-  const plane = DATA.plane ? new Plane(views, DATA.plane) : null;
+  const planes = [];
+  if (DATA.plane) planes.push(tracePlane(views, DATA.plane));
+  if (DATA.landscape) planes.push(landscapePlane(views, DATA.landscape));
   const charts = [];
   const column = (name) => (run) => run.cols[name] || null;
   if (hasLoss) charts.push(new Chart(side, "loss", column("loss")));
@@ -556,7 +607,7 @@
     const i = rowOf(first, currentUpdate());
     const epoch = first.cols.epoch && i >= 0 ? ` · epoch ${first.cols.epoch[i]}` : "";
     readout.textContent = `update ${currentUpdate()}${epoch} · ${state.index + 1} of ${timeline.length}`;
-    if (plane) plane.drawCurrent();
+    for (const plane of planes) plane.drawCurrent();
     for (const chart of charts) chart.drawCursor();
     drawNumbers();
   }
@@ -581,12 +632,12 @@
   }
 
   function redrawAll() {
-    if (plane) plane.drawBase();
+    for (const plane of planes) plane.drawBase();
     for (const chart of charts) chart.drawBase();
     drawCurrent();
   }
   function layoutAll() {
-    if (plane) plane.layout();
+    for (const plane of planes) plane.layout();
     for (const chart of charts) chart.layout();
     drawCurrent();
   }
@@ -613,7 +664,7 @@
     chartTitles: () => charts.map((chart) => chart.title),
   };
   window.tracerExplorer = api;
-  (plane ? plane.load() : Promise.resolve()).then(() => {
+  Promise.all(planes.map((plane) => plane.load())).then(() => {
     layoutAll();
     api.readyMs = performance.now();
     document.body.setAttribute("data-ready", "1");
