@@ -196,30 +196,35 @@ def _png(rgba: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def contour_image(problem: dict, xlim: tuple[float, float], ylim: tuple[float, float],
-                  cells: int = CONTOUR_CELLS) -> dict[str, Any]:
-    """The loss over the plane as a PNG (base64) in the renderer's colour bands, with the band edges
-    and colours for the colour bar; cells without a finite loss are transparent."""
+def banded_image(xs: np.ndarray, ys: np.ndarray, loss: np.ndarray, levels: np.ndarray) -> dict[str, Any]:
+    """`loss` on cell centres (xs, ys) as a PNG (base64) in the renderer's colour bands between
+    `levels`, with the band edges and colours for the colour bar; non-finite cells are transparent."""
     from matplotlib import colormaps
     from matplotlib.colors import BoundaryNorm, to_hex
 
-    from tracer.render.contour import CONTOUR_CMAP, contour_levels, loss_grid
+    from tracer.render.contour import CONTOUR_CMAP
 
-    xs, ys, loss = loss_grid(problem, xlim, ylim, cells)
-    levels = contour_levels(loss)
     cmap = colormaps[CONTOUR_CMAP]
     norm = BoundaryNorm(levels, cmap.N)
     rgba = cmap(norm(np.clip(loss, levels[0], levels[-1])))
     rgba[~np.isfinite(loss)] = (0.0, 0.0, 0.0, 0.0)
-    band_colors = [to_hex(cmap(norm(0.5 * (a + b)))) for a, b in zip(levels[:-1], levels[1:])]
     half_x, half_y = (xs[1] - xs[0]) / 2, (ys[1] - ys[0]) / 2
     return {
         "png": _png((rgba * 255).round().astype(np.uint8)),
         "extent": [float(xs[0] - half_x), float(xs[-1] + half_x), float(ys[0] - half_y), float(ys[-1] + half_y)],
         "levels": [float(v) for v in levels],
-        "colors": band_colors,
+        "colors": [to_hex(cmap(norm(0.5 * (a + b)))) for a, b in zip(levels[:-1], levels[1:])],
         "geometric": bool(levels[0] > 0 and levels[-1] / levels[0] > 10),
     }
+
+
+def contour_image(problem: dict, xlim: tuple[float, float], ylim: tuple[float, float],
+                  cells: int = CONTOUR_CELLS) -> dict[str, Any]:
+    """The problem's loss over the plane (the renderer's grid: each cell the mean of its samples)."""
+    from tracer.render.contour import contour_levels, loss_grid
+
+    xs, ys, loss = loss_grid(problem, xlim, ylim, cells)
+    return banded_image(xs, ys, loss, contour_levels(loss))
 
 
 def _arrow_scale(lengths: list[np.ndarray], span: float) -> float:
@@ -272,24 +277,26 @@ def plane_data(traces: Sequence[Trace], coordinates: Sequence[str] | None = None
 LANDSCAPE_CELLS = 360  # per axis of the landscape's loss image, interpolated from the surface file's grid
 
 
-def _interpolated(xs: np.ndarray, ys: np.ndarray, loss: np.ndarray, cells: int, geometric: bool) -> np.ndarray:
-    """The loss on a `cells` x `cells` grid over the same range, bilinear between the file's grid
-    points (in log space when the levels are geometric, as the colour bands are)."""
+def _interpolated(xs: np.ndarray, ys: np.ndarray, loss: np.ndarray, cells: int,
+                  geometric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(xs, ys, loss) on a `cells` x `cells` grid over the same range, bilinear between the file's
+    grid points (in log space when the levels are geometric, as the colour bands are)."""
     values = np.log(loss) if geometric else loss
     fine_x, fine_y = np.linspace(xs[0], xs[-1], cells), np.linspace(ys[0], ys[-1], cells)
     along_x = np.array([np.interp(fine_x, xs, row) for row in values])
     fine = np.array([np.interp(fine_y, ys, column) for column in along_x.T]).T
-    return np.exp(fine) if geometric else fine
+    return fine_x, fine_y, (np.exp(fine) if geometric else fine)
+
+
+def _points(array: np.ndarray) -> list[list[float]]:
+    return [[float(a), float(b)] for a, b in np.asarray(array, dtype=float).reshape(-1, 2)]
 
 
 def landscape_data(traces: Sequence[Trace], surface: str | os.PathLike) -> dict[str, Any]:
     """The landscape view: the surface file's loss (written by `tracer landscape`), and the projected
     snapshots of each trace that is one of its runs (matched by trace file name), with the arrows'
     scales: one for -g and -v, one for the step theta_next - theta."""
-    from matplotlib import colormaps
-    from matplotlib.colors import BoundaryNorm, to_hex
-
-    from tracer.render.contour import CONTOUR_CMAP, contour_levels
+    from tracer.render.contour import contour_levels
     from tracer.render.landscape import load_surface
 
     loaded = load_surface(surface)  # RenderError naming the file when it is not a surface file
@@ -302,17 +309,12 @@ def landscape_data(traces: Sequence[Trace], surface: str | os.PathLike) -> dict[
     xs, ys = np.asarray(loaded.x, dtype=float), np.asarray(loaded.y, dtype=float)
     levels = contour_levels(loaded.loss)
     geometric = bool(levels[0] > 0 and levels[-1] / levels[0] > 10)
-    loss = _interpolated(xs, ys, np.asarray(loaded.loss, dtype=float), LANDSCAPE_CELLS, geometric)
-    cmap = colormaps[CONTOUR_CMAP]
-    norm = BoundaryNorm(levels, cmap.N)
-    rgba = cmap(norm(np.clip(loss, levels[0], levels[-1])))
-    rgba[~np.isfinite(loss)] = (0.0, 0.0, 0.0, 0.0)
-    half_x, half_y = (xs[-1] - xs[0]) / (2 * (LANDSCAPE_CELLS - 1)), (ys[-1] - ys[0]) / (2 * (LANDSCAPE_CELLS - 1))
+    image = banded_image(*_interpolated(xs, ys, np.asarray(loaded.loss, dtype=float), LANDSCAPE_CELLS, geometric),
+                         levels)
     xlim, ylim = (float(xs[0]), float(xs[-1])), (float(ys[0]), float(ys[-1]))
     span = min(xlim[1] - xlim[0], ylim[1] - ylim[0])
     first, second = loaded.explained_variance
     normalized = " (filter-normalised)" if loaded.meta.get("normalization") == "filter" else ""
-    listed = lambda array: [[float(a), float(b)] for a, b in np.asarray(array, dtype=float)]  # noqa: E731
     return {
         "file": loaded.path.name,
         "parameters": loaded.meta.get("parameters"),
@@ -320,18 +322,12 @@ def landscape_data(traces: Sequence[Trace], surface: str | os.PathLike) -> dict[
         "ylim": list(ylim),
         "axis_labels": [f"direction 1: {first:.1%} of the variance{normalized}",
                         f"direction 2: {second:.1%} of the variance"],
-        "contour": {
-            "png": _png((rgba * 255).round().astype(np.uint8)),
-            "extent": [xlim[0] - half_x, xlim[1] + half_x, ylim[0] - half_y, ylim[1] + half_y],
-            "levels": [float(v) for v in levels],
-            "colors": [to_hex(cmap(norm(0.5 * (a + b)))) for a, b in zip(levels[:-1], levels[1:])],
-            "geometric": geometric,
-        },
+        "contour": image,
         "gradient_scale": _arrow_scale([np.hypot(*np.asarray(getattr(run, q), dtype=float).reshape(-1, 2).T)
                                         for _, run in runs for q in ("g", "v")], span),
         "step_scale": _arrow_scale([np.hypot(*np.asarray(run.step, dtype=float).reshape(-1, 2).T) for _, run in runs], span),
-        "runs": [{"run": index, "done": [int(d) for d in run.done], "xy": listed(run.xy), "g": listed(run.g),
-                  "v": listed(run.v) if np.isfinite(run.v).any() else [], "step": listed(run.step)}
+        "runs": [{"run": index, "done": [int(d) for d in run.done], "xy": _points(run.xy), "g": _points(run.g),
+                  "v": _points(run.v) if np.isfinite(run.v).any() else [], "step": _points(run.step)}
                  for index, run in runs],
     }
 
