@@ -17,7 +17,7 @@ import pytest
 import tracer
 from tracer.cli import main
 from tracer.explorer import Explorer, ExploreError, explore, trace_summary_html
-from tracer.explorer.data import MAX_ROWS, cos_previous, encode_column, page_data, sample_rows
+from tracer.explorer.data import cos_previous, encode_column, page_data, sample_rows
 from tracer.trace import load_trace, write_trace
 
 LOGS = pathlib.Path(__file__).resolve().parent.parent / "logs"
@@ -121,6 +121,21 @@ def test_a_user_run_without_a_surface_draws_its_first_two_coordinates_on_a_plain
     assert "w[2].theta" not in run["columns"]
 
 
+def test_a_diverged_run_leaves_the_range_and_the_scales_to_the_others(tmp_path):
+    columns = ["update", "epoch", "batch", "lr", "loss"] + [f"{c}.{q}" for c in ("x", "y") for q in ("theta", "g", "d")]
+    rows = [{"update": k, "epoch": k - 1, "batch": 0, "lr": 0.1, "loss": 10.0 ** (4 * k),
+             **{f"{c}.{q}": (-1.0) ** k * 10.0 ** (4 * k) for c in ("x", "y") for q in ("theta", "g", "d")}}
+            for k in range(1, 5)]
+    adam = load_trace(LOGS / "rosenbrock-adam.trace.csv")
+    meta = {"problem": adam.meta["problem"], "coordinates": ["x", "y"]}
+    diverged = write_trace(tmp_path / "diverged.trace.csv", meta, columns, rows, status="diverged", diverged_at=4,
+                           final={"x": 1e30, "y": 1e30})
+    alone = page_data([load_trace(diverged)])["plane"]
+    together = page_data([load_trace(diverged), adam])["plane"]
+    assert alone["xlim"][1] > 1e29  # by itself, its own range
+    assert together == page_data([adam])["plane"]  # range, contour and scales: the other run's
+
+
 def test_summary_traces_have_tensors_and_no_plane():
     data = page_data([load_trace(p) for p in MLP])
     assert data["plane"] is None
@@ -214,7 +229,6 @@ def test_notebook_views():
     assert isinstance(explorer, Explorer) and len(explorer.traces) == 1
     frame = explorer._repr_html_()
     assert frame.startswith("<iframe srcdoc=\"&lt;!DOCTYPE html&gt;") and 'sandbox="allow-scripts"' in frame
-    assert MAX_ROWS == 2000
 
 
 def test_reproduce_writes_the_orbit_page_of_figure_3(tmp_path):

@@ -184,11 +184,11 @@ def test_a_click_on_a_chart_goes_to_its_update(driver, pages):
     open_clean(driver, pages["e1"])
     chart = driver.find_elements("css selector", "#charts .chart canvas + canvas")[0]
     box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", chart)
-    # The plot area runs from 58 px to 8 px before the right edge (Chart.layout): click at its middle.
-    middle = 58 + (box[0] - 66) / 2
+    # The plot area runs from 58 px to 16 px before the right edge (Chart.layout): click at its middle.
+    middle = 58 + (box[0] - 74) / 2
     ActionChains(driver).move_to_element_with_offset(chart, int(middle - box[0] / 2), 0).click().perform()
     update = driver.execute_script("return window.tracerExplorer.update")
-    assert abs(update - 640.5) <= 1280 / (box[0] - 66) + 1  # within a pixel's worth of updates
+    assert abs(update - 640.5) <= 1280 / (box[0] - 74) + 1  # within a pixel's worth of updates
     assert "loss" in driver.find_element("id", "tooltip").text  # the hover shows the values there
 
 

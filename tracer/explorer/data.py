@@ -244,6 +244,9 @@ def plane_data(traces: Sequence[Trace], coordinates: Sequence[str] | None = None
         return None
     x, y = plane.x_name, plane.y_name
     drawn = [t for t in traces if f"{x}.theta" in t and f"{y}.theta" in t]
+    # A diverged run's last points are astronomically far: the range and the arrows' scales follow
+    # the runs that did not diverge (where there is one), and the diverged run leaves the plane.
+    drawn = [t for t in drawn if t.status != "diverged"] or drawn
     paths = [np.column_stack([t[f"{x}.theta"], t[f"{y}.theta"]]) for t in drawn]
     paths += [np.array([[t.final[x], t.final[y]]]) for t in drawn if t.final and x in t.final and y in t.final]
     fitted = fitted_range(paths + plane.landmarks)

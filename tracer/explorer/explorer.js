@@ -137,7 +137,7 @@
       this.width = width;
       this.ctx = sizeCanvas(this.base, width, this.height);
       this.octx = sizeCanvas(this.overlay, width, this.height);
-      this.box = { left: 58, right: width - 8, top: 16, bottom: this.height - 18 };
+      this.box = { left: 58, right: width - 16, top: 16, bottom: this.height - 18 };
       this.drawBase();
     }
     scaleY() {
