@@ -414,7 +414,12 @@
       const col = (name) => run.cols[name];
       const pair = (q) => (col(`${X}.${q}`) && col(`${Y}.${q}`) ? [col(`${X}.${q}`), col(`${Y}.${q}`)] : null);
       const hasFinal = X in run.final && Y in run.final;
-      const append = (values, last) => (hasFinal ? Float64Array.of(...values, last) : values);
+      const append = (values, last) => {
+        if (!hasFinal) return values;
+        const out = new Float64Array(values.length + 1);
+        out.set(values); out[values.length] = last;
+        return out;
+      };
       const arrows = [];
       for (const [q, color] of [["g", ARROWS.g], ["v", ARROWS.v]]) {
         const v = pair(q);
