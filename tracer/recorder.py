@@ -46,11 +46,18 @@ from tracer.recording.selection import select_parameters
 from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import PendingSummaries, SummaryReducer
 from tracer.summary_kernels import check_summary_pass, resolve_summary_pass
-from tracer.trace import FULL_QUANTITIES, SUMMARY_QUANTITIES, TRAILER_PREFIX, TraceWriter, load_trace, row_columns
+from tracer.trace import (
+    FULL_QUANTITIES,
+    GRANULARITIES,
+    SUMMARY_QUANTITIES,
+    TRAILER_PREFIX,
+    TraceWriter,
+    load_trace,
+    row_columns,
+)
 
 __all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
 
-GRANULARITIES = ("full", "summary")
 ON_DIVERGENCE = ("stop", "continue")
 IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.

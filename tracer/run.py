@@ -38,13 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tracer.errors import DivergenceError, TracerError
+from tracer.trace import GRANULARITIES
 
 SCHEDULER_EVERY = ("update", "epoch")
-GRANULARITIES = ("full", "summary")
 IMPLS = ("tracer", "torch")
 ON_DIVERGENCE = ("stop", "continue")
 TRACE_SUFFIX = ".csv"  # traces are named *.trace.csv; any .csv is accepted
-DISPLAY_NAMES = {"sgd": "SGD", "momentum": "Momentum", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,9 @@ class RunConfig:
 
 def default_label(optimizer: str, lr: float, scheduler: str | None = None) -> str:
     """Legend text, e.g. "Adam lr=0.12 multistep:milestones=5,10,15,20;gamma=0.5"."""
-    label = f"{DISPLAY_NAMES.get(optimizer, optimizer)} lr={lr:g}"
+    from tracer.optim import LABEL_NAMES
+
+    label = f"{LABEL_NAMES.get(optimizer, optimizer)} lr={lr:g}"
     return f"{label} {scheduler}" if scheduler else label
 
 

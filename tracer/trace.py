@@ -73,12 +73,15 @@ SUMMARY_QUANTITIES = (
     "cos_d_prev",
     "cos_g_d",
 )
+GRANULARITIES = ("full", "summary")
+"""How a Recorder traces its parameters (``Recorder(granularity=...)``, ``tracer trace --granularity``);
+a trace's ``granularity`` is one of these, or "mixed" where ``full=`` picks some coordinates of a summarised run."""
 LEADING_COLUMNS = ("update", "epoch", "batch")
 """The columns before the learning rates; ``loss`` follows them."""
 TRAILING_COLUMNS = ("step_size", "displacement")
 
 
-def lr_columns(groups: int) -> list[str]:
+def lr_column_names(groups: int) -> list[str]:
     """The learning-rate columns of a trace of ``groups`` parameter groups: ``lr``, or ``lr[0]``, ``lr[1]``, ..."""
     return ["lr"] if groups == 1 else [f"lr[{i}]" for i in range(groups)]
 
@@ -93,7 +96,7 @@ def parameter_columns(coordinates: Sequence[str], summarized_name: str | None) -
 
 def row_columns(groups: int, per_parameter: Iterable[str]) -> list[str]:
     """A trace's columns: update, epoch, batch, the lr columns, loss, the parameters' columns, step_size, displacement."""
-    return [*LEADING_COLUMNS, *lr_columns(groups), "loss", *per_parameter, *TRAILING_COLUMNS]
+    return [*LEADING_COLUMNS, *lr_column_names(groups), "loss", *per_parameter, *TRAILING_COLUMNS]
 
 
 def trace_lr_columns(columns: Sequence[str]) -> list[str]:

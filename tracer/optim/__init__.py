@@ -29,6 +29,7 @@ from tracer.optim.sgd import SGD, sgd_update
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "LABEL_NAMES",
     "OPTIMIZER_NAMES",
     "SGD",
     "Adam",
@@ -40,7 +41,9 @@ __all__ = [
     "sgd_update",
 ]
 
-OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adamw")
+LABEL_NAMES = {"sgd": "SGD", "momentum": "Momentum", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+"""Each optimizer name as a legend writes it (``tracer.run.default_label``: "Adam lr=0.01")."""
+OPTIMIZER_NAMES = tuple(LABEL_NAMES)
 IMPLEMENTATIONS = ("tracer", "torch")
 
 _TRACER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {

@@ -23,7 +23,7 @@ from torch import Tensor
 from tracer.errors import TracerError
 from tracer.families import Family, read_group
 from tracer.probes import option_value
-from tracer.recording.distributed import _collective, _Gathered, local_tensor
+from tracer.recording.sharding import GatheredSharding, collective, local_tensor
 from tracer.recording.full import FullValues
 from tracer.recording.selection import TracedParameter
 
@@ -37,7 +37,7 @@ class ShardedFullReader:
     before the step, ``read`` after it.
     """
 
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int, sharding: _Gathered) -> None:
+    def __init__(self, parameters: Sequence[TracedParameter], groups: int, sharding: GatheredSharding) -> None:
         self.parameters = [p for p in parameters if p.full]
         self._by_group = [[p for p in self.parameters if p.group == g] for g in range(groups)]
         self._sharding = sharding
@@ -74,7 +74,7 @@ class ShardedFullReader:
         sharding = self._sharding
         vector = vector.to(sharding.device)
         gathered = [torch.empty_like(vector) for _ in range(sharding.world_size)]
-        _collective("all-gather the coordinates traced in full", dist.all_gather, gathered, vector, group=sharding.group)
+        collective("all-gather the coordinates traced in full", dist.all_gather, gathered, vector, group=sharding.group)
         return torch.stack(gathered).cpu()
 
     def snapshot(self) -> None:

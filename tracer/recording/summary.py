@@ -17,7 +17,7 @@ so the step path never waits for the device) and returns PendingSummaries;
 previous delta is kept by swapping two buffers, never copied; the swap
 depends on host facts only (gradient present, lr > 0), so it happens at once.
 
-Under torch.distributed a ``Sharding`` (``tracer.recording.distributed``)
+Under torch.distributed a ``Sharding`` (``tracer.recording.sharding``)
 says which piece of each tensor this rank reduces (none: its row stays at
 the identities, zeros) and combines the ranks' partial reductions with one
 all-gather per update; that read is synchronous, and the fused pass is not
@@ -53,7 +53,7 @@ from torch import Tensor
 from tracer.families import Family
 from tracer.native.steps import InStepSummaries, SummaryTarget
 from tracer.probes import gradient_convention, state_tensor
-from tracer.recording.distributed import WHOLE, Sharding
+from tracer.recording.sharding import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
 from tracer.summary_kernels import (
     REDUCTIONS,

@@ -171,8 +171,8 @@ def check_columns(kind: FigureKind, trace: Any, options: RenderOptions) -> None:
         )
 
 
-def lr_columns(trace: Any) -> list[str]:
-    """`lr`, or `lr[0]`, `lr[1]`, ... for several parameter groups."""
+def figure_lr_columns(trace: Any) -> list[str]:
+    """The lr columns a figure reads: the trace's (`lr`, or `lr[0]`, `lr[1]`, ...), else `lr` (which check_columns names as missing)."""
     return trace_lr_columns(trace.columns) or ["lr"]
 
 
@@ -407,7 +407,7 @@ def atomic_output(out: Path) -> Iterator[Path]:
 
 __all__ = [
     "ANIMATED_FORMATS", "CORNERS", "LINE_STYLES", "STILL_FORMATS", "FigureKind", "RenderOptions", "TracePath",
-    "atomic_output", "check_columns", "divergence_marker", "diverged_label", "is_animated", "load_traces", "lr_columns", "new_figure",
+    "atomic_output", "check_columns", "divergence_marker", "diverged_label", "is_animated", "load_traces", "figure_lr_columns", "new_figure",
     "output_format", "place_in_clear_corners",
     "row_mask", "save_still", "trace_name", "trace_path", "trace_styles",
 ]

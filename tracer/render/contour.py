@@ -1,6 +1,6 @@
 """The one background every path figure draws on: the loss contour, or a plain plane.
 
-A path figure draws two coordinates of a trace (`Plane`): by default the two of
+A path figure draws two coordinates of a trace (`CoordinatePlane`): by default the two of
 the problem's 2-D surface (`tracer.problems.surfaces.surface_for(meta["problem"])`,
 numpy only), else the first two fully traced ones; the `coordinates` option
 picks any two. When the problem has a surface and the two coordinates are the
@@ -34,7 +34,7 @@ from matplotlib import colormaps
 
 from tracer.errors import RenderError, TracerError
 from tracer.render.common import trace_name
-from tracer.trace import traced_coordinates as trace_columns_coordinates
+from tracer.trace import traced_coordinates
 
 GRID_POINTS = 250  # per axis at least, as the article's backgrounds; more where the axes have more pixels
 OVERSAMPLE = 3  # loss samples per cell and axis, averaged (see the module's docstring)
@@ -48,7 +48,7 @@ Range = tuple[float, float]
 
 
 @dataclass(frozen=True)
-class Plane:
+class CoordinatePlane:
     """The two coordinates a path figure draws, and the loss surface over them if known.
 
     `surface` is None when there is no contour to draw: the problem has no
@@ -93,13 +93,13 @@ def surface_of(trace: Any) -> Any | None:
         ) from None
 
 
-def traced_coordinates(trace: Any) -> tuple[str, ...]:
+def coordinates_of(trace: Any) -> tuple[str, ...]:
     """The fully traced coordinates: meta["coordinates"], else read from the <c>.theta columns
     (a file written by hand may omit the list)."""
-    return tuple(trace.meta.get("coordinates") or trace_columns_coordinates(trace.columns))
+    return tuple(trace.meta.get("coordinates") or traced_coordinates(trace.columns))
 
 
-def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
+def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> CoordinatePlane:
     """The plane a path figure draws `trace` on; `coordinates` (x, y) as in meta["coordinates"].
 
     Default: the surface's two coordinates when the problem has a surface, else the
@@ -107,7 +107,7 @@ def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
     """
     if coordinates is not None and len(coordinates) != 2:
         raise RenderError(f"path figures draw two coordinates (x, y); got {len(coordinates)}: {', '.join(coordinates)}")
-    traced = traced_coordinates(trace)
+    traced = coordinates_of(trace)
     if len(traced) < 2:
         raise RenderError(
             f"path figures draw two fully traced coordinates (columns <c>.theta); trace {trace_name(trace)} "
@@ -130,7 +130,7 @@ def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> Plane:
     x_name, y_name = coordinates
     if surface is not None and (x_name, y_name) != (surface.x_name, surface.y_name):
         surface = None  # the loss over other coordinates is not known: a plain plane
-    return Plane(x_name, y_name, surface, trace.meta.get("problem"), traced)
+    return CoordinatePlane(x_name, y_name, surface, trace.meta.get("problem"), traced)
 
 
 def fitted_range(points: Sequence[np.ndarray], margin: float = MARGIN) -> tuple[Range, Range]:
@@ -205,7 +205,7 @@ def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
     return np.linspace(low, high, count + 1)
 
 
-def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
+def draw_background(ax: Axes, plane: CoordinatePlane, xlim: Range, ylim: Range, *,
                     cmap: str = CONTOUR_CMAP, colorbar: bool = True) -> Any | None:
     """The plane's background over (xlim, ylim), axes named after its coordinates.
 
@@ -241,7 +241,7 @@ def draw_background(ax: Axes, plane: Plane, xlim: Range, ylim: Range, *,
     return filled
 
 
-def _name_axes(ax: Axes, plane: Plane, xlim: Range, ylim: Range) -> None:
+def _name_axes(ax: Axes, plane: CoordinatePlane, xlim: Range, ylim: Range) -> None:
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel(plane.axis_label(plane.x_name))

@@ -52,7 +52,7 @@ class SurfaceRun:
 
 
 @dataclass(frozen=True)
-class Surface:
+class SurfaceFile:
     """A surface file read back: grid, loss, explained variance, runs."""
 
     path: Path
@@ -68,7 +68,7 @@ class Surface:
         return float(first), float(second)
 
 
-def load_surface(path: str | Path) -> Surface:
+def load_surface(path: str | Path) -> SurfaceFile:
     """Read a surface file; RenderError naming the file when it is missing or not one."""
     path = Path(path)
     arrays, meta = read_npz(path, what="surface", format_name=SURFACE_FORMAT,
@@ -82,12 +82,12 @@ def load_surface(path: str | Path) -> Surface:
         loss = arrays["loss"]
         if loss.shape != (len(arrays["y"]), len(arrays["x"])):
             raise ValueError(f"loss of shape {loss.shape} for a {len(arrays['x'])}x{len(arrays['y'])} grid")
-        return Surface(path, meta, arrays["x"], arrays["y"], loss, runs)
+        return SurfaceFile(path, meta, arrays["x"], arrays["y"], loss, runs)
     except (KeyError, TypeError, ValueError) as error:
         raise RenderError(f"{path}: not a tracer surface file ({error})") from None
 
 
-def _runs_of(surface: Surface, traces: Sequence[Any]) -> list[SurfaceRun]:
+def _runs_of(surface: SurfaceFile, traces: Sequence[Any]) -> list[SurfaceRun]:
     """Each trace's run in the surface file, matched by trace file name."""
     by_name = {run.trace: run for run in surface.runs}
     matched = []

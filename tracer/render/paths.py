@@ -22,10 +22,10 @@ from matplotlib.lines import Line2D
 from tracer.errors import RenderError
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import (
-    LINE_STYLES, RenderOptions, TracePath, divergence_marker, is_animated, lr_columns, new_figure,
+    LINE_STYLES, RenderOptions, TracePath, divergence_marker, is_animated, figure_lr_columns, new_figure,
     place_in_clear_corners, save_still, trace_path, trace_styles,
 )
-from tracer.render.contour import Plane, draw_background, fitted_range, plane_of
+from tracer.render.contour import CoordinatePlane, draw_background, fitted_range, plane_of
 
 CONSTANT_LR_COLOR = "#cc4778"  # plasma's middle: the colour of the lr when it does not change
 PATH_SIZE = (640, 500)  # design sizes: pixels at 100 dpi (see common.new_figure)
@@ -43,14 +43,14 @@ def requires_paths(trace: Any, options: RenderOptions) -> list[str]:
 
 
 def requires_lr_path(trace: Any, options: RenderOptions) -> list[str]:
-    return coordinate_columns(trace, options, "theta") + lr_columns(trace)[:1]
+    return coordinate_columns(trace, options, "theta") + figure_lr_columns(trace)[:1]
 
 
 def requires_internals(trace: Any, options: RenderOptions) -> list[str]:
-    return coordinate_columns(trace, options, "theta", "g", "d") + ["step_size"] + lr_columns(trace)[:1]
+    return coordinate_columns(trace, options, "theta", "g", "d") + ["step_size"] + figure_lr_columns(trace)[:1]
 
 
-def shared_plane(traces: Sequence[Any], options: RenderOptions) -> Plane:
+def shared_plane(traces: Sequence[Any], options: RenderOptions) -> CoordinatePlane:
     """The one plane every trace is drawn on: same coordinates, and one problem under a contour."""
     planes = [plane_of(t, options.coordinates) for t in traces]
     pairs = {(p.x_name, p.y_name) for p in planes}
@@ -67,7 +67,7 @@ def shared_plane(traces: Sequence[Any], options: RenderOptions) -> Plane:
 class ContourScene:
     figure: Figure
     ax: Any
-    plane: Plane
+    plane: CoordinatePlane
     paths: list[TracePath]
     labels: list[str]
     colors: list[str]
@@ -75,7 +75,7 @@ class ContourScene:
 
 
 def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size: tuple[int, int],
-                  animated: bool = False, plane: Plane | None = None, paths: list[TracePath] | None = None,
+                  animated: bool = False, plane: CoordinatePlane | None = None, paths: list[TracePath] | None = None,
                   cmap: str = "viridis", grid: tuple[int, int] | None = None, title: str = "",
                   colorbar: bool = True) -> ContourScene:
     """Figure, background axes and each trace's path; the range is options' or fitted."""
@@ -209,7 +209,7 @@ def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: 
     # A grey contour without its colour bar: the one colour scale is the learning rate's.
     scene = contour_scene(traces, options, default_size=PATH_SIZE, cmap="Greys", colorbar=False,
                           title="Paths coloured by the learning rate")
-    rates = [t[lr_columns(t)[0]][p.rows] for t, p in zip(traces, scene.paths)]
+    rates = [t[figure_lr_columns(t)[0]][p.rows] for t, p in zip(traces, scene.paths)]
     finite = np.concatenate([r[np.isfinite(r)] for r in rates])
     if finite.size == 0:
         raise RenderError("no finite learning rate to colour the paths with")
@@ -265,7 +265,7 @@ def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
             return np.full((len(rows), 2), np.nan)
         return np.column_stack([trace[c][rows] for c in columns])
 
-    lr = trace[lr_columns(trace)[0]][rows]
+    lr = trace[figure_lr_columns(trace)[0]][rows]
     gradient, momentum, direction = vectors("g"), vectors("v"), vectors("d")
     root_s = np.sqrt(vectors("s"))
     step = -lr[:, None] * direction

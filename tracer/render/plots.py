@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from tracer.errors import RenderError
 from tracer.trace import summarized_tensors
 from tracer.render.common import (
-    LINE_STYLES, RenderOptions, divergence_marker, lr_columns, new_figure, row_mask, save_still, trace_name,
+    LINE_STYLES, RenderOptions, divergence_marker, figure_lr_columns, new_figure, row_mask, save_still, trace_name,
     trace_styles,
 )
 
@@ -55,7 +55,7 @@ def requires_step_size(trace: Any, options: RenderOptions) -> list[str]:
 
 
 def requires_lr(trace: Any, options: RenderOptions) -> list[str]:
-    return ["update", "epoch"] + lr_columns(trace)
+    return ["update", "epoch"] + figure_lr_columns(trace)
 
 
 def gradient_coordinates(trace: Any, options: RenderOptions) -> list[str]:
@@ -193,7 +193,7 @@ def draw_lr(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) 
     """The learning rate in effect at each update (article Fig 15); a step line, since it is
     constant between scheduler steps."""
     _lines_figure(traces, options, out, fmt,
-                  columns_of=lambda t: [(c, c) for c in lr_columns(t)],
+                  columns_of=lambda t: [(c, c) for c in figure_lr_columns(t)],
                   ylabel="learning rate", title="Learning rate", drawstyle="steps-post",
                   yscale=options.yscale or "linear")
 
