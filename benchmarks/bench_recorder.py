@@ -215,7 +215,8 @@ RECORDERS_COPY = "snapshot copy (native, streaming stores: the recorder's)"
 
 def bench_kernels(rounds: int) -> None:
     from tracer.native.steps import AdamScalars, InStepSummaries, SummaryTarget, adam_native
-    from tracer.summary_kernels import NativeReducer, SummaryInput, reduce_eager
+    from tracer.summaries.eager import SummaryInput, reduce_eager
+    from tracer.summaries.native import NativeReducer
 
     generator = torch.Generator().manual_seed(0)
     tensors = lambda: [torch.randn(100_000, generator=generator) for _ in range(100)]  # noqa: E731

@@ -27,7 +27,8 @@ from tracer.native.steps import (
 )
 from tracer.optim import SGD, Adam, AdamW, RMSprop
 from tracer.recording.summary import SummaryReducer
-from tracer.summary_kernels import NativeReducer, SummaryInput
+from tracer.summaries.eager import SummaryInput
+from tracer.summaries.native import NativeReducer
 from tracer.testing import assert_optimizers_match
 
 # The native pass rounds every operation once; torch's kernels fuse some

@@ -18,15 +18,10 @@ import torch
 
 from tracer import Recorder, load_trace, native
 from tracer.errors import TracerError
-from tracer.summary_kernels import (
-    FUSED_COSINE_ATOL,
-    FUSED_RTOL,
-    REDUCTIONS,
-    NativeReducer,
-    SummaryInput,
-    reduce_eager,
-    resolve_summary_pass,
-)
+from tracer.summaries import REDUCTIONS
+from tracer.summaries.eager import FUSED_COSINE_ATOL, FUSED_RTOL, SummaryInput, reduce_eager
+from tracer.summaries.native import NativeReducer
+from tracer.summaries.passes import resolve_summary_pass
 
 # A float32 lane sums at most CHUNK / LANES = 16 products, each rounded once by
 # an FMA: for terms of one sign that is within 16 * 2^-24 (9.5e-7) relative

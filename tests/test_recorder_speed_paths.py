@@ -17,7 +17,8 @@ import torch
 from tracer import Recorder, load_trace
 from tracer.errors import DivergenceError, TracerError
 from tracer.recording import summary
-from tracer.summary_kernels import FUSED_COSINE_ATOL, FUSED_RTOL, FusedReducer
+from tracer.summaries.compiled import FusedReducer
+from tracer.summaries.eager import FUSED_COSINE_ATOL, FUSED_RTOL
 from tracer.testing import record_small_run
 from tracer.trace import SUMMARY_QUANTITIES
 

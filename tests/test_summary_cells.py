@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.recording.summary import Summary, _Pending, summarize
-from tracer.summary_kernels import REDUCTIONS
+from tracer.summaries import REDUCTIONS
+from tracer.summaries.cells import Reduced, Summary, summarize
 
 KEY = (torch.device("cpu"), torch.float32)
 
@@ -24,7 +24,7 @@ def _cosine(dot: float, norm_a: float, norm_b: float) -> float | None:
     return min(1.0, max(-1.0, dot / (norm_a * norm_b)))
 
 
-def summary_by_definition(item: _Pending, reductions: list[float]) -> tuple[Summary, bool]:
+def summary_by_definition(item: Reduced, reductions: list[float]) -> tuple[Summary, bool]:
     """The definitions of SUMMARY_QUANTITIES, one parameter, Python floats (the recorder's former code)."""
     r = dict(zip(REDUCTIONS, reductions))
     theta_norm, displacement = math.sqrt(r["theta_sq"]), math.sqrt(r["delta_sq"])
@@ -58,7 +58,7 @@ flags = st.tuples(st.sampled_from([0.0, -1.0, 1e-3, 0.5]), st.sampled_from([1.0,
 def test_summarize_equals_the_definitions_bit_for_bit(parameters):
     items = []
     for index, (_, (lr, sign, has_grad, has_previous, has_v, has_s)) in enumerate(parameters):
-        items.append(_Pending(index, KEY, index, lr, sign, has_grad, has_grad and has_previous, has_grad and has_v, has_grad and has_s))
+        items.append(Reduced(index, KEY, index, lr, sign, has_grad, has_grad and has_previous, has_grad and has_v, has_grad and has_s))
     table = np.array([row for row, _ in parameters], dtype=np.float64)
 
     summaries, finite = summarize(table, items)
@@ -70,7 +70,7 @@ def test_summarize_equals_the_definitions_bit_for_bit(parameters):
 
 
 def test_a_cosine_is_clamped_to_one_and_empty_without_a_norm():
-    items = [_Pending(0, KEY, 0, 0.1, 1.0, True, True, True, True), _Pending(1, KEY, 1, 0.1, 1.0, True, True, False, False)]
+    items = [Reduced(0, KEY, 0, 0.1, 1.0, True, True, True, True), Reduced(1, KEY, 1, 0.1, 1.0, True, True, False, False)]
     # Parameter 0: g . delta a few ulp beyond |g| |delta|; parameter 1: no displacement, so no cosine at all.
     table = np.array([[1.0, 4.0, 1.0, 2.0 * (1 + 4e-16), 1.0, -8.0, 4.0, 1.0, 1.0],
                       [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 4.0, 0.0, 0.0]])
@@ -82,3 +82,16 @@ def test_a_cosine_is_clamped_to_one_and_empty_without_a_norm():
 
 def test_no_summarised_parameter_gives_no_summary():
     assert summarize(np.empty((0, len(REDUCTIONS))), []) == ({}, True)
+
+
+def test_the_tables_are_the_one_declaration_the_code_reads():
+    """Every quantity reads declared reductions, every reduction is read; the trace's columns and the
+    ranks' combine rules come from the same tables."""
+    from tracer.recording import sharding
+    from tracer.summaries import QUANTITY_TABLE, REDUCTION_TABLE, SUMMARY_QUANTITIES
+    from tracer.trace import SUMMARY_QUANTITIES as TRACE_QUANTITIES
+
+    assert {name for q in QUANTITY_TABLE for name in q.reads} == set(REDUCTIONS)
+    assert Summary._fields == SUMMARY_QUANTITIES == TRACE_QUANTITIES
+    assert {r.combine for r in REDUCTION_TABLE} == {"sum", "max"}
+    assert sharding._MAX_SLOTS == ("delta_abs_max",) and sharding._STATE_SLOTS == ("v_sq", "s_sq")

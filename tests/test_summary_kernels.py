@@ -16,7 +16,9 @@ import torch
 import torch._dynamo
 import torch._inductor.config
 
-from tracer.summary_kernels import FUSED_COSINE_ATOL, FUSED_RTOL, REDUCTIONS, FusedReducer, SummaryInput, reduce_eager
+from tracer.summaries import REDUCTIONS
+from tracer.summaries.compiled import FusedReducer
+from tracer.summaries.eager import FUSED_COSINE_ATOL, FUSED_RTOL, SummaryInput, reduce_eager
 
 SQUARES = ("theta_sq", "delta_sq", "g_sq", "previous_sq", "v_sq", "s_sq")
 DOTS = {"g_dot_delta": ("g_sq", "delta_sq"), "previous_dot_delta": ("previous_sq", "delta_sq")}

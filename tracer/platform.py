@@ -130,7 +130,7 @@ def fingerprint_of(meta: Mapping[str, Any]) -> str | None:
     """The kernel fingerprint of the platform that wrote a trace, or None (platform unknown).
 
     A trace whose summaries came from a pass other than eager torch ops (its
-    metadata's ``summary_pass``, tracer.summary_kernels) has that pass
+    metadata's ``summary_pass``, tracer.summaries) has that pass
     appended, ``37da3e4cd346+native``: summary columns of different passes
     differ in their last bits, so only traces of the same pass compare bit
     for bit.

@@ -45,7 +45,7 @@ from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
 from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import PendingSummaries, SummaryReducer
-from tracer.summary_kernels import check_summary_pass, resolve_summary_pass
+from tracer.summaries.passes import check_summary_pass, resolve_summary_pass
 from tracer.trace import (
     FULL_QUANTITIES,
     GRANULARITIES,
@@ -173,12 +173,12 @@ class Recorder:
             holds ``every`` when it is not 1. Divergence is checked at
             recorded updates.
         summary_pass: how summary reductions are computed
-            (``tracer.summary_kernels``): "auto" (default) is "native" where
+            (``tracer.summaries``): "auto" (default) is "native" where
             its C loop builds (one pass over memory, sums in a fixed
             order, the same on every CPU), else "eager" (torch ops);
             "compiled" uses torch.compile (compiles for seconds to minutes at
             the first update; single-process). They agree within the
-            tolerances of ``tracer.summary_kernels``; the metadata's
+            tolerances of ``tracer.summaries.eager``; the metadata's
             ``summary_pass`` says which ran. With the native pass and a
             ``tracer.optim`` optimizer made with ``fused=True``, the
             reductions run inside the optimizer's own pass over memory

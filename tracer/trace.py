@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tracer.errors import TraceFormatError, TracerError
+from tracer.summaries import SUMMARY_QUANTITIES
 
 FORMAT_NAME = "tracer-trace"
 SCHEMA_VERSION = 1
@@ -60,19 +61,9 @@ Cell = float | int | None
 # The column contract. A fully traced coordinate ``c`` (a parameter name, or
 # ``name[i]`` for coordinate i of a tensor flattened in row-major order) has
 # the columns ``c.theta`` ... ``c.u``; a summarised parameter tensor ``p`` has
-# ``p.theta_norm`` ... ``p.cos_g_d``. docs/ARCHITECTURE.md defines each quantity.
+# ``p.theta_norm`` ... ``p.cos_g_d``, the quantities tracer.summaries declares
+# (SUMMARY_QUANTITIES). docs/ARCHITECTURE.md defines each quantity.
 FULL_QUANTITIES = ("theta", "g", "v", "s", "d", "u")
-SUMMARY_QUANTITIES = (
-    "theta_norm",
-    "g_norm",
-    "v_norm",
-    "s_norm",
-    "d_norm",
-    "displacement",
-    "d_max",
-    "cos_d_prev",
-    "cos_g_d",
-)
 GRANULARITIES = ("full", "summary")
 """How a Recorder traces its parameters (``Recorder(granularity=...)``, ``tracer trace --granularity``);
 a trace's ``granularity`` is one of these, or "mixed" where ``full=`` picks some coordinates of a summarised run."""

@@ -6,7 +6,7 @@
  *   theta_sq, delta_sq, delta_abs_max, g_dot_delta, g_sq,
  *   previous_dot_delta, previous_sq, v_sq, s_sq
  *
- * (tracer/summary_kernels.py defines them), with delta = theta_before -
+ * (tracer/summaries/__init__.py declares them, in this order: the enum below), with delta = theta_before -
  * theta_after (one float32 subtraction) and g = grad + g_theta * theta_before
  * (g_theta folds weight decay in).
  *

@@ -32,7 +32,7 @@ class SummaryTarget(NamedTuple):
 
     delta: Tensor  # written by the native pass
     previous: Tensor  # the previous delta, read (the recorder's buffer: zeros before a first delta)
-    g_theta: float  # g = grad + g_theta * theta_before in the reductions (tracer.summary_kernels)
+    g_theta: float  # g = grad + g_theta * theta_before in the reductions (tracer.summaries)
     results: int  # the address where the pass writes the REDUCTIONS, 9 float64s (kept alive by the requester)
     theta_before: Tensor  # written by keep_theta, for a tensor updated outside the native pass
 

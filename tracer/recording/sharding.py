@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from tracer.errors import TracerError
+from tracer.summaries import REDUCTION_TABLE
 
 WRITING_RANK = 0
 """The rank that writes the trace file (and reduces a plain tensor next to DTensors)."""
@@ -33,10 +34,9 @@ def is_dtensor(tensor: Tensor) -> bool:
 
 
 
-# Reduction slots (tracer.recording.summary.REDUCTIONS) and how their partials combine across ranks.
-_MIN_SLOTS: tuple[str, ...] = ()
-_MAX_SLOTS = ("delta_abs_max",)
-_STATE_SLOTS = ("v_sq", "s_sq")
+# How the ranks' partial reductions combine, as tracer.summaries declares each reduction.
+_MAX_SLOTS = tuple(r.name for r in REDUCTION_TABLE if r.combine == "max")
+_STATE_SLOTS = tuple(r.name for r in REDUCTION_TABLE if r.reads_state)
 
 
 class Sharding:
@@ -75,16 +75,15 @@ class GatheredSharding(Sharding):
 
     def __init__(self, group: Any, rank: int, world_size: int, device: torch.device) -> None:
         self.group, self.rank, self.world_size, self.device = group, rank, world_size, device
-        self._masks: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._masks: dict[int, tuple[Tensor, Tensor]] = {}
 
-    def _slot_masks(self, size: int, reductions: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
-        """Boolean masks over a flat vector of ``size`` slots: minimised, maximised, kept local (the rest is summed)."""
+    def _slot_masks(self, size: int, reductions: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Boolean masks over a flat vector of ``size`` slots: maximised, kept local (the rest is summed)."""
         if size not in self._masks:
             names = [reductions[i % len(reductions)] for i in range(size)]
             kept = [self.combine_state_only and name not in _STATE_SLOTS for name in names]
-            low = [name in _MIN_SLOTS and not k for name, k in zip(names, kept)]
             high = [name in _MAX_SLOTS and not k for name, k in zip(names, kept)]
-            self._masks[size] = tuple(torch.tensor(m, dtype=torch.bool) for m in (low, high, kept))
+            self._masks[size] = tuple(torch.tensor(m, dtype=torch.bool) for m in (high, kept))
         return self._masks[size]
 
     def read(self, results: Mapping[Any, Tensor], reductions: Sequence[str]) -> dict[Any, list[float]]:
@@ -95,11 +94,10 @@ class GatheredSharding(Sharding):
         gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
         collective("all-gather the summaries' partial reductions", dist.all_gather, gathered, flat, group=self.group)
         stacked = torch.stack(gathered).cpu()  # [rank, slot]
-        low_mask, high_mask, kept_mask = self._slot_masks(flat.numel(), reductions)
+        high_mask, kept_mask = self._slot_masks(flat.numel(), reductions)
         combined = stacked[0].clone()
         for row in stacked[1:]:  # rank order: every rank adds in the same order and gets the same floats
             combined += row
-        combined = torch.where(low_mask, stacked.amin(0), combined)
         combined = torch.where(high_mask, stacked.amax(0), combined)
         combined = torch.where(kept_mask, stacked[self.rank], combined)
         numbers = combined.tolist()

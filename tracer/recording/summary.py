@@ -8,7 +8,7 @@ the snapshot of theta taken before the step becomes, in place,
 lr``, and the cosines are those of delta. With lr = 0 the step does not move
 theta and d cannot be measured: its cells are empty.
 
-The reductions of one update are one call of ``tracer.summary_kernels``
+The reductions of one update (``tracer.summaries`` declares them) are one call of a pass
 (eager, or fused into one compiled pass per chunk of tensors); they land in
 one results buffer per device and dtype. ``reduce`` launches them and a copy
 of the results into host memory (pinned and non-blocking on an accelerator,
@@ -43,8 +43,7 @@ lr = 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,36 +54,11 @@ from tracer.native.steps import InStepSummaries, SummaryTarget
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.sharding import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
-from tracer.summary_kernels import (
-    REDUCTIONS,
-    FusedReducer,
-    NativeReducer,
-    SummaryInput,
-    reduce_eager,
-    result_dtype,
-)
-from tracer.trace import SUMMARY_QUANTITIES
-
-# Summary and _Pending are made for every summarised tensor at every recorded update:
-# NamedTuples (immutable, as frozen dataclasses, but built four times faster).
-
-
-class Summary(NamedTuple):
-    """One summarised parameter's trace cells at one update (fields as ``SUMMARY_QUANTITIES``); None: empty cell."""
-
-    theta_norm: float
-    g_norm: float | None
-    v_norm: float | None
-    s_norm: float | None
-    d_norm: float | None
-    displacement: float
-    d_max: float | None
-    cos_d_prev: float | None
-    cos_g_d: float | None
-
-
-assert Summary._fields == SUMMARY_QUANTITIES
-
+from tracer.summaries import REDUCTIONS
+from tracer.summaries.cells import Reduced, Summary, summarize
+from tracer.summaries.compiled import FusedReducer
+from tracer.summaries.eager import SummaryInput, reduce_eager, result_dtype
+from tracer.summaries.native import NativeReducer
 
 @dataclass(eq=False)
 class _Buffers:
@@ -99,25 +73,11 @@ class _Buffers:
     has_previous: bool = False  # previous_delta holds a measured delta
 
 
-class _Pending(NamedTuple):
-    """What one update's reduction of one parameter needs afterwards to make its Summary."""
-
-    index: int  # the parameter's
-    key: tuple[torch.device, torch.dtype]  # its results buffer
-    row: int  # its row there
-    lr: float
-    sign: float
-    has_grad: bool
-    has_previous: bool
-    has_v: bool
-    has_s: bool
-
-
 class SummaryReducer:
     """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
     ``summary_pass``: "native", "compiled" or "eager", the implementation of
-    the reductions (``tracer.summary_kernels``; a Recorder resolves "auto").
+    the reductions (``tracer.summaries``; a Recorder resolves "auto").
     ``sharding`` says what this rank reduces of each tensor under
     torch.distributed; by default every tensor is whole and local.
     """
@@ -251,7 +211,7 @@ class SummaryReducer:
             return PendingSummaries({}, None, [])
         # Per results buffer: (its row, what that row's reductions read), for the tensors this rank holds.
         inputs: dict[tuple[torch.device, torch.dtype], list[tuple[int, SummaryInput]]] = {key: [] for key in self._results}
-        pending: list[_Pending] = []
+        pending: list[Reduced] = []
         in_step: dict[tuple[torch.device, torch.dtype], list[int]] = {}  # rows the optimizer reduced, per results buffer
         piece, request = self._sharding.piece, self._request
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
@@ -269,7 +229,7 @@ class SummaryReducer:
                 # v and s are in the trace wherever the family keeps them; under ZeRO their owner reduces them.
                 has_v, has_s = has_grad and v_key is not None, has_grad and s_key is not None
                 pending.append(
-                    _Pending(parameter.index, buffers.key, buffers.row, lr, sign, has_grad, has_previous, has_v, has_s)
+                    Reduced(parameter.index, buffers.key, buffers.row, lr, sign, has_grad, has_previous, has_v, has_s)
                 )
                 if has_grad and lr > 0:  # d measured: this delta is the next update's previous one
                     buffers.has_previous = True
@@ -351,7 +311,7 @@ class PendingSummaries:
 
     host: dict[tuple[torch.device, torch.dtype], Tensor]
     event: "torch.cuda.Event | None"  # recorded after the copies on an accelerator; None on a CPU
-    items: list[_Pending]
+    items: list[Reduced]
     numbers: dict[tuple[torch.device, torch.dtype], list[float]] | None = None  # read already (flat, row-major)
 
     def ready(self) -> bool:
@@ -378,59 +338,3 @@ class PendingSummaries:
             mine = np.array([k == key for k in keys], dtype=bool)
             table[mine] = buffer[rows[mine]]
         return summarize(table, self.items)
-
-
-def summarize(table: np.ndarray, items: Sequence[_Pending]) -> tuple[dict[int, Summary], bool]:
-    """Per item (by parameter index), the Summary of its reductions ``table[i]`` (float64, REDUCTIONS order);
-    and whether all are finite.
-
-    All items at once, in numpy: every operation is the one IEEE float64
-    operation a per-item computation in Python floats would make, so the
-    cells are those bits. Columns an item does not have are empty (None):
-    g and all after it without a gradient, v or s where the family keeps
-    none, d and the cosines when lr is 0, cos_d_prev without a previous delta.
-    """
-    if not items:
-        return {}, True
-    r = {name: table[:, column] for column, name in enumerate(REDUCTIONS)}
-    column = dict(zip(_Pending._fields, zip(*items)))  # each field of every item, in item order
-    lr, sign = np.array(column["lr"]), np.array(column["sign"])
-    has_grad, has_previous = np.array(column["has_grad"]), np.array(column["has_previous"])
-    has_v, has_s = np.array(column["has_v"]), np.array(column["has_s"])
-    moves = has_grad & (lr > 0)  # d measured
-    with np.errstate(all="ignore"):  # the products and quotients of norms that are 0, inf or NaN are masked below
-        theta_norm, displacement, g_norm = np.sqrt(r["theta_sq"]), np.sqrt(r["delta_sq"]), np.sqrt(r["g_sq"])
-        v_norm, s_norm, previous_norm = np.sqrt(r["v_sq"]), np.sqrt(r["s_sq"]), np.sqrt(r["previous_sq"])
-        safe_lr = np.where(moves, lr, 1.0)
-        cos_d_prev, cos_d_prev_defined = _cosines(r["previous_dot_delta"], displacement, previous_norm)
-        cos_g_d, cos_g_d_defined = _cosines(sign * r["g_dot_delta"], g_norm, displacement)
-        values = np.stack([
-            theta_norm, g_norm, v_norm, s_norm, displacement / safe_lr, displacement,
-            r["delta_abs_max"] / safe_lr, cos_d_prev, cos_g_d,
-        ], axis=1)
-    present = np.stack([
-        np.ones_like(has_grad), has_grad, has_v & has_grad, has_s & has_grad, moves, np.ones_like(has_grad),
-        moves, moves & has_previous & cos_d_prev_defined, moves & cos_g_d_defined,
-    ], axis=1)
-    finite = bool(np.all(np.isfinite(theta_norm)) and np.all(np.isfinite(values[:, 1:4][present[:, 1:4]])))
-    cells = values.tolist()
-    for i, quantity in zip(*np.nonzero(~present)):
-        cells[i][quantity] = None
-    # tuple.__new__ makes each Summary from its row in C: Summary._make, a Python call, took 0.8 us a tensor.
-    return dict(zip(column["index"], map(partial(tuple.__new__, Summary), cells))), finite
-
-
-def _cosines(dots: np.ndarray, norms_a: np.ndarray, norms_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """dot / (|a| |b|) clamped to [-1, 1], and where it is defined: both norms nonzero and their product finite.
-
-    The dot product and the norms are reduced separately in the parameters'
-    dtype, so parallel vectors can come out a few ulp beyond 1, which no
-    reader should see. A NaN quotient would clamp to -1, as Python's
-    ``min(1.0, max(-1.0, x))`` does; it needs a NaN or infinite input,
-    which makes a norm NaN or infinite, so the cosine is undefined anyway.
-    """
-    product = norms_a * norms_b
-    defined = (norms_a != 0) & (norms_b != 0) & np.isfinite(product)
-    quotient = dots / product
-    quotient = np.where(quotient > -1.0, quotient, -1.0)
-    return np.where(quotient < 1.0, quotient, 1.0), defined

@@ -1,0 +1,47 @@
+"""Which summary pass a Recorder runs: ``SUMMARY_PASSES`` and the rule that picks one.
+
+"auto" (the default) is the native pass where the C library builds and some
+summarised tensor is one it takes (float32, on the CPU), else the eager one;
+"native", "compiled" and "eager" ask for one and are refused, in one line,
+where it cannot run.
+"""
+
+from __future__ import annotations
+
+SUMMARY_PASSES = ("auto", "native", "compiled", "eager")
+"""What ``Recorder(summary_pass=...)`` accepts; "auto" is native where it builds, else eager."""
+
+
+def check_summary_pass(requested: object) -> None:
+    """Raise TracerError unless ``requested`` is one of SUMMARY_PASSES."""
+    from tracer.errors import TracerError
+
+    if requested not in SUMMARY_PASSES:
+        raise TracerError(f"invalid summary_pass {requested!r}; accepted: {', '.join(map(repr, SUMMARY_PASSES))}")
+
+
+def resolve_summary_pass(requested: str, distributed: bool, native_takes_any: bool = True) -> str:
+    """The pass a Recorder runs for ``requested`` (one of SUMMARY_PASSES): "native", "compiled" or "eager".
+
+    ``native_takes_any``: some summarised tensor is one the native pass takes
+    (float32, on the CPU); where none is, "auto" is "eager" (the metadata must
+    not name a pass that reduced nothing). Raises TracerError for an unknown
+    name, for "native" where the C library cannot be built (saying why) or
+    takes none of the tensors, and for "compiled" under torch.distributed (a
+    compiled chunk reduces every row of a results buffer; with shards some
+    rows are another rank's).
+    """
+    from tracer import native
+    from tracer.errors import TracerError
+
+    check_summary_pass(requested)
+    if requested == "compiled" and distributed:
+        raise TracerError("summary_pass='compiled' is single-process only; under torch.distributed use 'auto', 'native' or 'eager'")
+    if requested == "native" and not native_takes_any:
+        raise TracerError("summary_pass='native' takes float32 CPU tensors and no summarised tensor is one; use 'auto' or 'eager'")
+    if requested in ("auto", "native") and native_takes_any:
+        if native.library() is not None:
+            return "native"
+        if requested == "native":
+            raise TracerError(f"summary_pass='native' cannot be built here ({native.failure()}); use 'auto' or 'eager'")
+    return "eager" if requested == "auto" else requested
