@@ -214,7 +214,8 @@ RECORDERS_COPY = "snapshot copy (native, streaming stores: the recorder's)"
 
 
 def bench_kernels(rounds: int) -> None:
-    from tracer.native.steps import AdamScalars, InStepSummaries, SummaryTarget, adam_native
+    from tracer.native.steps import AdamScalars, NativeOutputs, adam_native
+    from tracer.recording.summary import InStepSummaries
     from tracer.summaries.eager import SummaryInput, reduce_eager
     from tracer.summaries.native import NativeReducer
 
@@ -225,7 +226,7 @@ def bench_kernels(rounds: int) -> None:
     scalars = [AdamScalars(1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 5.0)] * 100
     rows = np.zeros((100, 9))
     # delta written over the previous delta, as the recorder asks where lr > 0
-    request = lambda: InStepSummaries({id(p): SummaryTarget(q, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(theta, delta, previous, rows)})  # noqa: E731
+    request = lambda: InStepSummaries({id(p): NativeOutputs(q, q, 0.0, r.ctypes.data) for p, d, q, r in zip(theta, delta, previous, rows)}, {})  # noqa: E731
     items = [(i, SummaryInput(delta[i], theta[i], grad[i], 0.0, v[i], s[i], previous[i])) for i in range(100)]
     out = torch.zeros(100, 9)
     native = NativeReducer()

@@ -16,17 +16,16 @@ from tracer import Recorder, load_trace, native
 from tracer.info import summarize
 from tracer.native.steps import (
     AdamScalars,
-    InStepSummaries,
+    NativeOutputs,
     RmspropScalars,
     SgdScalars,
-    SummaryTarget,
     adam_native,
     count_steps,
     rmsprop_native,
     sgd_native,
 )
 from tracer.optim import SGD, Adam, AdamW, RMSprop
-from tracer.recording.summary import SummaryReducer
+from tracer.recording.summary import InStepSummaries, SummaryReducer
 from tracer.summaries.eager import SummaryInput
 from tracer.summaries.native import NativeReducer
 from tracer.testing import assert_optimizers_match
@@ -228,7 +227,7 @@ def test_the_traced_pass_may_write_delta_over_the_previous_delta():
             lambda request: rmsprop_native(params, grads, state[1], [None] * len(sizes), state[2],
                                            [RmspropScalars(0.01, 0.99, 1e-8, 0.0, 0.5, False)] * len(sizes), request),
         ):
-            run(InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)}))
+            run(InStepSummaries({id(p): NativeOutputs(d, q, 0.0, r.ctypes.data) for p, d, q, r in zip(params, deltas, previous, rows)}, {}))
             reductions.append(rows.tolist())
             if not in_place:  # the recorder's swap: this delta is the next pass's previous one
                 previous, deltas = deltas, previous
@@ -283,7 +282,7 @@ def test_a_request_lasts_one_step_even_when_the_closure_fails(tmp_path):
                 raise RuntimeError("closure failed")
 
             optimizer.step(closure)
-    assert optimizer.in_step_summaries is None
+    assert optimizer.step_tap is None
 
 
 @pytest.mark.parametrize("cls", [Adam, AdamW, SGD, RMSprop])
@@ -316,18 +315,18 @@ def test_the_same_bits_without_vector_instructions_or_hardware_fma(tmp_path, mon
         rows = np.zeros((len(sizes), 9))
         for step in range(1, 4):
             grads = [torch.randn(n, generator=generator) for n in sizes]
-            request = InStepSummaries({id(p): SummaryTarget(d, q, -0.01, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): NativeOutputs(d, q, -0.01, r.ctypes.data) for p, d, q, r in zip(params, deltas, previous, rows)}, {})
             scalars = [AdamScalars(0.01, 0.9, 0.999, 1e-8, 0.01, False, False, float(step))] * len(sizes)
             adam_native(params, grads, *state, scalars, request, library=library)
             assert request.reduced == set(map(id, params))
             reductions.append(rows.tolist())
             # and SGD with Nesterov momentum over the same tensors (its buffer: max_exp_avg_sq's place)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): NativeOutputs(d, q, 0.0, r.ctypes.data) for p, d, q, r in zip(params, deltas, previous, rows)}, {})
             momentum = [SgdScalars(0.01, 0.9, 0.0, 0.01, True, False)] * len(sizes)
             sgd_native(params, grads, state[2], [step == 1] * len(sizes), momentum, request, library=library)
             reductions.append(rows.tolist())
             # and centered RMSprop with momentum (square_avg, grad_avg, buffer: three fresh buffers' places)
-            request = InStepSummaries({id(p): SummaryTarget(d, q, 0.0, r.ctypes.data, d) for p, d, q, r in zip(params, deltas, previous, rows)})
+            request = InStepSummaries({id(p): NativeOutputs(d, q, 0.0, r.ctypes.data) for p, d, q, r in zip(params, deltas, previous, rows)}, {})
             rms = [RmspropScalars(0.01, 0.99, 1e-8, 0.01, 0.5, False)] * len(sizes)
             rmsprop_native(params, grads, *rmsprop_state, rms, request, library=library)
             reductions.append(rows.tolist())

@@ -233,3 +233,42 @@ def test_build_optimizer_momentum_is_overridable():
     assert optimizer.param_groups[0]["nesterov"] is True
 
 
+
+
+def test_tracer_optim_knows_nothing_of_tracing():
+    """Importing and stepping tracer.optim (fused too) loads no module of the recording side beyond what
+    ``import tracer`` itself loads (trace reading, numpy only): the first rule of the architecture."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tracer\n"
+        "before = set(sys.modules)\n"
+        "import torch, tracer.optim\n"
+        "p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3)\n"
+        "tracer.optim.Adam([p], fused=True).step(); tracer.optim.SGD([p], lr=0.1).step()\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith('tracer')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.split("\n")[-2] == str(sorted(
+        ["tracer.native", "tracer.native.steps", "tracer.optim", "tracer.optim._common", "tracer.optim.adam",
+         "tracer.optim.rmsprop", "tracer.optim.sgd"]))
+
+
+def test_tracer_optim_names_nothing_of_tracing():
+    """No identifier in tracer/optim/ speaks of traces or summaries: what a caller may watch of a step is the
+    neutral ``step_tap`` (tracer.native.steps.StepTap), implemented on the recording side."""
+    import ast
+    import pathlib
+    import re
+
+    import tracer.optim
+
+    found = []
+    for path in pathlib.Path(tracer.optim.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [getattr(node, "id", None), getattr(node, "attr", None), getattr(node, "name", None), getattr(node, "arg", None)]
+            names += [alias.name for alias in getattr(node, "names", []) if isinstance(alias, ast.alias)]
+            # "trace" but not the package's own name (tracer, TracerError)
+            found += [f"{path.name}: {n}" for n in names if isinstance(n, str) and re.search("summar|trace(?!r)", n.lower())]
+    assert found == []

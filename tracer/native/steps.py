@@ -2,16 +2,15 @@
 
 ``adam_native``, ``sgd_native`` and ``rmsprop_native`` update every given tensor in one C call; ``native_tensors``
 says which tensors it takes (float32, on the CPU, contiguous, real, dense
-gradient). ``InStepSummaries`` is how a caller (the Recorder) asks the same
-pass for the summary reductions of some parameters: for each, where to write
-delta, which previous delta to read and where its reductions go. The
-optimizer sees only this request, nothing of traces.
+gradient). A ``StepTap`` is how a caller (the Recorder) asks the same pass
+for what it computes anyway for some parameters (``NativeOutputs``: delta
+and the summary reductions over it). The optimizer passes the tap through
+and knows nothing of traces.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -21,45 +20,39 @@ from torch.autograd.graph import increment_version
 from tracer import native
 
 
-class SummaryTarget(NamedTuple):
-    """Where a traced step writes one parameter's delta (theta_before - theta_after), and what it reads.
+class NativeOutputs(NamedTuple):
+    """Where a native step writes, for one parameter, what it computes anyway.
 
-    All tensors float32, contiguous, the parameter's length. ``delta`` may be
+    ``delta`` = theta_before - theta_after (float32, contiguous, the
+    parameter's length) and, at the address ``results``, the nine
+    reductions of ``tracer.summaries`` over it, reading the ``previous``
+    delta and g = grad + g_theta * theta_before. ``delta`` may be
     ``previous`` itself: the pass reads each chunk's previous delta before it
     writes that chunk's delta over it, which moves less memory than writing
     to a third buffer.
     """
 
     delta: Tensor  # written by the native pass
-    previous: Tensor  # the previous delta, read (the recorder's buffer: zeros before a first delta)
-    g_theta: float  # g = grad + g_theta * theta_before in the reductions (tracer.summaries)
-    results: int  # the address where the pass writes the REDUCTIONS, 9 float64s (kept alive by the requester)
-    theta_before: Tensor  # written by keep_theta, for a tensor updated outside the native pass
+    previous: Tensor  # read (zeros before a first delta)
+    g_theta: float  # g = grad + g_theta * theta_before in the reductions
+    results: int  # the address of 9 float64s, kept alive by the tap's owner
 
 
-@dataclass
-class InStepSummaries:
-    """A request for the summary reductions of one update, computed inside the optimizer's pass.
+class StepTap(Protocol):
+    """What a caller may ask of one step of a fused ``tracer.optim`` optimizer (its ``step_tap``, set for one step).
 
-    ``targets`` maps ``id(param)`` to its SummaryTarget. For each target it
-    updates, the step either writes delta and the reductions (into
-    ``target.results``) in its native pass and lists it in ``reduced``, or,
-    updating it some other way, first copies theta into ``target.theta_before``
-    (``keep_theta``) and lists it in ``copied``, so that the requester can
-    reduce it after the step; a target it does not update (no gradient) is
-    in neither.
+    The optimizer does not know why. Its native pass writes ``outputs[id(param)]``
+    for each tensor it updates that ``outputs`` names, then tells
+    ``updated_natively(params)``; before it updates a tensor another way (a
+    tensor the native pass does not take) it calls ``before_update(param)``.
+    The Recorder's implementation is ``tracer.recording.summary.InStepSummaries``.
     """
 
-    targets: dict[int, SummaryTarget]
-    reduced: set[int] = field(default_factory=set)
-    copied: set[int] = field(default_factory=set)
+    outputs: Mapping[int, NativeOutputs]
 
-    def keep_theta(self, param: Tensor) -> None:
-        """Before ``param`` is updated outside the native pass: theta into its target's theta_before, if it has one."""
-        target = self.targets.get(id(param))
-        if target is not None:
-            target.theta_before.copy_(param)
-            self.copied.add(id(param))
+    def before_update(self, param: Tensor) -> None: ...
+
+    def updated_natively(self, params: Sequence[Tensor]) -> None: ...
 
 
 _FLOAT32, _STRIDED = torch.float32, torch.strided  # module constants: two attribute lookups less per tensor
@@ -103,7 +96,7 @@ def count_steps(steps: list[Tensor], library=None) -> list[float]:
     return values.tolist()
 
 
-# SummaryTarget and the *Scalars are made per tensor at every step: NamedTuples, immutable and quick to build.
+# NativeOutputs and the *Scalars are made per tensor at every step: NamedTuples, immutable and quick to build.
 
 
 class AdamScalars(NamedTuple):
@@ -126,10 +119,10 @@ def adam_native(
     exp_avg_sqs: list[Tensor],
     max_exp_avg_sqs: list[Tensor | None],
     scalars: list[AdamScalars],
-    request: InStepSummaries | None = None,
+    tap: StepTap | None = None,
     library=None,
 ) -> None:
-    """Adam's update of every ``params[i]`` in one native call; the request's targets also reduced.
+    """Adam's update of every ``params[i]`` in one native call; the tap's outputs also written.
 
     Every tensor must pass ``native_tensors``. The scalars go to float32 as
     torch casts them for float32 tensors: 1 - b1 (the lerp weight), b2,
@@ -150,10 +143,10 @@ def adam_native(
             exp_avg_sq.data_ptr(),
             0 if largest is None else largest.data_ptr(),
             grad.data_ptr(),
-            *_traced_fields(request, param),
+            *_traced_fields(tap, param),
             *fields,
         ))
-    _run(library.tracer_adam_f32, np.array(records, dtype=native.ADAM_ITEM), params, request)
+    _run(library.tracer_adam_f32, np.array(records, dtype=native.ADAM_ITEM), params, tap)
 
 
 def _adam_fields(k: AdamScalars) -> tuple[float, ...]:
@@ -189,10 +182,10 @@ def sgd_native(
     buffers: list[Tensor | None],
     first: list[bool],
     scalars: list[SgdScalars],
-    request: InStepSummaries | None = None,
+    tap: StepTap | None = None,
     library=None,
 ) -> None:
-    """SGD's update of every ``params[i]`` in one native call; the request's targets also reduced.
+    """SGD's update of every ``params[i]`` in one native call; the tap's outputs also written.
 
     ``buffers[i]``: the momentum buffer (None without momentum); where
     ``first[i]`` it is new and becomes g. Every tensor must pass
@@ -207,7 +200,7 @@ def sgd_native(
             param.data_ptr(),
             0 if buffer is None else buffer.data_ptr(),
             grad.data_ptr(),
-            *_traced_fields(request, param),
+            *_traced_fields(tap, param),
             -1.0 if k.maximize else 1.0,
             k.weight_decay,
             k.momentum,
@@ -216,7 +209,7 @@ def sgd_native(
             int(new),
             int(k.nesterov),
         ))
-    _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, request)
+    _run(library.tracer_sgd_f32, np.array(records, dtype=native.SGD_ITEM), params, tap)
 
 
 class RmspropScalars(NamedTuple):
@@ -237,10 +230,10 @@ def rmsprop_native(
     grad_avgs: list[Tensor | None],
     buffers: list[Tensor | None],
     scalars: list[RmspropScalars],
-    request: InStepSummaries | None = None,
+    tap: StepTap | None = None,
     library=None,
 ) -> None:
-    """RMSprop's update of every ``params[i]`` in one native call; the request's targets also reduced.
+    """RMSprop's update of every ``params[i]`` in one native call; the tap's outputs also written.
 
     ``grad_avgs[i]``: the centered average (None: not centered);
     ``buffers[i]``: the momentum buffer (None without momentum). Every
@@ -257,7 +250,7 @@ def rmsprop_native(
             0 if grad_avg is None else grad_avg.data_ptr(),
             0 if buffer is None else buffer.data_ptr(),
             grad.data_ptr(),
-            *_traced_fields(request, param),
+            *_traced_fields(tap, param),
             -1.0 if k.maximize else 1.0,
             k.weight_decay,
             k.alpha,
@@ -266,7 +259,7 @@ def rmsprop_native(
             k.momentum,
             -k.lr,
         ))
-    _run(library.tracer_rmsprop_f32, np.array(records, dtype=native.RMSPROP_ITEM), params, request)
+    _run(library.tracer_rmsprop_f32, np.array(records, dtype=native.RMSPROP_ITEM), params, tap)
 
 
 def _library(library):
@@ -276,17 +269,17 @@ def _library(library):
     return library
 
 
-def _traced_fields(request: InStepSummaries | None, param: Tensor) -> tuple:
-    """An item's delta, previous, results and g_theta fields: zeros when the request does not name ``param``."""
-    target = None if request is None else request.targets.get(id(param))
+def _traced_fields(tap: StepTap | None, param: Tensor) -> tuple:
+    """An item's delta, previous, results and g_theta fields: zeros when the tap does not name ``param``."""
+    target = None if tap is None else tap.outputs.get(id(param))
     if target is None:
         return 0, 0, 0, 0.0
     return target.delta.data_ptr(), target.previous.data_ptr(), target.results, target.g_theta
 
 
-def _run(kernel, table: np.ndarray, params: list[Tensor], request: InStepSummaries | None) -> None:
-    """Call a step kernel on its table; tell the request which of its targets were reduced."""
+def _run(kernel, table: np.ndarray, params: list[Tensor], tap: StepTap | None) -> None:
+    """Call a step kernel on its table; tell the tap which tensors it updated."""
     if kernel(table.ctypes.data, len(table), torch.get_num_threads()) != 0:
         raise MemoryError("the native optimizer step could not allocate its task table (nothing was updated)")
-    if request is not None:
-        request.reduced.update(key for key in map(id, params) if key in request.targets)
+    if tap is not None:
+        tap.updated_natively(params)

@@ -1,7 +1,9 @@
-"""What the hand-written optimizers share: eager validation and lazy state.
+"""What the hand-written optimizers share: eager validation, lazy state and the step loop.
 
 Kept apart from the algorithms so that each of sgd.py, rmsprop.py and adam.py
 reads as its algorithm only. Nothing here touches the arithmetic.
+``step_each`` is the one step loop of all three (native pass or for-loop
+arithmetic per tensor, and the ``step_tap`` a caller may set for a step).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tracer.native.steps import native_tensors
+from tracer.native.steps import StepTap, native_tensors
 
 
 def check_learning_rate(lr: float | Tensor) -> None:
@@ -122,3 +124,45 @@ def native_pass_takes(group: dict[str, Any], param: Tensor, state: dict[str, Any
     if grad is None or not group.get("fused"):
         return False
     return native_tensors(param, grad, *[state.get(key) for key in state_keys])
+
+
+def step_each(
+    optimizer: torch.optim.Optimizer,
+    closure: Callable[[], Any] | None,
+    prepare: Callable[[dict[str, Any]], tuple[list[Tensor], Any]],
+    native_item: Callable[[dict[str, Any], Any, Tensor], Any],
+    update: Callable[[dict[str, Any], Any, Tensor], None],
+    run_native: Callable[[list[Tensor], list[Any], StepTap | None], None],
+) -> Any:
+    """One step of a tracer.optim optimizer: every parameter with a gradient, group by group; return the closure's loss.
+
+    ``prepare(group)`` gives the group's parameters to update (their state
+    made) and what its updates share (lr as torch reads it, once per
+    group); a tensor the native pass takes (``native_item`` returns its item,
+    not None) is collected, and all of them are updated by one
+    ``run_native(params, items, tap)`` call after the loop; any other is
+    updated at once by ``update(group, shared, param)``, the algorithm's
+    for-loop arithmetic. ``optimizer.step_tap`` (a ``StepTap``, set by a
+    caller for one step) goes to the native pass and hears of every other
+    update before it happens.
+    """
+    # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
+    tap, optimizer.step_tap = optimizer.step_tap, None
+    loss = evaluate_closure(closure)
+    natives: list[Tensor] = []
+    items: list[Any] = []
+    for group in optimizer.param_groups:
+        params, shared = prepare(group)
+        fused = group.get("fused")
+        for param in params:
+            item = native_item(group, shared, param) if fused else None
+            if item is not None:
+                natives.append(param)
+                items.append(item)
+                continue
+            if tap is not None:
+                tap.before_update(param)
+            update(group, shared, param)
+    if natives:
+        run_native(natives, items, tap)
+    return loss

@@ -9,17 +9,17 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import AdamScalars, InStepSummaries, adam_native, count_steps
+from tracer.native.steps import AdamScalars, StepTap, adam_native, count_steps
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
     check_fused,
     check_non_negative,
-    evaluate_closure,
     native_pass_takes,
     new_step_counter,
     params_with_grad,
     restore_defaults,
+    step_each,
 )
 
 __all__ = ["Adam", "AdamW", "adam_update"]
@@ -82,15 +82,15 @@ class Adam(torch.optim.Optimizer):
             take the arithmetic above. It agrees with torch within a few
             float32 ulps (torch's kernels fuse some multiply-adds, and which
             depends on the CPU). A Recorder at summary granularity then
-            computes its summaries inside this pass (``in_step_summaries``)
+            computes its summaries inside this pass (``step_tap``)
             instead of a snapshot before the step and a pass after it.
             Raises RuntimeError where the native kernels cannot be built
             (no C compiler). Default: False.
 
-    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.steps)
-    a Recorder sets for one step: the native pass then also writes delta and
-    the summary reductions of the parameters it names. Ignored without
-    ``fused``.
+    ``step_tap``: None, or a ``tracer.native.steps.StepTap`` a caller (the
+    Recorder) sets for one step: the native pass then also writes what it
+    computes anyway (delta and its reductions) where the tap says, and the
+    tap hears of every tensor updated another way before it is.
 
     State per parameter (torch's keys): ``step`` (a 0-d float32 CPU tensor),
     ``exp_avg`` (v), ``exp_avg_sq`` (s), ``max_exp_avg_sq`` (if amsgrad).
@@ -145,64 +145,33 @@ class Adam(torch.optim.Optimizer):
             "fused": fused,
         }
         super().__init__(params, defaults)
-        self.in_step_summaries: InStepSummaries | None = None
+        self.step_tap: StepTap | None = None
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         restore_defaults(
             self, {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False, "fused": False}
         )
-        self.__dict__.setdefault("in_step_summaries", None)
+        self.__dict__.setdefault("step_tap", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Update every parameter that has a gradient; return the closure's loss, if any."""
-        # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
-        request, self.in_step_summaries = self.in_step_summaries, None
-        loss = evaluate_closure(closure)
-        batch = _NativeBatch()  # the fused groups' tensors, updated together after the loop
+        return step_each(self, closure, self._prepare, _native_item, _update, _run_native)
 
-        for group in self.param_groups:
-            params = list(params_with_grad(group, type(self).__name__))
-            states = [self.state[param] for param in params]
-            for param, state in zip(params, states):
-                if len(state) == 0:
-                    state["step"] = new_step_counter()
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(
-                        param, memory_format=torch.preserve_format
-                    )
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = torch.zeros_like(
-                            param, memory_format=torch.preserve_format
-                        )
-            lr = as_scalar(group["lr"])  # once per group, as torch
-            beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
-            options = _GroupOptions(float(lr), float(beta1), float(beta2), group) if group["fused"] else None
-            for param, state in zip(params, states):
-                if options is not None and native_pass_takes(group, param, state, _NATIVE_STATE):
-                    batch.add(param, state, options)
-                    continue
-                if request is not None:  # traced: the requester reduces this one after the step
-                    request.keep_theta(param)
-                adam_update(
-                    param,
-                    param.grad,
-                    state["exp_avg"],
-                    state["exp_avg_sq"],
-                    state.get("max_exp_avg_sq"),
-                    state["step"],
-                    lr=lr,
-                    beta1=beta1,
-                    beta2=beta2,
-                    eps=group["eps"],
-                    weight_decay=group["weight_decay"],
-                    amsgrad=group["amsgrad"],
-                    maximize=group["maximize"],
-                    decoupled_weight_decay=group["decoupled_weight_decay"],
-                )
-        batch.run(request)
-        return loss
+    def _prepare(self, group: dict) -> tuple[list[Tensor], _GroupOptions]:
+        """The group's parameters with a gradient, their state made; lr and betas read once, as torch."""
+        params = list(params_with_grad(group, type(self).__name__))
+        for param in params:
+            state = self.state[param]
+            if len(state) == 0:
+                state["step"] = new_step_counter()
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        beta1, beta2 = (as_scalar(beta) for beta in group["betas"])
+        return params, _GroupOptions(as_scalar(group["lr"]), beta1, beta2, group, self.state)
 
 
 class AdamW(Adam):
@@ -328,48 +297,63 @@ def adam_update(
 
 
 class _GroupOptions(NamedTuple):
-    """A fused group's lr and betas as Python floats, taken once per step (torch's fused Adam casts them so)."""
+    """What a group's updates share in one step: lr and betas as torch reads them, the group, the states."""
 
-    lr: float
-    beta1: float
-    beta2: float
+    lr: float | Tensor
+    beta1: float | Tensor
+    beta2: float | Tensor
     group: dict
+    state: dict
 
 
-class _NativeBatch:
-    """The tensors of one step that the native pass updates, collected across groups for one call."""
+def _native_item(group: dict, options: _GroupOptions, param: Tensor) -> tuple[dict, _GroupOptions] | None:
+    """The parameter's state and its group's options, where the native pass takes it."""
+    state = options.state[param]
+    return (state, options) if native_pass_takes(group, param, state, _NATIVE_STATE) else None
 
-    def __init__(self) -> None:
-        self.params: list[Tensor] = []
-        self.states: list[dict] = []
-        self.options: list[_GroupOptions] = []
 
-    def add(self, param: Tensor, state: dict, options: _GroupOptions) -> None:
-        self.params.append(param)
-        self.states.append(state)
-        self.options.append(options)
+def _update(group: dict, options: _GroupOptions, param: Tensor) -> None:
+    state = options.state[param]
+    adam_update(
+        param,
+        param.grad,
+        state["exp_avg"],
+        state["exp_avg_sq"],
+        state.get("max_exp_avg_sq"),
+        state["step"],
+        lr=options.lr,
+        beta1=options.beta1,
+        beta2=options.beta2,
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        amsgrad=group["amsgrad"],
+        maximize=group["maximize"],
+        decoupled_weight_decay=group["decoupled_weight_decay"],
+    )
 
-    def run(self, request: InStepSummaries | None) -> None:
-        if not self.params:
-            return
-        counts = count_steps([state["step"] for state in self.states])
-        # One AdamScalars per group and step count (usually one per group), shared by its tensors.
-        made: dict[tuple[int, float], AdamScalars] = {}
-        scalars = []
-        for options, count in zip(self.options, counts):
-            k = made.get((id(options), count))
-            if k is None:
-                lr, beta1, beta2, group = options
-                k = made[id(options), count] = AdamScalars(
-                    lr, beta1, beta2, group["eps"], group["weight_decay"], group["decoupled_weight_decay"], group["maximize"], count
-                )
-            scalars.append(k)
-        adam_native(
-            self.params,
-            [param.grad for param in self.params],
-            [state["exp_avg"] for state in self.states],
-            [state["exp_avg_sq"] for state in self.states],
-            [state.get("max_exp_avg_sq") for state in self.states],
-            scalars,
-            request,
-        )
+
+def _run_native(params: list[Tensor], items: list[tuple[dict, _GroupOptions]], tap: StepTap | None) -> None:
+    """Every tensor the native pass takes, in one call; lr and betas as Python floats (torch's fused Adam casts them so)."""
+    states = [state for state, _ in items]
+    counts = count_steps([state["step"] for state in states])
+    # One AdamScalars per group and step count (usually one per group), shared by its tensors.
+    made: dict[tuple[int, float], AdamScalars] = {}
+    scalars = []
+    for (_, options), count in zip(items, counts):
+        k = made.get((id(options), count))
+        if k is None:
+            group = options.group
+            k = made[id(options), count] = AdamScalars(
+                float(options.lr), float(options.beta1), float(options.beta2), group["eps"], group["weight_decay"],
+                group["decoupled_weight_decay"], group["maximize"], count,
+            )
+        scalars.append(k)
+    adam_native(
+        params,
+        [param.grad for param in params],
+        [state["exp_avg"] for state in states],
+        [state["exp_avg_sq"] for state in states],
+        [state.get("max_exp_avg_sq") for state in states],
+        scalars,
+        tap,
+    )

@@ -8,17 +8,17 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import InStepSummaries, RmspropScalars, count_steps, rmsprop_native
+from tracer.native.steps import RmspropScalars, StepTap, count_steps, rmsprop_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
     check_fused,
     check_non_negative,
-    evaluate_closure,
     native_pass_takes,
     new_step_counter,
     params_with_grad,
     restore_defaults,
+    step_each,
 )
 
 __all__ = ["RMSprop", "rmsprop_update"]
@@ -81,8 +81,8 @@ class RMSprop(torch.optim.Optimizer):
             its summaries inside this pass. Raises RuntimeError where the
             native kernels cannot be built. Default: False.
 
-    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.steps)
-    a Recorder sets for one step (see tracer.optim.Adam).
+    ``step_tap``: None, or a ``tracer.native.steps.StepTap`` a caller sets
+    for one step (see tracer.optim.Adam).
 
     State per parameter (torch's keys): ``step`` (a 0-d float32 CPU tensor),
     ``square_avg`` (s), ``momentum_buffer`` (b, if momentum > 0 at the first
@@ -126,76 +126,57 @@ class RMSprop(torch.optim.Optimizer):
             "fused": fused,
         }
         super().__init__(params, defaults)
-        self.in_step_summaries: InStepSummaries | None = None
+        self.step_tap: StepTap | None = None
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         restore_defaults(self, {"momentum": 0, "centered": False, "maximize": False, "fused": False})
-        self.__dict__.setdefault("in_step_summaries", None)
+        self.__dict__.setdefault("step_tap", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Update every parameter that has a gradient; return the closure's loss, if any."""
-        # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
-        request, self.in_step_summaries = self.in_step_summaries, None
-        loss = evaluate_closure(closure)
-        batch: list[tuple[Tensor, dict, RmspropScalars]] = []  # the fused groups' tensors, updated together after the loop
+        return step_each(self, closure, self._prepare, self._native_item, self._update, _run_native)
 
-        for group in self.param_groups:
-            params = list(params_with_grad(group, type(self).__name__))
-            lr = as_scalar(group["lr"])  # once per group, as torch
-            for param in params:
-                state = self.state[param]
-                if len(state) == 0:
-                    state["step"] = new_step_counter()
-                    state["square_avg"] = torch.zeros_like(
-                        param, memory_format=torch.preserve_format
-                    )
-                    if group["momentum"] > 0:
-                        state["momentum_buffer"] = torch.zeros_like(
-                            param, memory_format=torch.preserve_format
-                        )
-                    if group["centered"]:
-                        state["grad_avg"] = torch.zeros_like(
-                            param, memory_format=torch.preserve_format
-                        )
-            for param in params:
-                state = self.state[param]
-                if native_pass_takes(group, param, state, _NATIVE_STATE):
-                    scalars = RmspropScalars(float(lr), group["alpha"], group["eps"], group["weight_decay"],
-                                             group["momentum"], group["maximize"])
-                    batch.append((param, state, scalars))
-                    continue
-                if request is not None:  # traced: the requester reduces this one after the step
-                    request.keep_theta(param)
-                rmsprop_update(
-                    param,
-                    param.grad,
-                    state["square_avg"],
-                    state.get("grad_avg"),
-                    state.get("momentum_buffer"),
-                    state["step"],
-                    lr=lr,
-                    alpha=group["alpha"],
-                    eps=group["eps"],
-                    weight_decay=group["weight_decay"],
-                    momentum=group["momentum"],
-                    centered=group["centered"],
-                    maximize=group["maximize"],
-                )
-        if batch:
-            states = [state for _, state, _ in batch]
-            count_steps([state["step"] for state in states])
-            rmsprop_native(
-                [param for param, _, _ in batch],
-                [param.grad for param, _, _ in batch],
-                [state["square_avg"] for state in states],
-                [state.get("grad_avg") for state in states],
-                [state.get("momentum_buffer") for state in states],
-                [scalars for _, _, scalars in batch],
-                request,
-            )
-        return loss
+    def _prepare(self, group: dict) -> tuple[list[Tensor], float | Tensor]:
+        """The group's parameters with a gradient, their state made; lr read once, as torch."""
+        params = list(params_with_grad(group, type(self).__name__))
+        for param in params:
+            state = self.state[param]
+            if len(state) == 0:
+                state["step"] = new_step_counter()
+                state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                if group["momentum"] > 0:
+                    state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                if group["centered"]:
+                    state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return params, as_scalar(group["lr"])
+
+    def _native_item(self, group: dict, lr: float | Tensor, param: Tensor) -> tuple | None:
+        """(state, scalars) where the native pass takes ``param``."""
+        state = self.state[param]
+        if not native_pass_takes(group, param, state, _NATIVE_STATE):
+            return None
+        return state, RmspropScalars(float(lr), group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
+                                     group["maximize"])
+
+    def _update(self, group: dict, lr: float | Tensor, param: Tensor) -> None:
+        state = self.state[param]
+        rmsprop_update(
+            param,
+            param.grad,
+            state["square_avg"],
+            state.get("grad_avg"),
+            state.get("momentum_buffer"),
+            state["step"],
+            lr=lr,
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+        )
 
 
 
@@ -253,3 +234,18 @@ def rmsprop_update(
         param.add_(momentum_buffer, alpha=-lr)
     else:
         param.addcdiv_(grad, avg, value=-lr)
+
+
+def _run_native(params: list[Tensor], items: list[tuple[dict, RmspropScalars]], tap: StepTap | None) -> None:
+    """Every tensor the native pass takes, in one call."""
+    states = [state for state, _ in items]
+    count_steps([state["step"] for state in states])
+    rmsprop_native(
+        params,
+        [param.grad for param in params],
+        [state["square_avg"] for state in states],
+        [state.get("grad_avg") for state in states],
+        [state.get("momentum_buffer") for state in states],
+        [scalars for _, scalars in items],
+        tap,
+    )

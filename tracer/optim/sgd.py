@@ -8,16 +8,16 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from tracer.native.steps import InStepSummaries, SgdScalars, sgd_native
+from tracer.native.steps import SgdScalars, StepTap, sgd_native
 from tracer.optim._common import (
     as_scalar,
     check_learning_rate,
     check_fused,
     check_non_negative,
-    evaluate_closure,
     native_pass_takes,
     params_with_grad,
     restore_defaults,
+    step_each,
 )
 
 __all__ = ["SGD", "sgd_update"]
@@ -76,8 +76,8 @@ class SGD(torch.optim.Optimizer):
             summaries inside this pass. Raises RuntimeError where the native
             kernels cannot be built. Default: False.
 
-    ``in_step_summaries``: None, or an InStepSummaries (tracer.native.steps)
-    a Recorder sets for one step (see tracer.optim.Adam).
+    ``step_tap``: None, or a ``tracer.native.steps.StepTap`` a caller sets
+    for one step (see tracer.optim.Adam).
 
     State per parameter (torch's keys): ``momentum_buffer`` (only when
     momentum != 0). Sparse gradients are supported as in torch. Complex
@@ -120,78 +120,63 @@ class SGD(torch.optim.Optimizer):
             "fused": fused,
         }
         super().__init__(params, defaults)
-        self.in_step_summaries: InStepSummaries | None = None
+        self.step_tap: StepTap | None = None
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         restore_defaults(self, {"nesterov": False, "maximize": False, "fused": False})
-        self.__dict__.setdefault("in_step_summaries", None)
+        self.__dict__.setdefault("step_tap", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Update every parameter that has a gradient; return the closure's loss, if any."""
-        # Set for one step only: taken before the closure runs, so a failing closure leaves none behind.
-        request, self.in_step_summaries = self.in_step_summaries, None
-        loss = evaluate_closure(closure)
-        batch = _NativeBatch()  # the fused groups' tensors, updated together after the loop
+        return step_each(self, closure, self._prepare, self._native_item, self._update, _run_native)
 
-        for group in self.param_groups:
-            params = list(params_with_grad(group, type(self).__name__, sparse_supported=True))
-            lr = as_scalar(group["lr"])  # once per group, as torch
-            for param in params:
-                if native_pass_takes(group, param, self.state.get(param, {}), _NATIVE_STATE):
-                    batch.add(self.state[param] if group["momentum"] != 0 else None, param, group, lr)
-                    continue
-                if request is not None:  # traced: the requester reduces this one after the step
-                    request.keep_theta(param)
-                if group["momentum"] != 0:
-                    # Only touch the state when there is a buffer to keep, as
-                    # torch does: plain SGD leaves optimizer.state empty.
-                    state = self.state[param]
-                    buffer = state.get("momentum_buffer")
-                else:
-                    buffer = None
-                buffer = sgd_update(
-                    param,
-                    param.grad,
-                    buffer,
-                    lr=lr,
-                    momentum=group["momentum"],
-                    dampening=group["dampening"],
-                    weight_decay=group["weight_decay"],
-                    nesterov=group["nesterov"],
-                    maximize=group["maximize"],
-                )
-                if group["momentum"] != 0:
-                    state["momentum_buffer"] = buffer
-        batch.run(request)
-        return loss
+    def _prepare(self, group: dict) -> tuple[list[Tensor], float | Tensor]:
+        """The group's parameters with a gradient, and lr read once, as torch."""
+        return list(params_with_grad(group, type(self).__name__, sparse_supported=True)), as_scalar(group["lr"])
 
-
-class _NativeBatch:
-    """The tensors of one step that the native pass updates, collected across groups for one call."""
-
-    def __init__(self) -> None:
-        self.params: list[Tensor] = []
-        self.buffers: list[Tensor | None] = []
-        self.first: list[bool] = []
-        self.scalars: list[SgdScalars] = []
-
-    def add(self, state: dict | None, param: Tensor, group: dict, lr) -> None:
-        """``state``: the parameter's, where the group has momentum (a new buffer is made there)."""
+    def _native_item(self, group: dict, lr: float | Tensor, param: Tensor) -> tuple | None:
+        """(momentum buffer, whether it is new, scalars) where the native pass takes ``param``; a new buffer is made here."""
+        if not native_pass_takes(group, param, self.state.get(param, {}), _NATIVE_STATE):
+            return None
+        # Only touch the state when there is a buffer to keep, as torch does.
+        state = self.state[param] if group["momentum"] != 0 else None
         buffer = None if state is None else state.get("momentum_buffer")
         first = state is not None and buffer is None
         if first:
             buffer = state["momentum_buffer"] = torch.empty_like(param, memory_format=torch.contiguous_format)
-        self.params.append(param)
-        self.buffers.append(buffer)
-        self.first.append(first)
-        self.scalars.append(SgdScalars(float(lr), group["momentum"], group["dampening"], float(group["weight_decay"]),
-                                       group["nesterov"], group["maximize"]))
+        scalars = SgdScalars(float(lr), group["momentum"], group["dampening"], float(group["weight_decay"]),
+                             group["nesterov"], group["maximize"])
+        return buffer, first, scalars
 
-    def run(self, request: InStepSummaries | None) -> None:
-        if self.params:
-            sgd_native(self.params, [p.grad for p in self.params], self.buffers, self.first, self.scalars, request)
+    def _update(self, group: dict, lr: float | Tensor, param: Tensor) -> None:
+        if group["momentum"] != 0:
+            # Only touch the state when there is a buffer to keep, as
+            # torch does: plain SGD leaves optimizer.state empty.
+            state = self.state[param]
+            buffer = state.get("momentum_buffer")
+        else:
+            buffer = None
+        buffer = sgd_update(
+            param,
+            param.grad,
+            buffer,
+            lr=lr,
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
+        if group["momentum"] != 0:
+            state["momentum_buffer"] = buffer
+
+
+def _run_native(params: list[Tensor], items: list[tuple], tap: StepTap | None) -> None:
+    """Every tensor the native pass takes, in one call."""
+    buffers, first, scalars = zip(*items)
+    sgd_native(params, [p.grad for p in params], list(buffers), list(first), list(scalars), tap)
 
 
 def sgd_update(

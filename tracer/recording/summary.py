@@ -25,7 +25,7 @@ used there.
 
 Inside the optimizer: with the native pass, a fused ``tracer.optim`` optimizer
 computes the reductions of the tensors its native pass updates inside that
-pass (``snapshot(optimizer, lrs)`` hands it an ``InStepSummaries`` request:
+pass (``snapshot(optimizer, lrs)`` sets its ``step_tap`` to an ``InStepSummaries``:
 the previous delta is read from its buffer and this delta written over it).
 No snapshot is taken for them and no pass runs after the step; the numbers
 are the native pass's, bit for bit (the same C reductions of the same values).
@@ -42,7 +42,7 @@ lr = 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from tracer.families import Family
-from tracer.native.steps import InStepSummaries, SummaryTarget
+from tracer.native.steps import NativeOutputs
 from tracer.probes import gradient_convention, state_tensor
 from tracer.recording.sharding import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
@@ -71,6 +71,35 @@ class _Buffers:
     previous_delta: Tensor | None  # the last measured update's delta
     held: bool = True  # this rank reduces a piece of the parameter (always in one process)
     has_previous: bool = False  # previous_delta holds a measured delta
+
+
+@dataclass
+class InStepSummaries:
+    """The Recorder's ``tracer.native.steps.StepTap``: one step's request for summaries computed inside a fused step.
+
+    ``outputs`` maps ``id(param)`` to where the native pass writes delta and
+    the reductions; the step lists every tensor it updated natively in
+    ``reduced``. A tensor it updates another way is first copied into its
+    ``theta_before`` buffer (the snapshot) and listed in ``copied``, so that
+    it is reduced after the step as usual; a tensor not updated (no
+    gradient) is in neither.
+    """
+
+    outputs: dict[int, NativeOutputs]
+    theta_before: dict[int, Tensor]
+    reduced: set[int] = field(default_factory=set)
+    copied: set[int] = field(default_factory=set)
+
+    def before_update(self, param: Tensor) -> None:
+        """Before ``param`` is updated outside the native pass: theta into its snapshot, if it is asked for."""
+        buffer = self.theta_before.get(id(param))
+        if buffer is not None:
+            buffer.copy_(param)
+            self.copied.add(id(param))
+
+    def updated_natively(self, params: Sequence[Tensor]) -> None:
+        outputs = self.outputs
+        self.reduced.update(key for key in map(id, params) if key in outputs)
 
 
 class SummaryReducer:
@@ -150,7 +179,7 @@ class SummaryReducer:
         held = self._held
         self._request = self._ask_in_step(optimizer, lrs) if optimizer is not None and self._in_step else None
         if self._request is not None:
-            held = [b for b in held if id(b.parameter.tensor) not in self._request.targets]
+            held = [b for b in held if id(b.parameter.tensor) not in self._request.outputs]
         if not held:
             return
         snapshots, thetas = [b.snapshot for b in held], [self._sharding.piece(b.parameter.tensor) for b in held]
@@ -160,9 +189,9 @@ class SummaryReducer:
             torch._foreach_copy_(snapshots, thetas)
 
     def _ask_in_step(self, optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> InStepSummaries | None:
-        """Set the optimizer's ``in_step_summaries`` for this step, if it computes any of the summaries itself.
+        """Set the optimizer's ``step_tap`` for this step, if it computes any of the summaries itself.
 
-        Such an optimizer (tracer.optim's Adam, AdamW, SGD and RMSprop) has ``in_step_summaries``; every purely
+        Such an optimizer (tracer.optim's Adam, AdamW, SGD and RMSprop) has a ``step_tap``; every purely
         summarised tensor of its fused groups is asked for: the step reduces it in its native pass, or
         keeps theta before updating it another way (into the snapshot), or leaves it alone (InStepSummaries).
 
@@ -170,9 +199,10 @@ class SummaryReducer:
         one: nothing to swap); with lr = 0 d is not measured and the previous delta must outlive this
         update, so delta goes to the snapshot buffer instead.
         """
-        if not hasattr(optimizer, "in_step_summaries"):
+        if not hasattr(optimizer, "step_tap"):
             return None
-        targets: dict[int, SummaryTarget] = {}
+        outputs: dict[int, NativeOutputs] = {}
+        theta_before: dict[int, Tensor] = {}
         for group, members, lr in zip(optimizer.param_groups, self._in_step_members, lrs):
             if not group.get("fused"):
                 continue
@@ -180,10 +210,11 @@ class SummaryReducer:
             g_theta = sign * weight_decay
             for key, buffers, results in members:
                 previous = buffers.previous_delta
-                targets[key] = SummaryTarget(previous if lr > 0 else buffers.snapshot, previous, g_theta, results, buffers.snapshot)
-        if not targets:
+                outputs[key] = NativeOutputs(previous if lr > 0 else buffers.snapshot, previous, g_theta, results)
+                theta_before[key] = buffers.snapshot
+        if not outputs:
             return None
-        optimizer.in_step_summaries = request = InStepSummaries(targets)
+        optimizer.step_tap = request = InStepSummaries(outputs, theta_before)
         return request
 
     def snapshots(self) -> dict[int, Tensor]:
@@ -287,7 +318,7 @@ class SummaryReducer:
         """
         request = self._request
         key = id(parameter.tensor)
-        if key not in request.targets:
+        if key not in request.outputs:
             return False
         if key in request.reduced:
             return True
