@@ -5,7 +5,7 @@
 For each case: the seconds `tracer.explore` takes to build the page from
 loaded traces (the first build in the process: it computes the contour), the page's size, and in headless Chromium (Debian's, through selenium)
 the milliseconds from the start of navigation to the page's first complete
-drawing (median of --loads fresh loads) and the JavaScript heap it then uses
+drawing (median of --loads loads after an untimed one) and the JavaScript heap it then uses
 (after a garbage collection).
 
 The long case is a 50,000-update summary trace: mlp-adam's 960 rows
@@ -67,6 +67,7 @@ def measure(name: str, traces: list, options: dict, folder: Path, driver, loads:
     build = time.perf_counter() - start
     path = page.save(folder / f"{len(list(folder.iterdir()))}.html")
     times, heaps = [], []
+    browser.open_page(driver, path)  # untimed: the first page a fresh browser opens pays its warm-up
     for _ in range(loads):
         driver.get("about:blank")
         times.append(browser.open_page(driver, path))

@@ -3,7 +3,7 @@
 The page's Content-Security-Policy allows inline script and style and blob
 images only, so the browser itself refuses any network request the page might
 make, at load or after. The script is plain JavaScript drawing on canvas
-(tracer/explorer/explorer.js, about 35 kB): a charting library inlined would
+(tracer/explorer/explorer.js, about 37 kB): a charting library inlined would
 cost megabytes (plotly's is over 3 MB) against a page meant to be mailed.
 """
 
