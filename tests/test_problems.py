@@ -155,7 +155,7 @@ def test_linear_has_no_surface():
 
 
 def test_problem_names_are_all_buildable():
-    assert set(PROBLEM_NAMES) == {"orbit", "linear", "mlp", *ANALYTIC_SURFACES}
+    assert set(PROBLEM_NAMES) == {"orbit", "linear", "mlp", "function", *ANALYTIC_SURFACES}
 
 
 def test_numpy_side_never_imports_torch():
@@ -166,6 +166,8 @@ def test_numpy_side_never_imports_torch():
         "import tracer.problems\n"
         "surface_for({'name': 'orbit'}).loss_grid([1.0], [1.0]); load_orbit_samples()\n"
         "surface_for({'name': 'beale'}).loss_grid([1.0], [1.0])\n"
+        "surface_for({'name': 'rastrigin'}).loss_grid([1.0], [1.0])\n"
+        "surface_for({'name': 'function', 'expression': 'x**2 + sin(y)'}).loss_grid([1.0], [1.0])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -57,6 +57,7 @@ STILLS = [
     ("fit", ORBIT[1:2], {}),
     ("gradients", ORBIT[1:2], {"updates": (5, 60)}),
     ("lr", [ORBIT[3], STEPLR], {}),
+    ("loss", [ORBIT[3], STEPLR], {}),
     ("internals", ORBIT[3:], {}),
     ("lr-path", ORBIT, {}),
     ("dashboard", [SUMMARY], {}),
@@ -328,7 +329,7 @@ def test_cli_dashboard_smooth(tmp_path, capsys):
 # 6-layer transformer's 40 summarised tensors, 300 fully traced coordinates.
 
 from tracer.render.common import CORNERS, new_figure, place_in_clear_corners, trace_path  # noqa: E402
-from tracer.render.paths import _clock_text  # noqa: E402
+from tracer.render.paths import clock_text as _clock_text  # noqa: E402
 from tracer.render.plots import GRADIENTS_SHOWN, log_scale_suits  # noqa: E402
 from tracer.trace import write_trace  # noqa: E402
 

@@ -17,9 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from tracer.explorer import Explorer
     from tracer.recorder import Recorder
+    from tracer.run import trace_function
     from tracer.trace import Trace
 
-__all__ = ["Recorder", "diff_traces", "explore", "load_trace"]
+__all__ = ["Recorder", "diff_traces", "explore", "load_trace", "trace_function"]
 
 
 def explore(traces: Sequence[Trace | str | os.PathLike] | Trace | str | os.PathLike, **options: Any) -> Explorer:
@@ -35,4 +36,8 @@ def __getattr__(name: str) -> Any:
         from tracer.recorder import Recorder
 
         return Recorder
+    if name == "trace_function":  # a teacher's own f(x, y), traced in one call
+        from tracer.run import trace_function
+
+        return trace_function
     raise AttributeError(f"module 'tracer' has no attribute {name!r}")

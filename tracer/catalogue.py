@@ -85,6 +85,7 @@ class CatalogueFigure:
 
 E1_OPTIMIZERS = (("sgd", "SGD"), ("momentum", "Momentum"), ("rmsprop", "RMSprop"), ("adam", "Adam"))
 E1_COLORS = ("gold", "red", "blue", "green")        # the article's Figure 1 colours
+INTERNALS_COLORS = ("#1f77b4", "#9467bd", "#2ca02c", "#8c564b")  # not the red and orange of the -g and -v arrows
 E2_RATES = (0.012, 0.01, 0.005, 0.001, 0.00015)
 E2_LONGER = (0.012, 0.00015)
 MULTISTEP_08 = "multistep:milestones=4,8,10,12,14,16,18,20,22,24;gamma=0.8"
@@ -214,6 +215,15 @@ FIGURES: tuple[CatalogueFigure, ...] = (
     CatalogueFigure(id="rosenbrock-paths", experiment="extra", kind="paths", runs=ROSENBROCK_RUNS,
                     outputs=("rosenbrock_paths.png",), options={"colors": E1_COLORS},
                     caption="The four optimizers on Rosenbrock's valley, 1000 updates"),
+    CatalogueFigure(id="loss-e1", experiment="extra", kind="loss", runs=E1_RUNS, outputs=("loss_e1.png",),
+                    options={"colors": E1_COLORS},
+                    caption="Loss and learning rate of the four optimizers on the orbit (log scale: the loss spans decades)"),
+    CatalogueFigure(id="internals-e1", experiment="extra", kind="internals", runs=E1_RUNS,
+                    outputs=("internals_e1.png",), options={**ORBIT_VIEW, "colors": INTERNALS_COLORS, "updates": (1, 40)},
+                    caption="The four optimizers' g, v, sqrt(s) and step side by side after 40 updates, one scale"),
+    CatalogueFigure(id="rosenbrock-loss", experiment="extra", kind="loss", runs=ROSENBROCK_RUNS,
+                    outputs=("rosenbrock_loss.png",), options={"colors": E1_COLORS},
+                    caption="Loss of the four optimizers on Rosenbrock's valley, 1000 updates"),
     CatalogueFigure(id="mlp-dashboard", experiment="extra", kind="dashboard", runs=MLP_RUNS,
                     outputs=("mlp_dashboard.png",),
                     caption="Per-tensor norms and cosines of Momentum and Adam training a 2-32-32-1 network"),

@@ -107,7 +107,8 @@ def _finite_or_none(value: Any) -> Any:
 def _problem_text(problem: dict[str, Any] | None) -> str:
     if not problem:
         return "none recorded (a user's own run)"
-    options = ", ".join(f"{k} {v}" for k, v in problem.items() if k != "name")
+    # A callable's sampled contour grid is data for the renderer, not a fact to print.
+    options = ", ".join(f"{k} {v}" for k, v in problem.items() if k not in ("name", "sampled"))
     return f"{problem.get('name')}" + (f" ({options})" if options else "")
 
 

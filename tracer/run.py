@@ -29,13 +29,14 @@ refusing a step) removes the partial file: bad input writes nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import pathlib
 import secrets
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from tracer.errors import DivergenceError, TracerError
 from tracer.trace import GRANULARITIES
@@ -218,8 +219,45 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
         else:
             os.replace(partial, out)
         raise
+    _complete_meta(problem, partial)
     os.replace(partial, out)
     return out
+
+
+def _complete_meta(problem: Any, partial: pathlib.Path) -> None:
+    """A problem that learns what to record only from the path (a callable's contour, sampled
+    where the path went) rewrites the trace's first line once the run has ended."""
+    sampled_meta = getattr(problem, "sampled_meta", None)
+    if sampled_meta is None:
+        return
+    from tracer.trace import load_trace
+
+    trace = load_trace(partial)
+    xs = list(trace["x.theta"]) + [(trace.final or {}).get("x", float("nan"))]
+    ys = list(trace["y.theta"]) + [(trace.final or {}).get("y", float("nan"))]
+    problem_meta = sampled_meta(xs, ys)
+    if problem_meta is None:
+        return
+    first, rest = partial.read_text().split("\n", 1)
+    meta = json.loads(first)
+    meta["problem"] = problem_meta
+    partial.write_text(json.dumps(meta, allow_nan=True) + "\n" + rest)
+
+
+def trace_function(function: str | Callable, start: tuple[float, float], *, optimizer: str, lr: float,
+                   steps: int, out: str | os.PathLike, bounds: Any = None, **options: Any) -> pathlib.Path:
+    """Trace `optimizer` minimising f(x, y) from `start` for `steps` updates into `out`.
+
+    `function` is text (`"x**2 + 10*y**2"`, read by `tracer.problems.expression`,
+    never run as Python) or a callable taking two torch tensors and returning a
+    0-dim tensor; a callable's contour is sampled over `bounds` ((x_low, x_high),
+    (y_low, y_high)) before the run. `options` are RunConfig's (hyperparameters,
+    scheduler, label, overwrite, ...)."""
+    problem_options = {"function": function, "x0": start[0], "y0": start[1]}
+    if bounds is not None:
+        problem_options["bounds"] = bounds
+    return run_experiment(RunConfig(problem="function", optimizer=optimizer, lr=lr, epochs=steps,
+                                    out=pathlib.Path(out), problem_options=problem_options, **options))
 
 
 def divergence_message(update: int | None) -> str:
@@ -263,11 +301,19 @@ def _betas(text: str) -> tuple[float, float]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `tracer trace`."""
-    parser.add_argument("--problem", default="orbit",
-                        help="orbit (default), linear, rosenbrock, beale, quadratic or saddle")
+    parser.add_argument("--problem", default=None,
+                        help="orbit (default), linear, mlp, or a 2-D test function: rosenbrock, beale, quadratic, "
+                             "saddle, himmelblau, booth, rastrigin")
+    parser.add_argument("--function", default=None, metavar="EXPR",
+                        help="your own loss f(x, y), e.g. \"x**2 + 10*y**2\": numbers, x, y, pi, e, + - * / **, "
+                             "and abs sqrt exp log sin cos tan tanh sinh cosh atan (needs --start)")
+    parser.add_argument("--start", type=_start, default=None, metavar="X0,Y0",
+                        help="start point of a 2-D function, e.g. --start=-4,1.5 (write the '=' when X0 is negative)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="updates of a 2-D function (one per epoch there: the same as --epochs)")
     parser.add_argument("--optimizer", required=True, help="sgd, momentum, rmsprop, adam or adamw")
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default 100)")
     parser.add_argument("--out", type=pathlib.Path, required=True,
                         help="trace file to write (*.trace.csv) in an existing directory (it is not created); "
                              "written when the run ends, so a failed run leaves an existing file untouched")
@@ -293,8 +339,40 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
 
 
+def _start(text: str) -> tuple[float, float]:
+    try:
+        x0, y0 = (float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers X0,Y0 such as -4,1.5, got {text!r}") from None
+    return x0, y0
+
+
+def _problem_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any], int]:
+    """(problem, problem_options, epochs) from --problem/--function, --start, --steps, --epochs."""
+    from tracer.problems import ANALYTIC_NAMES
+
+    if args.function is not None and args.problem is not None:
+        raise TracerError("give either --problem or --function, not both")
+    problem = "function" if args.function is not None else args.problem or "orbit"
+    options: dict[str, Any] = {} if args.function is None else {"function": args.function}
+    two_d = problem == "function" or problem in ANALYTIC_NAMES
+    if args.start is not None:
+        if not two_d:
+            raise TracerError(f"--start applies to the 2-D functions (--function, or --problem "
+                              f"{', '.join(ANALYTIC_NAMES)}), not to problem {problem!r}")
+        options["x0"], options["y0"] = args.start
+    if args.steps is not None:
+        if not two_d:
+            raise TracerError(f"--steps counts the updates of a 2-D function; problem {problem!r} runs --epochs")
+        if args.epochs is not None and args.epochs != args.steps:
+            raise TracerError(f"give either --steps or --epochs, not both (got {args.steps} and {args.epochs})")
+        return problem, options, args.steps
+    return problem, options, 100 if args.epochs is None else args.epochs
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig for parsed `tracer trace` arguments."""
+    problem, problem_options, epochs = _problem_from_args(args)
     hyperparameters = {
         keyword: getattr(args, keyword)
         for _, keyword, _, _ in HYPERPARAMETER_OPTIONS
@@ -310,7 +388,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             0.999 if args.beta2 is None else args.beta2,
         )
     return RunConfig(
-        problem=args.problem, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, out=args.out,
+        problem=problem, optimizer=args.optimizer, lr=args.lr, epochs=epochs, out=args.out,
+        problem_options=problem_options,
         impl=args.impl, hyperparameters=hyperparameters,
         scheduler=None if args.scheduler in (None, "", "none") else args.scheduler,
         scheduler_every=args.scheduler_every, batch_size=args.batch_size, seed=args.seed,

@@ -269,7 +269,9 @@ def plane_data(traces: Sequence[Trace], coordinates: Sequence[str] | None = None
         "ylim": [float(v) for v in ylim],
         "axis_labels": [plane.axis_label(x), plane.axis_label(y)],
         "contour": None if plane.surface is None else contour_image(plane.problem, xlim, ylim),
-        "minimum": None if plane.surface is None else [float(v) for v in plane.surface.minimum],
+        # A user's f(x, y) has no known minimum (minimum None); Himmelblau's first of four is drawn.
+        "minimum": None if plane.surface is None or plane.surface.minimum is None
+        else [float(v) for v in plane.surface.minimum],
         "gradient_scale": _arrow_scale(gradient_units, span),
         "step_scale": _arrow_scale(steps, span),
     }

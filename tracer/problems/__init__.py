@@ -1,4 +1,4 @@
-"""The training problems: orbit, linear, analytic 2-D surfaces, and a small MLP.
+"""The training problems: orbit, linear, analytic 2-D surfaces, a small MLP, and a user's own f(x, y).
 
 `get_problem(name, **options)` builds one; importing this package does not
 import torch (the torch side is imported when a problem is built).
@@ -11,20 +11,24 @@ from typing import Any
 from tracer.errors import TracerError
 from tracer.problems.base import Problem
 
-PROBLEM_NAMES: tuple[str, ...] = ("orbit", "linear", "mlp", "rosenbrock", "beale", "quadratic", "saddle")
+ANALYTIC_NAMES: tuple[str, ...] = ("rosenbrock", "beale", "quadratic", "saddle", "himmelblau", "booth", "rastrigin")
+PROBLEM_NAMES: tuple[str, ...] = ("orbit", "linear", "mlp", *ANALYTIC_NAMES, "function")
 
-__all__ = ["PROBLEM_NAMES", "Problem", "get_problem"]
+__all__ = ["ANALYTIC_NAMES", "PROBLEM_NAMES", "Problem", "get_problem"]
 
 
 def get_problem(name: str, **options: Any) -> Problem:
-    """Build the problem `name` with its options (e.g. `seed`, `batch_size`, `x0`, `y0`)."""
+    """Build the problem `name` with its options (e.g. `seed`, `batch_size`, `x0`, `y0`;
+    "function": `function` (text or a torch callable), `x0`, `y0`, `bounds`)."""
     if name == "orbit":
         from tracer.problems.orbit import OrbitProblem as factory
     elif name == "linear":
         from tracer.problems.linear import LinearProblem as factory
     elif name == "mlp":
         from tracer.problems.mlp import MLPProblem as factory
-    elif name in PROBLEM_NAMES:
+    elif name == "function":
+        from tracer.problems.function import FunctionProblem as factory
+    elif name in ANALYTIC_NAMES:
         from functools import partial
 
         from tracer.problems.analytic import AnalyticProblem

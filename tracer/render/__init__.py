@@ -20,9 +20,10 @@ from tracer.render.common import (
     FigureKind, RenderOptions, atomic_output, check_columns, load_traces, output_format, trace_name,
 )
 from tracer.render.fit import draw_fit, requires_fit
+from tracer.render.internals import draw_internals
+from tracer.render.loss import draw_loss, requires_loss
 from tracer.render.paths import (
-    draw_first_steps, draw_internals, draw_lr_path, draw_paths, requires_internals, requires_lr_path,
-    requires_paths,
+    draw_first_steps, draw_lr_path, draw_paths, requires_internals, requires_lr_path, requires_paths,
 )
 from tracer.render.plots import (
     draw_dashboard, draw_gradients, draw_lr, draw_step_size, requires_dashboard, requires_gradients,
@@ -40,8 +41,11 @@ KINDS: dict[str, FigureKind] = {
         FigureKind("fit", "the fitted orbit of one orbit trace", draw_fit, requires_fit, max_traces=1),
         FigureKind("gradients", "g of each traced coordinate vs update", draw_gradients, requires_gradients),
         FigureKind("lr", "learning rate vs update (or epoch)", draw_lr, requires_lr),
-        FigureKind("internals", "g, v, step and sqrt(s) at the current point, step size and lr panels",
-                   draw_internals, requires_internals, animated=True, max_traces=1),
+        FigureKind("loss", "loss and learning rate vs update (log scale where they span decades)", draw_loss,
+                   requires_loss),
+        FigureKind("internals", "g, v, sqrt(s) and the step at the current point, step size and lr panels "
+                   "(several traces: side by side at the same update)", draw_internals, requires_internals,
+                   animated=True),
         FigureKind("lr-path", "paths on the contour coloured by the learning rate", draw_lr_path,
                    requires_lr_path),
         FigureKind("dashboard", "per-tensor norms and cosines vs update (summary traces)", draw_dashboard,
@@ -65,7 +69,8 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
     8, with a note of how many are left out), smooth (an int >= 1, "dashboard":
     the rolling mean drawn over the faint per-update values, 1 = off; default
     about 1/50 of the updates), yscale ("linear" or "log": "step-size", "lr",
-    "gradients"; default log for step sizes that span more than two decades).
+    "gradients", the loss of "loss"; default log for step sizes and losses that span more than two
+    decades). "internals" of several traces draws them side by side at the same update.
     In the dashboard the colours name the tensors, so `colors` does not apply.
     Every kind draws traces without notes (no epoch, batch or loss).
     """

@@ -61,8 +61,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "(default: the problem surface's, else the first two traced); gradients: the "
                              "coordinates drawn (default: the first 8, with a note of how many are left out)")
     parser.add_argument("--yscale", choices=("linear", "log"),
-                        help="y axis of step-size, lr and gradients (default: step-size log when its values "
-                             "span more than two decades, else linear)")
+                        help="y axis of step-size, lr, gradients and the loss figure's loss (default: "
+                             "step-size and loss log when their values span more than two decades, else linear)")
     parser.add_argument("--smooth", type=int, metavar="N",
                         help="dashboard: rolling mean over N updates drawn over the faint per-update values "
                              "(1: off; default about 1/50 of the updates)")

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm
+from matplotlib.ticker import LogFormatterSciNotation
 from matplotlib import colormaps
 
 from tracer.errors import RenderError, TracerError
@@ -40,6 +41,7 @@ GRID_POINTS = 250  # per axis at least, as the article's backgrounds; more where
 OVERSAMPLE = 3  # loss samples per cell and axis, averaged (see the module's docstring)
 MARGIN = 0.08  # fraction of the span added on each side when the range is fitted
 CONTOUR_LEVELS = 24
+LOG_FLOOR = 1e-6  # geometric levels go down to this fraction of the highest loss drawn
 CONTOUR_CMAP = "viridis"
 PLAIN_FACE = "#f4f4f4"  # light grey, so the white start marker and white arrows still show
 LISTED_COORDINATES = 6  # how many traced coordinates an error message names
@@ -71,8 +73,8 @@ class CoordinatePlane:
 
     @property
     def landmarks(self) -> list[np.ndarray]:
-        """Points the fitted range must hold besides the paths: the surface's minimum."""
-        return [] if self.surface is None else [np.array(self.surface.minimum, dtype=float)]
+        """Points the fitted range must hold besides the paths: the surface's known minima."""
+        return [] if self.surface is None else [np.array(point, dtype=float) for point in self.surface.minima]
 
 
 def surface_of(trace: Any) -> Any | None:
@@ -200,13 +202,24 @@ def contour_levels(loss: np.ndarray, count: int = CONTOUR_LEVELS) -> np.ndarray:
     low, high = float(finite.min()), float(finite.max())
     if high <= low:
         high = low + 1.0
-    if low > 0 and high / low > 10:
-        return np.geomspace(low, high, count + 1)
+    # A minimum of 0 (x**2 + 10*y**2) still spans decades: the levels start at
+    # LOG_FLOOR of the top, and the first band holds everything below.
+    bottom = max(low, high * LOG_FLOOR)
+    if low >= 0 and high / bottom > 10:
+        levels = np.geomspace(bottom, high, count + 1)
+        levels[0] = low
+        return levels
     return np.linspace(low, high, count + 1)
 
 
+def geometric(levels: np.ndarray) -> bool:
+    """Whether `contour_levels` spaced these levels geometrically (from their second one)."""
+    return bool(levels[1] > 0 and levels[-1] / levels[1] > 5 and
+                np.allclose(np.diff(np.log(levels[1:])), np.log(levels[2] / levels[1])))
+
+
 def draw_background(ax: Axes, plane: CoordinatePlane, xlim: Range, ylim: Range, *,
-                    cmap: str = CONTOUR_CMAP, colorbar: bool = True) -> Any | None:
+                    cmap: str = CONTOUR_CMAP, colorbar: bool = True, label_on_top: bool = False) -> Any | None:
     """The plane's background over (xlim, ylim), axes named after its coordinates.
 
     With a surface: the loss in the contour's colour bands (an image, see the
@@ -231,14 +244,44 @@ def draw_background(ax: Axes, plane: CoordinatePlane, xlim: Range, ylim: Range, 
                        interpolation="nearest", extent=(xs[0] - half_x, xs[-1] + half_x, ys[0] - half_y, ys[-1] + half_y))
     if colorbar:
         bar = ax.figure.colorbar(filled, ax=ax, pad=0.02, fraction=0.05)
-        bar.set_label("loss")
-        if levels[0] > 0 and levels[-1] / levels[0] > 10:  # geometric levels: ticks at every few
-            ticks = levels[:: max(1, len(levels) // 6)]
-            bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
+        label_colorbar(bar, loss_name(plane), levels, on_top=label_on_top)
     _name_axes(ax, plane, xlim, ylim)
-    ax.plot(*plane.surface.minimum, marker="*", markersize=13, color="white",
-            markeredgecolor="black", linestyle="none", label="minimum", zorder=4)
+    # Only the minima inside the view are drawn and named in the legend (a zoomed view shows none).
+    inside = [p for p in plane.surface.minima if xlim[0] <= p[0] <= xlim[1] and ylim[0] <= p[1] <= ylim[1]]
+    if inside:
+        ax.plot(*np.array(inside, dtype=float).T, marker="*", markersize=13, color="white",
+                markeredgecolor="black", linestyle="none", label=plane.surface.landmark, zorder=4)
     return filled
+
+
+def loss_name(plane: CoordinatePlane) -> str:
+    """What the contour's colours are: "f(x, y)" for a formula, "loss" for a data loss."""
+    if plane.surface is None:
+        return "loss"
+    function = plane.surface.formula is not None or (plane.problem or {}).get("name") == "function"
+    return "f(x, y)" if function else "loss"
+
+
+def label_colorbar(bar: Any, label: str, levels: np.ndarray | None = None, *, on_top: bool = False) -> None:
+    """The colour bar's label and ticks in one format: on geometric levels, ticks at 1, 2 and 5
+    times the powers of ten written as 10^k or 2x10^k (never 1.3e+03 beside 10 and 0.87).
+
+    `on_top` writes the label above the bar, where panels beside it cannot be taken for its owner."""
+    if on_top:
+        bar.ax.set_title(label, fontsize="medium", loc="left")
+    else:
+        bar.set_label(label)
+    if levels is None or not geometric(levels):
+        return
+    low, high = levels[0] if levels[0] > 0 else levels[1], levels[-1]
+    decades = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
+    for multiples in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0)):
+        ticks = np.array([m * 10.0**k for k in decades for m in multiples])
+        ticks = ticks[(ticks >= low) & (ticks <= high)]
+        if len(ticks) >= 3:
+            break
+    formatter = LogFormatterSciNotation(labelOnlyBase=False)
+    bar.set_ticks(ticks, labels=[formatter(t) for t in ticks])
 
 
 def _name_axes(ax: Axes, plane: CoordinatePlane, xlim: Range, ylim: Range) -> None:

@@ -25,11 +25,11 @@ from tracer.render.common import (
     LINE_STYLES, RenderOptions, TracePath, divergence_marker, is_animated, figure_lr_columns, new_figure,
     place_in_clear_corners, save_still, trace_path, trace_styles,
 )
-from tracer.render.contour import CoordinatePlane, draw_background, fitted_range, plane_of
+from tracer.render.contour import CoordinatePlane, draw_background, fitted_range, label_colorbar, loss_name, plane_of
 
 CONSTANT_LR_COLOR = "#cc4778"  # plasma's middle: the colour of the lr when it does not change
 PATH_SIZE = (640, 500)  # design sizes: pixels at 100 dpi (see common.new_figure)
-INTERNALS_SIZE = (1000, 500)
+LR_PATH_SIZE = (820, 500)  # two colour bars: the loss and the learning rate
 
 
 def coordinate_columns(trace: Any, options: RenderOptions, *quantities: str) -> list[str]:
@@ -50,6 +50,16 @@ def requires_internals(trace: Any, options: RenderOptions) -> list[str]:
     return coordinate_columns(trace, options, "theta", "g", "d") + ["step_size"] + figure_lr_columns(trace)[:1]
 
 
+def surface_title(plane: CoordinatePlane, what: str) -> str:
+    """"Paths on f(x, y) = x**2 + 10*y**2" for a formula; "Paths on the loss surface" for a data loss."""
+    if plane.surface is None:
+        return what
+    formula = plane.surface.formula
+    if formula is None:
+        return f"{what} on the loss surface"
+    return f"{what} on f(x, y) = {formula if len(formula) <= 48 else formula[:45] + '...'}"
+
+
 def shared_plane(traces: Sequence[Any], options: RenderOptions) -> CoordinatePlane:
     """The one plane every trace is drawn on: same coordinates, and one problem under a contour."""
     planes = [plane_of(t, options.coordinates) for t in traces]
@@ -57,10 +67,17 @@ def shared_plane(traces: Sequence[Any], options: RenderOptions) -> CoordinatePla
     if len(pairs) > 1:
         listed = ", ".join(f"{x},{y}" for x, y in sorted(pairs))
         raise RenderError(f"the traces draw different coordinates by default ({listed}); pick two with coordinates")
-    problems = {repr(t.meta.get("problem")) for t in traces}
+    # The start (x0, y0) moves the path, not the surface: runs from several starts share a contour.
+    problems = {_problem_text(t.meta.get("problem")) for t in traces}
     if planes[0].surface is not None and len(problems) > 1:
-        raise RenderError(f"traces of different problems cannot share one contour: {', '.join(sorted(problems))}")
+        raise RenderError(f"traces of different problems cannot share one contour: {'; '.join(sorted(problems))}")
     return planes[0]
+
+
+def _problem_text(problem: dict | None) -> str:
+    """The problem without its start, in a few words (a callable's sampled grid left out)."""
+    shown = {k: v for k, v in (problem or {}).items() if k not in ("x0", "y0", "sampled")}
+    return ", ".join(f"{k} {v}" for k, v in shown.items())
 
 
 @dataclass
@@ -72,6 +89,7 @@ class ContourScene:
     labels: list[str]
     colors: list[str]
     grid: Any = None  # the figure's gridspec when the contour shares the figure with panels
+    image: Any = None  # the contour's image (None: a plain plane), for a colour bar drawn later
 
 
 def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size: tuple[int, int],
@@ -107,13 +125,18 @@ def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size
         spec = figure.add_gridspec(*grid, width_ratios=[1.7, 1], hspace=0.35, left=left, right=right,
                                    wspace=2 * gap / (inner - gap))  # wspace: a fraction of the mean width
         ax = figure.add_subplot(spec[:, 0])
-    draw_background(ax, plane, xlim, ylim, cmap=cmap, colorbar=colorbar)
+    image = draw_background(ax, plane, xlim, ylim, cmap=cmap, colorbar=colorbar)
+    start_markers(ax, paths)
+    ax.set_title(options.title if options.title is not None else title)
+    return ContourScene(figure, ax, plane, paths, labels, colors, spec, image)
+
+
+def start_markers(ax: Any, paths: Sequence[TracePath]) -> None:
+    """A white dot at each different start point, the first labelled "start"."""
     starts = {tuple(p.xy[0]) for p in paths}
     for index, start in enumerate(sorted(starts)):
         ax.plot(*start, marker="o", markersize=8, color="white", markeredgecolor="black",
                 linestyle="none", label="start" if index == 0 else None, zorder=4)
-    ax.set_title(options.title if options.title is not None else title)
-    return ContourScene(figure, ax, plane, paths, labels, colors, spec)
 
 
 def _marked_points(scene: ContourScene, *extra: np.ndarray) -> list[np.ndarray]:
@@ -147,7 +170,7 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
     animated = is_animated(fmt)
     plane = shared_plane(traces, options)
     scene = contour_scene(traces, options, default_size=PATH_SIZE, animated=animated, plane=plane,
-                          title="Paths on the loss surface" if plane.surface is not None else "Paths")
+                          title=surface_title(plane, "Paths"))
     ax = scene.ax
     lines, heads = [], []
     for label, color in zip(scene.labels, scene.colors):
@@ -163,7 +186,7 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
     last = max(max(int(p.updates[-1]), p.diverged_at or 0) for p in scene.paths)
     timeline = first + frame_indices(last - first + 1, options.frames or DEFAULT_FRAMES)
     clock = max(traces, key=len)
-    caption = FrameText(ax, 0.02, 0.97, width=len(_clock_text(clock, last)) + 1)
+    caption = FrameText(ax, 0.02, 0.97, width=len(clock_text(clock, last)) + 1)
     place_in_clear_corners(ax, [legend, caption.artist], _marked_points(scene), [p.xy for p in scene.paths])
 
     def update(frame: int) -> None:
@@ -174,7 +197,7 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
             head.set_data(path.xy[shown - 1:shown, 0], path.xy[shown - 1:shown, 1])
             if path.diverged and done >= path.diverged_at:
                 cross.set_data(path.xy[-1:, 0], path.xy[-1:, 1])
-        caption.set_text(_clock_text(clock, done))
+        caption.set_text(clock_text(clock, done))
 
     if not animated:
         update(len(timeline) - 1)
@@ -186,9 +209,10 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
                     scene.colors + ["black", "white"], texts=[caption])
 
 
-def _clock_text(trace: Any, done: int) -> str:
+def clock_text(trace: Any, done: int) -> str:
     """'epoch e  batch b  update u' after `done` updates (read from the trace's rows); 'update u'
-    alone when the trace has no epoch and batch (recorded without `note(epoch=, batch=)`)."""
+    alone when the trace has no epoch and batch (recorded without `note(epoch=, batch=)`) or one
+    batch per epoch (a 2-D function: "epoch 999 batch 0" would only repeat the update)."""
     done = max(int(done), 0)
     row = min(done, len(trace)) - 1
     if row < 0 or "epoch" not in trace or "batch" not in trace:
@@ -197,18 +221,27 @@ def _clock_text(trace: Any, done: int) -> str:
     else:
         epoch, batch = trace["epoch"][row], trace["batch"][row]
         noted = bool(np.isfinite(epoch) and np.isfinite(batch))
-    if not noted:
+    if not noted or _one_batch_per_epoch(trace):
         return f"update {done}"
     return f"epoch {int(epoch)}  batch {int(batch)}  update {done}"
+
+
+def _one_batch_per_epoch(trace: Any) -> bool:
+    if "batch" not in trace or len(trace) < 2:
+        return False
+    batches = trace["batch"]
+    return bool(np.all(batches[np.isfinite(batches)] == 0))
 
 
 def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
     """Paths coloured by the learning rate in effect at each update, so a schedule shows.
 
     A learning rate that never changes gets one colour and no colour bar: the legend says it."""
-    # A grey contour without its colour bar: the one colour scale is the learning rate's.
-    scene = contour_scene(traces, options, default_size=PATH_SIZE, cmap="Greys", colorbar=False,
+    # A grey contour, dark meaning low as in every other figure, with its own scale beside the
+    # learning rate's.
+    scene = contour_scene(traces, options, default_size=LR_PATH_SIZE, cmap="Greys_r", colorbar=False,
                           title="Paths coloured by the learning rate")
+
     rates = [t[figure_lr_columns(t)[0]][p.rows] for t, p in zip(traces, scene.paths)]
     finite = np.concatenate([r[np.isfinite(r)] for r in rates])
     if finite.size == 0:
@@ -236,112 +269,24 @@ def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: 
                       markerfacecolor=color, markeredgecolor="black", label=f"{label} (end ●)")
     if constant:
         scene.ax.plot([], [], color=CONSTANT_LR_COLOR, lw=2.4, label=f"learning rate constant: {low:g}")
-    else:
-        bar = scene.figure.colorbar(mappable, ax=scene.ax, pad=0.02, fraction=0.05)
-        bar.set_label("learning rate")
+    bars = _colorbar_axes(scene, (scene.image is not None) + (not constant))
+    if scene.image is not None:
+        loss_bar = scene.figure.colorbar(scene.image, cax=bars.pop(0))
+        label_colorbar(loss_bar, loss_name(scene.plane), np.asarray(scene.image.norm.boundaries))
+    if not constant:
+        scene.figure.colorbar(mappable, cax=bars.pop(0)).set_label("learning rate")
     legend = scene.ax.legend(fontsize="x-small", framealpha=0.75)
     place_in_clear_corners(scene.ax, [legend], _marked_points(scene, *crosses), [p.xy for p in scene.paths])
     save_still(scene.figure, out, fmt)
 
 
-def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
-    """At the current point: -g, -v and the step -lr*d as arrows, sqrt(s) as whiskers per axis
-    (each projected on the two coordinates drawn), next to step size and lr panels with a
-    moving cursor. The step size panel is lr*|d| over every traced coordinate."""
-    (trace,) = traces
-    animated = is_animated(fmt)
-    plane = plane_of(trace, options.coordinates)
-    x, y = plane.x_name, plane.y_name
-    # One point per row (no point after the last update: it has no g, v, d of its own).
-    path = trace_path(trace, x, y, options.updates, with_final=False)
-    rows = path.rows
-    scene = contour_scene(traces, options, default_size=INTERNALS_SIZE, animated=animated, plane=plane,
-                          paths=[path], grid=(2, 2), title="Inside the optimizer")
-    figure, ax, color = scene.figure, scene.ax, scene.colors[0]
-
-    def vectors(quantity: str) -> np.ndarray:
-        columns = [f"{x}.{quantity}", f"{y}.{quantity}"]
-        if not all(c in trace for c in columns):
-            return np.full((len(rows), 2), np.nan)
-        return np.column_stack([trace[c][rows] for c in columns])
-
-    lr = trace[figure_lr_columns(trace)[0]][rows]
-    gradient, momentum, direction = vectors("g"), vectors("v"), vectors("d")
-    root_s = np.sqrt(vectors("s"))
-    step = -lr[:, None] * direction
-    span = min(np.ptp(ax.get_xlim()), np.ptp(ax.get_ylim()))
-
-    def scale(*arrays: np.ndarray) -> float:
-        # One factor per quantity for the whole run, so lengths compare across frames; fitted
-        # to the 90th percentile, as the first updates' gradients dwarf the later ones.
-        lengths = np.concatenate([np.hypot(a[:, 0], a[:, 1]) for a in arrays])
-        lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
-        return 0.15 * span / float(np.percentile(lengths, 90)) if lengths.size else 0.0
-
-    g_scale, v_scale, step_scale = scale(gradient, root_s), scale(momentum), scale(step)
-    arrows = np.stack([-gradient * g_scale, -momentum * v_scale, step * step_scale], axis=1)
-    arrows = np.nan_to_num(arrows, nan=0.0, posinf=0.0, neginf=0.0)
-    arrow_colors = ["#d62728", "#ff7f0e", "#ffffff"]
-    quiver = ax.quiver(np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3), color=arrow_colors,
-                       angles="xy", scale_units="xy", scale=1, width=0.006, minlength=0,
-                       edgecolor="black", linewidth=0.5, zorder=7)
-    (trail,) = ax.plot([], [], color=color, lw=1.5, zorder=5)
-    (whiskers,) = ax.plot([], [], color="#17becf", lw=2.2, zorder=6)
-    (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
-                      linestyle="none", zorder=8)
-    cross = divergence_marker(ax, color, path.diverged_at)
-    legend = [
-        Line2D([], [], color=color, lw=1.5, label=scene.labels[0]),
-        Line2D([], [], color=arrow_colors[0], lw=3, label=f"−g ×{g_scale:.3g}"),
-        Line2D([], [], color=arrow_colors[1], lw=3, label=f"−v ×{v_scale:.3g}"),
-        Line2D([], [], color=arrow_colors[2], lw=3, label=f"step −lr·d ×{step_scale:.3g}",
-               path_effects=None, markeredgecolor="black"),
-        Line2D([], [], color="#17becf", lw=2.2, label=f"±√s per axis ×{g_scale:.3g}"),
-        *([cross] if path.diverged else []),
-    ]
-    legend = ax.legend(handles=legend, fontsize="x-small", facecolor="#bbbbbb")
-
-    spec = scene.grid
-    updates = trace["update"][rows]
-    panels = []
-    for position, (values, name) in enumerate(((trace["step_size"][rows], "step size  lr·|d|"), (lr, "lr"))):
-        panel = figure.add_subplot(spec[position, 1])
-        panel.plot(updates, values, color=color, lw=1.2)
-        panel.yaxis.tick_right()  # away from the contour's colour bar and its label
-        panel.yaxis.set_label_position("right")
-        panel.set_ylabel(name)
-        panel.set_xlim(updates[0], max(updates[-1], updates[0] + 1))
-        if position == 1:
-            panel.set_xlabel("update")
-        cursor = panel.axvline(updates[0], color="black", lw=1)
-        (dot,) = panel.plot([], [], marker="o", markersize=5, color=color, markeredgecolor="black",
-                            linestyle="none")
-        panels.append((values, cursor, dot))
-    caption = FrameText(ax, 0.02, 0.97, width=len(_clock_text(trace, int(updates[-1]))) + 1)
-    place_in_clear_corners(ax, [legend, caption.artist], _marked_points(scene), [path.xy])
-    frames = frame_indices(len(rows), options.frames or DEFAULT_FRAMES)
-
-    def update(frame: int) -> None:
-        index = int(frames[frame])
-        point = path.xy[index]
-        trail.set_data(path.xy[: index + 1, 0], path.xy[: index + 1, 1])
-        head.set_data([point[0]], [point[1]])
-        quiver.set_offsets(np.repeat(point[None, :], 3, axis=0))
-        quiver.set_UVC(arrows[index, :, 0], arrows[index, :, 1])
-        half = np.nan_to_num(root_s[index] * g_scale)
-        whiskers.set_data([point[0] - half[0], point[0] + half[0], np.nan, point[0], point[0]],
-                          [point[1], point[1], np.nan, point[1] - half[1], point[1] + half[1]])
-        for values, cursor, dot in panels:
-            cursor.set_xdata([updates[index], updates[index]])
-            dot.set_data([updates[index]], [values[index]])
-        if path.diverged and index == len(rows) - 1:  # the last finite point, the row before the divergence
-            cross.set_data([point[0]], [point[1]])
-        caption.set_text(_clock_text(trace, int(updates[index])))
-
-    moving = [trail, whiskers, quiver, head, cross] + [a for _, c, d in panels for a in (c, d)]
-    if not animated:
-        update(len(frames) - 1)
-        save_still(figure, out, fmt)
-        return
-    write_animation(out, fmt, figure, moving, update, len(frames), options.fps,
-                    [color, "black", "#17becf"] + arrow_colors, texts=[caption])
+def _colorbar_axes(scene: ContourScene, count: int) -> list[Any]:
+    """`count` colour-bar axes in a row right of the contour, as tall as it, each followed by
+    room for its ticks and label (inches, so at any size)."""
+    figure, ax = scene.figure, scene.ax
+    width = figure.get_figwidth()
+    bar, room, pad = 0.2 / width, 0.95 / width, 0.12 / width
+    figure.subplots_adjust(right=1 - 0.01 - count * (pad + bar + room))
+    box = ax.get_position()
+    return [figure.add_axes((box.x1 + pad + index * (pad + bar + room), box.y0, bar, box.height))
+            for index in range(count)]

@@ -21,6 +21,7 @@ DASHBOARD_SIZE = (1200, 700)  # one trace: a 2 x 3 grid of quantities
 DASHBOARD_ROW_HEIGHT = 170  # several traces: a row per quantity, a column per trace
 DASHBOARD_COLUMN_WIDTH = 560
 DASHBOARD_LEGEND_ROW = 17  # design pixels per row of the tensors' legend
+DASHBOARD_LOSS_HEIGHT = 200  # design pixels of the loss and lr row on top
 LEGEND_CHARACTER = 6.2  # design pixels per character of a "small" legend label, and its handle:
 LEGEND_HANDLE = 45
 SMOOTH_FRACTION = 50  # default rolling window: about 1/50 of the updates drawn
@@ -292,12 +293,13 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     columns = legend_columns(list(styles), width - 40)
     legend_rows = -(-len(styles) // columns)
     height += max(0, legend_rows - 2) * DASHBOARD_LEGEND_ROW
-    figure = new_figure(options, (width, height))
+    figure = new_figure(options, (width, height + DASHBOARD_LOSS_HEIGHT))
     figure.set_layout_engine("constrained", h_pad=0.06, w_pad=0.06)  # inches: a margin round the legend too
+    body = draw_dashboard_loss_row(figure, traces, options, labels, height)
     if several:
-        grid = figure.subplots(len(DASHBOARD_PANELS), len(traces), sharex=True, sharey="row", squeeze=False)
+        grid = body.subplots(len(DASHBOARD_PANELS), len(traces), sharex=True, sharey="row", squeeze=False)
     else:
-        grid = figure.subplots(2, 3, sharex=True, squeeze=False).reshape(len(DASHBOARD_PANELS), 1)
+        grid = body.subplots(2, 3, sharex=True, squeeze=False).reshape(len(DASHBOARD_PANELS), 1)
     left_out: dict[str, None] = {}
     for column, (trace, label) in enumerate(zip(traces, labels)):
         rows = plotted_rows(trace, options.updates)
@@ -349,3 +351,30 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     default_title = "Per-tensor summary" if several else f"Per-tensor summary: {labels[0]}"
     figure.suptitle(options.title if options.title is not None else default_title)
     save_still(figure, out, fmt)
+
+
+def draw_dashboard_loss_row(figure: Any, traces: Sequence[Any], options: RenderOptions, labels: Sequence[str],
+                            body_height: float) -> Any:
+    """The dashboard's top row: the loss and the lr of every trace (tracer.render.loss, log scale
+    where they span decades), black with a line style per trace, since the colours name tensors.
+    Returns the subfigure below it, for the per-tensor panels."""
+    from tracer.render.loss import draw_loss_and_lr
+
+    top, body = figure.subfigures(2, 1, height_ratios=[DASHBOARD_LOSS_HEIGHT, body_height])
+    axes = top.subplots(1, 2)
+    lines = ["black"] * len(traces)
+    with_loss = [t for t in traces if "loss" in t and np.isfinite(t["loss"]).any()]
+    if len(with_loss) < len(traces):  # a run that noted no loss still shows its lr
+        axes[0].text(0.5, 0.5, "no loss noted", transform=axes[0].transAxes, ha="center", va="center",
+                     color="#666666")
+    draw_loss_and_lr(axes, traces, options, labels, lines, legend=False)
+    for ax in axes:
+        for index, line in enumerate(line for line in ax.lines if line.get_linestyle() != "None"):
+            line.set_linestyle(LINE_STYLES[index % len(LINE_STYLES)])
+        ax.set_ylabel("")
+        ax.set_xlabel("update")
+    if len(traces) > 1:
+        axes[0].legend(loc="best", fontsize="small")
+    axes[0].set_title("loss", fontsize="medium")
+    axes[1].set_title("learning rate", fontsize="medium")
+    return body
