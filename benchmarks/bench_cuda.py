@@ -3,7 +3,6 @@
 Run from the repository root, on a machine with an NVIDIA GPU::
 
     .venv/bin/python benchmarks/bench_cuda.py                   # 100M parameters (100 x 1M), 21 rounds
-    .venv/bin/python benchmarks/bench_cuda.py --pass compiled   # the torch.compile summary pass (Triton kernels)
     .venv/bin/python benchmarks/bench_cuda.py --device cpu --parameters 1000000   # a smoke run of this script
 
 1. Time: torch.optim.Adam(fused=True) on the device, untraced against traced
@@ -59,7 +58,7 @@ def main() -> None:
     parser.add_argument("--tensors", type=int, default=100, help="how many tensors they are split into (default 100)")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--steps", type=int, default=10, help="steps per round, between two synchronisations")
-    parser.add_argument("--pass", dest="summary_pass", default="auto", choices=("auto", "eager", "compiled", "native"),
+    parser.add_argument("--pass", dest="summary_pass", default="auto", choices=("auto", "eager", "native"),
                         help="the summary pass (default auto: eager on CUDA)")
     args = parser.parse_args()
     device = torch.device(args.device)

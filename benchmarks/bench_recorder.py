@@ -10,7 +10,7 @@ Run from the repository root::
 1. Summary granularity on a 10M-parameter model (100 tensors of 100k float32)
    with torch.optim.Adam(fused=True): median time of optimizer.step() traced
    over untraced, with the native summary pass (the default) and the eager
-   one (and the torch.compile one with --compiled: a minute to compile).
+   one.
    Goal: <= 2.5x (issue 10, goal 1).
 1b. The same model with tracer.optim.Adam(fused=True), whose native pass
    computes the summaries inside the update, traced, against torch's fused
@@ -381,7 +381,6 @@ def bench_full_orbit(directory: Path, rounds: int, epochs_per_round: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--compiled", action="store_true", help="also the torch.compile summary pass (a minute to compile)")
     parser.add_argument("--case", type=int, choices=(1, 2, 3, 4, 5), action="append",
                         help="run only this case (1 and 1b, 2, 3, 4 or 5; repeat for several); default: all")
     parser.add_argument("--binary", action="store_true", help="write the traces in the binary .bin form instead of CSV")
@@ -393,7 +392,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, traces written as {SUFFIX}")
     with tempfile.TemporaryDirectory() as directory:
         if 1 in cases:
-            for summary_pass in ("native", "eager", "compiled") if args.compiled else ("native", "eager"):
+            for summary_pass in ("native", "eager"):
                 bench_summary_large(Path(directory), rounds, summary_pass)
             bench_in_step(Path(directory), rounds)
         if 2 in cases:

@@ -150,13 +150,13 @@ def test_tensors_the_c_pass_does_not_take_go_the_eager_way_with_the_eager_number
 
 
 def test_auto_is_native_where_it_builds_and_eager_where_it_cannot(monkeypatch):
-    assert resolve_summary_pass("auto", distributed=False) == "native"
+    assert resolve_summary_pass("auto") == "native"
     monkeypatch.setenv("TRACER_NATIVE", "0")
     native.library.cache_clear()
     try:
-        assert resolve_summary_pass("auto", distributed=False) == "eager"
+        assert resolve_summary_pass("auto") == "eager"
         with pytest.raises(TracerError, match=r"summary_pass='native' cannot be built here \(TRACER_NATIVE=0\); use 'auto' or 'eager'"):
-            resolve_summary_pass("native", distributed=False)
+            resolve_summary_pass("native")
     finally:
         native.library.cache_clear()
 
@@ -248,9 +248,8 @@ def test_auto_is_eager_where_the_native_pass_would_take_no_tensor(tmp_path):
         Recorder(optimizer, tmp_path / "u.trace.csv", granularity="summary", summary_pass="native")
 
 
-def test_compiled_is_refused_under_distributed_and_unknown_passes_are_refused():
-    with pytest.raises(TracerError, match="summary_pass='compiled' is single-process only"):
-        resolve_summary_pass("compiled", distributed=True)
-    with pytest.raises(TracerError, match=r"invalid summary_pass 'fused'; accepted: 'auto', 'native', 'compiled', 'eager'"):
-        resolve_summary_pass("fused", distributed=False)
+def test_unknown_passes_are_refused():
+    for unknown in ("fused", "compiled"):
+        with pytest.raises(TracerError, match=rf"invalid summary_pass '{unknown}'; accepted: 'auto', 'native', 'eager'"):
+            resolve_summary_pass(unknown)
 

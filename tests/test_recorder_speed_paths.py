@@ -1,14 +1,9 @@
-"""The recorder's fast paths agree with its plain one: the native and compiled summary passes, sampling with ``every``.
+"""The recorder's fast paths agree with its plain one: the native summary pass, sampling with ``every``.
 
-The compiled pass compiles (torch.compile) once per family shape and chunk
-size: two families here, small tensors, chunks of 2 tensors (the recorder's
-default is 8: a longer compilation), seconds each. Speed is measured in
-benchmarks/bench_recorder.py, not here.
+Speed is measured in benchmarks/bench_recorder.py, not here.
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import pytest
@@ -17,12 +12,10 @@ import torch
 from tracer import Recorder, load_trace
 from tracer.errors import DivergenceError, TracerError
 from tracer.recording import summary
-from tracer.summaries.compiled import FusedReducer
 from tracer.summaries.eager import FUSED_COSINE_ATOL, FUSED_RTOL
 from tracer.testing import record_small_run
 from tracer.trace import SUMMARY_QUANTITIES
 
-# Tensors of at least 16 elements: smaller ones go the eager way even when fused.
 SHAPES = ((40, 3), (64,))
 OPTIMIZERS = [
     ("adamw", lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1)),
@@ -35,10 +28,9 @@ def _summary_columns(trace):
     return [c for c in trace.columns if c.rsplit(".", 1)[-1] in SUMMARY_QUANTITIES]
 
 
-@pytest.mark.parametrize("summary_pass", ["native", "compiled"])
 @pytest.mark.parametrize("make", [m for _, m in OPTIMIZERS], ids=[d for d, _ in OPTIMIZERS])
-def test_fast_summaries_agree_with_eager_and_leave_training_alone(tmp_path, monkeypatch, make, summary_pass):
-    monkeypatch.setattr(summary, "FusedReducer", functools.partial(FusedReducer, chunk=2))
+def test_fast_summaries_agree_with_eager_and_leave_training_alone(tmp_path, make):
+    summary_pass = "native"
     untraced = record_small_run(make, None, shapes=SHAPES)
     eager_params = record_small_run(make, tmp_path / "eager.trace.csv", shapes=SHAPES, recorder_options={**SUMMARY, "summary_pass": "eager"})
     fused_params = record_small_run(
@@ -97,7 +89,7 @@ BAD_OPTIONS = [
     (dict(every=0), r"invalid every 0; accepted: a whole number of updates >= 1"),
     (dict(every=2.0), r"invalid every 2\.0"),
     (dict(every=True), r"invalid every True"),
-    (dict(summary_pass="fast"), r"invalid summary_pass 'fast'; accepted: 'auto', 'native', 'compiled', 'eager'"),
+    (dict(summary_pass="fast"), r"invalid summary_pass 'fast'; accepted: 'auto', 'native', 'eager'"),
     (dict(meta={"every": 3}), r"meta may not set \['every'\]"),
 ]
 

@@ -175,9 +175,7 @@ class Recorder:
         summary_pass: how summary reductions are computed
             (``tracer.summaries``): "auto" (default) is "native" where
             its C loop builds (one pass over memory, sums in a fixed
-            order, the same on every CPU), else "eager" (torch ops);
-            "compiled" uses torch.compile (compiles for seconds to minutes at
-            the first update; single-process). They agree within the
+            order, the same on every CPU), else "eager" (torch ops). They agree within the
             tolerances of ``tracer.summaries.eager``; the metadata's
             ``summary_pass`` says which ran. With the native pass and a
             ``tracer.optim`` optimizer made with ``fused=True``, the
@@ -262,7 +260,7 @@ class Recorder:
         check_summary_pass(summary_pass)  # also where nothing is summarised
         summarized = [p.tensor for p in self._params if p.summarized]
         takes = any(t.dtype == torch.float32 and t.device.type == "cpu" for t in summarized)
-        self._summary_pass = resolve_summary_pass(summary_pass, self._dist.distributed, takes) if summarized else None
+        self._summary_pass = resolve_summary_pass(summary_pass, takes) if summarized else None
         if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
             raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
         if snapshots is not None and if_exists == "append":
@@ -394,7 +392,7 @@ class Recorder:
 
     @property
     def summary_pass(self) -> str | None:
-        """The summary reductions' pass: "native", "compiled" or "eager"; None without summarised parameters."""
+        """The summary reductions' pass: "native" or "eager"; None without summarised parameters."""
         if self._summary is not None:
             return self._summary.summary_pass
         return self._summary_pass

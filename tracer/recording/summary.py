@@ -9,7 +9,7 @@ lr``, and the cosines are those of delta. With lr = 0 the step does not move
 theta and d cannot be measured: its cells are empty.
 
 The reductions of one update (``tracer.summaries`` declares them) are one call of a pass
-(eager, or fused into one compiled pass per chunk of tensors); they land in
+(native or eager); they land in
 one results buffer per device and dtype. ``reduce`` launches them and a copy
 of the results into host memory (pinned and non-blocking on an accelerator,
 so the step path never waits for the device) and returns PendingSummaries;
@@ -20,8 +20,7 @@ depends on host facts only (gradient present, lr > 0), so it happens at once.
 Under torch.distributed a ``Sharding`` (``tracer.recording.sharding``)
 says which piece of each tensor this rank reduces (none: its row stays at
 the identities, zeros) and combines the ranks' partial reductions with one
-all-gather per update; that read is synchronous, and the fused pass is not
-used there.
+all-gather per update; that read is synchronous.
 
 Inside the optimizer: with the native pass, a fused ``tracer.optim`` optimizer
 computes the reductions of the tensors its native pass updates inside that
@@ -56,7 +55,6 @@ from tracer.recording.sharding import WHOLE, Sharding
 from tracer.recording.selection import TracedParameter
 from tracer.summaries import REDUCTIONS
 from tracer.summaries.cells import Reduced, Summary, summarize
-from tracer.summaries.compiled import FusedReducer
 from tracer.summaries.eager import SummaryInput, reduce_eager, result_dtype
 from tracer.summaries.native import NativeReducer
 
@@ -105,7 +103,7 @@ class InStepSummaries:
 class SummaryReducer:
     """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
-    ``summary_pass``: "native", "compiled" or "eager", the implementation of
+    ``summary_pass``: "native" or "eager", the implementation of
     the reductions (``tracer.summaries``; a Recorder resolves "auto").
     ``sharding`` says what this rank reduces of each tensor under
     torch.distributed; by default every tensor is whole and local.
@@ -117,10 +115,7 @@ class SummaryReducer:
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
         self._sharding = sharding
-        # The compiled pass reduces every row of a results buffer; with shards some rows are another rank's.
-        assert summary_pass != "compiled" or sharding is WHOLE, "resolve_summary_pass refuses this"
         self._pass = summary_pass
-        self._fused = FusedReducer() if summary_pass == "compiled" else None
         self._native = NativeReducer() if summary_pass == "native" else None
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
         self._buffers: dict[int, _Buffers] = {}
@@ -133,7 +128,7 @@ class SummaryReducer:
                 self._buffers[p.index] = _Buffers(p, key, row, None, None, held=False)
                 continue
             snapshot = torch.empty_like(piece, memory_format=torch.contiguous_format)
-            # zeros, not empty: the fused pass reads the previous delta before one exists (and ignores the result).
+            # zeros, not empty: a pass reads the previous delta before one exists (and ignores the result).
             self._buffers[p.index] = _Buffers(p, key, row, snapshot, torch.zeros_like(snapshot))
         self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
         # Where an optimizer's native pass writes its float64 reductions (one row per parameter, as _results).
@@ -162,9 +157,7 @@ class SummaryReducer:
 
     @property
     def summary_pass(self) -> str:
-        """The pass in use: "native", "compiled" or "eager" ("compiled" turns "eager" if compiling fails)."""
-        if self._fused is not None and not self._fused.fused:
-            return "eager"
+        """The pass in use: "native" or "eager"."""
         return self._pass
 
     def snapshot(self, optimizer: torch.optim.Optimizer | None = None, lrs: Sequence[float] = ()) -> None:
@@ -275,7 +268,7 @@ class SummaryReducer:
                 s = piece(state_tensor(state, s_key)) if has_s and state is not None else None
                 # Positional, in SummaryInput's order (snapshot, theta_after, grad, g_theta, v, s, previous_delta).
                 # The previous delta is always the buffer (zeros before a first delta), read and ignored without
-                # has_previous: one input layout for every update, so a compiled pass never recompiles for it.
+                # has_previous: one input layout for every update.
                 summary_input = SummaryInput(
                     buffers.snapshot, piece(parameter.tensor), piece(grad) if has_grad else None, sign * weight_decay,
                     v, s, buffers.previous_delta,
@@ -289,8 +282,6 @@ class SummaryReducer:
             rows = self._results[key]
             if self._native is not None:
                 self._native(items, rows)
-            elif self._fused is not None:  # one process: items are every row, in order
-                self._fused([item for _, item in items], rows)
             else:
                 for row, item in items:
                     reduce_eager(item, rows[row])

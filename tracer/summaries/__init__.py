@@ -15,7 +15,6 @@ The implementations live under this package and are tested against each other:
   (``tracer/native/summaries.c``); the fused ``tracer.optim`` steps compute
   the same reductions inside their update with the same C
   (``tracer/native/reductions.h``, included by ``steps.c``).
-- ``compiled.py``: ``FusedReducer``, the same arithmetic through torch.compile.
 - ``passes.py``: which of them a Recorder runs (``SUMMARY_PASSES``, the
   eligibility rule ``resolve_summary_pass``).
 - ``cells.py``: ``Summary`` and ``summarize``: the quantities from the
