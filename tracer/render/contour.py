@@ -35,7 +35,7 @@ from matplotlib import colormaps
 
 from tracer.errors import RenderError, TracerError
 from tracer.render.common import trace_name
-from tracer.trace import traced_coordinates
+from tracer.trace import Trace, traced_coordinates
 
 GRID_POINTS = 250  # per axis at least, as the article's backgrounds; more where the axes have more pixels
 OVERSAMPLE = 3  # loss samples per cell and axis, averaged (see the module's docstring)
@@ -77,7 +77,7 @@ class CoordinatePlane:
         return [] if self.surface is None else [np.array(point, dtype=float) for point in self.surface.minima]
 
 
-def surface_of(trace: Any) -> Any | None:
+def surface_of(trace: Trace) -> Any | None:
     """The loss surface of the problem named in `trace.meta["problem"]`, or None when the
     trace names no problem or its problem has no 2-D surface (e.g. the linear regression)."""
     problem = trace.meta.get("problem")
@@ -95,13 +95,13 @@ def surface_of(trace: Any) -> Any | None:
         ) from None
 
 
-def coordinates_of(trace: Any) -> tuple[str, ...]:
+def coordinates_of(trace: Trace) -> tuple[str, ...]:
     """The fully traced coordinates: meta["coordinates"], else read from the <c>.theta columns
     (a file written by hand may omit the list)."""
     return tuple(trace.meta.get("coordinates") or traced_coordinates(trace.columns))
 
 
-def plane_of(trace: Any, coordinates: Sequence[str] | None = None) -> CoordinatePlane:
+def plane_of(trace: Trace, coordinates: Sequence[str] | None = None) -> CoordinatePlane:
     """The plane a path figure draws `trace` on; `coordinates` (x, y) as in meta["coordinates"].
 
     Default: the surface's two coordinates when the problem has a surface, else the

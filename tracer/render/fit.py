@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from tracer.errors import RenderError
 from tracer.render.common import RenderOptions, new_figure, save_still, trace_name, trace_styles
+from tracer.trace import Trace
 
 FIT_WIDTH = 760  # design pixels (100 dpi), scaled to the still width (see common.new_figure)
 # Design pixels around the axes: the legend stands right of the data, off it.
@@ -17,7 +18,7 @@ FIT_AXES_HEIGHT = (160, 520)  # the axes keep the data's aspect (1 AU is 1 AU bo
 Y_BELOW = 0.25  # AU shown below the x axis: the ellipses' ends and the Sun, not the empty lower half
 
 
-def requires_fit(trace: Any, options: RenderOptions) -> list[str]:
+def requires_fit(trace: Trace, options: RenderOptions) -> list[str]:
     problem = trace.meta.get("problem") or {}
     if problem.get("name") != "orbit":
         raise RenderError(
@@ -29,7 +30,7 @@ def requires_fit(trace: Any, options: RenderOptions) -> list[str]:
     return ["Wa.theta", "Wb.theta"]
 
 
-def fitted_axes(trace: Any) -> tuple[float, float]:
+def fitted_axes(trace: Trace) -> tuple[float, float]:
     """Final (Wa, Wb): from the trailer, else the last row's theta."""
     final = trace.final or {}
     if "Wa" in final and "Wb" in final and np.isfinite([final["Wa"], final["Wb"]]).all():
@@ -52,7 +53,7 @@ def _fit_limits(wa: float, wb: float) -> tuple[tuple[float, float], tuple[float,
     return (left, right), (-Y_BELOW, top)
 
 
-def draw_fit(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_fit(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """Samples, the fitted upper half ellipse, the true one, Earth's and Mars' orbits, the Sun.
 
     The figure's height follows the data's aspect, so no empty band stands above the orbits,

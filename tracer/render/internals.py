@@ -41,6 +41,7 @@ from tracer.render.common import (
     save_still, trace_path, trace_styles,
 )
 from tracer.render.contour import CoordinatePlane, draw_background, fitted_range, loss_name, plane_of
+from tracer.trace import Trace
 
 INTERNALS_SIZE = (1000, 620)  # one trace: contour and two panels (design pixels at 100 dpi), legend below
 SIDE_BY_SIDE_PANEL = (430, 690)  # several traces: one contour each, in a row, each legend below
@@ -64,7 +65,7 @@ class Internals:
     step_size: np.ndarray
 
 
-def internals_of(trace: Any, plane: CoordinatePlane, options: RenderOptions) -> Internals:
+def internals_of(trace: Trace, plane: CoordinatePlane, options: RenderOptions) -> Internals:
     # One point per row (no point after the last update: it has no g, v, d of its own).
     path = trace_path(trace, plane.x_name, plane.y_name, options.updates, with_final=False)
     rows = path.rows
@@ -184,7 +185,7 @@ class InternalsFigure:
     key_colors: list[str]
 
 
-def build_internals(traces: Sequence[Any], options: RenderOptions, *, animated: bool = False) -> InternalsFigure:
+def build_internals(traces: Sequence[Trace], options: RenderOptions, *, animated: bool = False) -> InternalsFigure:
     """The figure of one trace (contour and panels) or several side by side. Call inside
     `text_size(...)`'s rc_context (draw_internals does) so that every text is readable."""
     from tracer.render.paths import clock_text, shared_plane, start_markers
@@ -308,7 +309,7 @@ def text_size(options: RenderOptions, design: tuple[int, int], animated: bool) -
     return {"font.size": text_points(probe)}
 
 
-def draw_internals(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_internals(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """At the current point: -g, -v and ±√s (one scale), the step -lr*d (its own), next to step
     size and lr panels with a moving cursor; several traces side by side at the same update."""
     animated = is_animated(fmt)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -30,6 +30,7 @@ from tracer.npz_files import read_npz
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import RenderOptions, new_figure, save_still, trace_name, trace_styles
 from tracer.render.contour import CONTOUR_CMAP, contour_levels
+from tracer.trace import Trace
 
 SURFACE_FORMAT = "tracer-surface"
 PATHS_SIZE = (700, 560)
@@ -87,7 +88,7 @@ def load_surface(path: str | Path) -> SurfaceFile:
         raise RenderError(f"{path}: not a tracer surface file ({error})") from None
 
 
-def _runs_of(surface: SurfaceFile, traces: Sequence[Any]) -> list[SurfaceRun]:
+def _runs_of(surface: SurfaceFile, traces: Sequence[Trace]) -> list[SurfaceRun]:
     """Each trace's run in the surface file, matched by trace file name."""
     by_name = {run.trace: run for run in surface.runs}
     matched = []
@@ -109,7 +110,7 @@ def _scale(vectors: Sequence[np.ndarray], span: float) -> float:
     return ARROW_SHARE * span / float(np.percentile(lengths, 90)) if lengths.size else 0.0
 
 
-def draw_landscape(kind: str, traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_landscape(kind: str, traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """`paths` or `internals` of the traces on the surface file `options.surface`."""
     surface = load_surface(options.surface)
     runs = _runs_of(surface, traces)

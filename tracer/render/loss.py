@@ -17,18 +17,19 @@ import numpy as np
 from tracer.errors import RenderError
 from tracer.render.common import RenderOptions, figure_lr_columns, new_figure, save_still, trace_name, trace_styles
 from tracer.render.plots import _mark_diverged, log_scale_suits, plotted_rows
+from tracer.trace import Trace
 
 LOSS_SIZE = (800, 560)  # design size: pixels at 100 dpi (see common.new_figure)
 
 
-def requires_loss(trace: Any, options: RenderOptions) -> list[str]:
+def requires_loss(trace: Trace, options: RenderOptions) -> list[str]:
     if "loss" in trace and not np.isfinite(trace["loss"]).any():
         raise RenderError(f"figure 'loss' needs the loss, and trace {trace_name(trace)} noted none "
                           "(record it with recorder.note(loss=...) before each step)")
     return ["update", "loss"] + figure_lr_columns(trace)[:1]
 
 
-def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Any], options: RenderOptions,
+def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Trace], options: RenderOptions,
                      labels: Sequence[str], colors: Sequence[str], *, legend: bool = True) -> None:
     """Loss on axes[0], lr on axes[1], one line per trace against the update. The dashboard
     draws the same two panels through this function."""
@@ -56,7 +57,7 @@ def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Any], options: Render
         loss_ax.legend(loc="best", fontsize="small")
 
 
-def draw_loss(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_loss(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """The loss and the learning rate against the update (a still)."""
     labels, colors = trace_styles(traces, options)
     figure = new_figure(options, LOSS_SIZE)

@@ -26,27 +26,28 @@ from tracer.render.common import (
     place_in_clear_corners, save_still, trace_path, trace_styles,
 )
 from tracer.render.contour import CoordinatePlane, draw_background, fitted_range, label_colorbar, loss_name, plane_of
+from tracer.trace import Trace
 
 CONSTANT_LR_COLOR = "#cc4778"  # plasma's middle: the colour of the lr when it does not change
 PATH_SIZE = (640, 500)  # design sizes: pixels at 100 dpi (see common.new_figure)
 LR_PATH_SIZE = (820, 500)  # two colour bars: the loss and the learning rate
 
 
-def coordinate_columns(trace: Any, options: RenderOptions, *quantities: str) -> list[str]:
+def coordinate_columns(trace: Trace, options: RenderOptions, *quantities: str) -> list[str]:
     """`<x>.<q>`, `<y>.<q>` for the two coordinates drawn (RenderError if they are not traced)."""
     plane = plane_of(trace, options.coordinates)
     return [f"{name}.{q}" for q in quantities for name in (plane.x_name, plane.y_name)]
 
 
-def requires_paths(trace: Any, options: RenderOptions) -> list[str]:
+def requires_paths(trace: Trace, options: RenderOptions) -> list[str]:
     return coordinate_columns(trace, options, "theta")
 
 
-def requires_lr_path(trace: Any, options: RenderOptions) -> list[str]:
+def requires_lr_path(trace: Trace, options: RenderOptions) -> list[str]:
     return coordinate_columns(trace, options, "theta") + figure_lr_columns(trace)[:1]
 
 
-def requires_internals(trace: Any, options: RenderOptions) -> list[str]:
+def requires_internals(trace: Trace, options: RenderOptions) -> list[str]:
     return coordinate_columns(trace, options, "theta", "g", "d") + ["step_size"] + figure_lr_columns(trace)[:1]
 
 
@@ -60,7 +61,7 @@ def surface_title(plane: CoordinatePlane, what: str) -> str:
     return f"{what} on f(x, y) = {formula if len(formula) <= 48 else formula[:45] + '...'}"
 
 
-def shared_plane(traces: Sequence[Any], options: RenderOptions) -> CoordinatePlane:
+def shared_plane(traces: Sequence[Trace], options: RenderOptions) -> CoordinatePlane:
     """The one plane every trace is drawn on: same coordinates, and one problem under a contour."""
     planes = [plane_of(t, options.coordinates) for t in traces]
     pairs = {(p.x_name, p.y_name) for p in planes}
@@ -92,7 +93,7 @@ class ContourScene:
     image: Any = None  # the contour's image (None: a plain plane), for a colour bar drawn later
 
 
-def contour_scene(traces: Sequence[Any], options: RenderOptions, *, default_size: tuple[int, int],
+def contour_scene(traces: Sequence[Trace], options: RenderOptions, *, default_size: tuple[int, int],
                   animated: bool = False, plane: CoordinatePlane | None = None, paths: list[TracePath] | None = None,
                   cmap: str = "viridis", grid: tuple[int, int] | None = None, title: str = "",
                   colorbar: bool = True) -> ContourScene:
@@ -144,7 +145,7 @@ def _marked_points(scene: ContourScene, *extra: np.ndarray) -> list[np.ndarray]:
     return [p.xy[:1] for p in scene.paths] + [p.xy[-1:] for p in scene.paths] + scene.plane.landmarks + list(extra)
 
 
-def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_first_steps(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """The first k updates of each trace as arrows on the zoomed contour (article Fig 2)."""
     k = options.first_steps
     first = options.updates[0] if options.updates else 1
@@ -164,7 +165,7 @@ def draw_first_steps(traces: Sequence[Any], options: RenderOptions, out: Path, f
     save_still(scene.figure, out, fmt)
 
 
-def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_paths(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """Paths on the loss contour (or the plain plane of two coordinates): an animation
     (.gif, .mp4) or the whole paths as a still."""
     animated = is_animated(fmt)
@@ -209,7 +210,7 @@ def draw_paths(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
                     scene.colors + ["black", "white"], texts=[caption])
 
 
-def clock_text(trace: Any, done: int) -> str:
+def clock_text(trace: Trace, done: int) -> str:
     """'epoch e  batch b  update u' after `done` updates (read from the trace's rows); 'update u'
     alone when the trace has no epoch and batch (recorded without `note(epoch=, batch=)`) or one
     batch per epoch (a 2-D function: "epoch 999 batch 0" would only repeat the update)."""
@@ -226,14 +227,14 @@ def clock_text(trace: Any, done: int) -> str:
     return f"epoch {int(epoch)}  batch {int(batch)}  update {done}"
 
 
-def _one_batch_per_epoch(trace: Any) -> bool:
+def _one_batch_per_epoch(trace: Trace) -> bool:
     if "batch" not in trace or len(trace) < 2:
         return False
     batches = trace["batch"]
     return bool(np.all(batches[np.isfinite(batches)] == 0))
 
 
-def draw_lr_path(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_lr_path(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """Paths coloured by the learning rate in effect at each update, so a schedule shows.
 
     A learning rate that never changes gets one colour and no colour bar: the legend says it."""
