@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -30,6 +31,7 @@ EXPLORER_PAGES = {"fig03": "explore_orbit.html"}
 
 
 def _trace_one(job: tuple[CatalogueRun, pathlib.Path]) -> tuple[str, pathlib.Path, float]:
+    from tracer.regenerate import settle
     from tracer.run import run_experiment
 
     if _IN_WORKER:
@@ -40,8 +42,11 @@ def _trace_one(job: tuple[CatalogueRun, pathlib.Path]) -> tuple[str, pathlib.Pat
         torch.set_num_threads(1)
     run, logs = job
     start = time.perf_counter()
-    path = run_experiment(run.config(logs))
-    return run.id, path, time.perf_counter() - start
+    # Traced beside logs/ first: a trace that repeats the committed one's
+    # numbers leaves the committed file (and git) untouched.
+    with tempfile.TemporaryDirectory(dir=logs, prefix=".fresh-") as fresh:
+        settle(run_experiment(run.config(pathlib.Path(fresh))), run.path(logs))
+    return run.id, run.path(logs), time.perf_counter() - start
 
 
 def _render_one(job: tuple[CatalogueFigure, pathlib.Path, pathlib.Path]) -> tuple[str, list[pathlib.Path], float]:

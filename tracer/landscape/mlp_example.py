@@ -41,6 +41,22 @@ def trace_run(optimizer_name: str, lr: float, label: str, out: pathlib.Path, epo
     return out
 
 
+def _trace_and_settle(optimizer_name: str, lr: float, label: str, logs: pathlib.Path) -> pathlib.Path:
+    """`trace_run` beside `logs`, then into it: a trace repeating the committed one's numbers keeps that file."""
+    import os
+    import tempfile
+
+    from tracer.recording.snapshots import snapshot_file_for
+    from tracer.regenerate import settle
+
+    out = logs / f"mlp-{optimizer_name}.trace.csv"
+    with tempfile.TemporaryDirectory(dir=logs, prefix=".fresh-") as fresh:
+        trace = trace_run(optimizer_name, lr, label, pathlib.Path(fresh) / out.name)
+        settle(trace, out)
+        os.replace(snapshot_file_for(trace), snapshot_file_for(out))  # not committed: always the fresh one
+    return out
+
+
 def reproduce(logs: pathlib.Path = pathlib.Path("logs/landscape"), figures: pathlib.Path = pathlib.Path("figures"),
               *, progress: bool = False) -> list[pathlib.Path]:
     """Traces, surface file and figures of the example; returns the paths written."""
@@ -51,7 +67,7 @@ def reproduce(logs: pathlib.Path = pathlib.Path("logs/landscape"), figures: path
     from tracer.render import render_figure
 
     logs.mkdir(parents=True, exist_ok=True)
-    traces = [trace_run(name, lr, label, logs / f"mlp-{name}.trace.csv") for name, lr, label in RUNS]
+    traces = [_trace_and_settle(name, lr, label, logs) for name, lr, label in RUNS]
     features, labels = landscape_data()
     surface = landscape(traces, landscape_model(), lambda model: functional.binary_cross_entropy_with_logits(
         model(features), labels), logs / "mlp.surface.npz", grid=GRID, progress=progress,
