@@ -1,11 +1,12 @@
 # The two commands of the README. Each creates .venv on first use.
 #   make reproduce   trace every reference experiment, render every figure
 #   make test        run the test suite
+# and the documentation site: make docs (site/index.html).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test venv bench browser clean
+.PHONY: reproduce test venv bench browser docs clean
 
 venv: $(VENV)/.installed
 
@@ -39,4 +40,9 @@ bench: venv
 	$(BIN)/python benchmarks/bench_optimizers.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken
+# link, a missing page or an unreadable docstring fails the build.
+docs: venv
+	$(BIN)/mkdocs build --strict

@@ -1,4 +1,4 @@
-"""Issue 10, goal 4 on an accelerator: what tracing costs a fused Adam step on CUDA, and whether it syncs the host.
+"""On an accelerator: what tracing costs a fused Adam step on CUDA, and whether it syncs the host.
 
 Run from the repository root, on a machine with an NVIDIA GPU::
 
@@ -18,9 +18,8 @@ Run from the repository root, on a machine with an NVIDIA GPU::
    done, at a later update (``PendingSummaries.ready``), or on close, which
    is outside the checked steps.
 
-The machines this project runs on have no GPU: with ``--device cpu`` the
-timing runs on the CPU (no sync check there) so that the script itself can
-be checked anywhere.
+With ``--device cpu`` the timing runs on the CPU (no sync check there), so
+that the script itself can be checked on a machine without a GPU.
 """
 
 from __future__ import annotations

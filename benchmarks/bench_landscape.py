@@ -33,7 +33,7 @@ import torch
 from tracer import Recorder
 from tracer.recording.snapshots import BYTES_PER_PARAMETER, SnapshotPolicy
 
-# The transformer of the recorder benchmark (issue 10), so both measure the same model.
+# The transformer of the recorder benchmark, so both measure the same model.
 from bench_recorder import transformer
 
 

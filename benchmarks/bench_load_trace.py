@@ -12,7 +12,7 @@ as the recorder writes them, a few empty cells (cos_d_prev on the first
 update). Both forms are written through tracer.trace.TraceWriter and read by
 tracer.trace.load_trace; the median of the reads is printed with the goal.
 
-Goal (issue 10, goal 5): >= 10M cells per second and <= 12 bytes per cell.
+Goal: >= 10M cells per second and <= 12 bytes per cell.
 """
 
 from __future__ import annotations

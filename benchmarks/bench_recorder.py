@@ -11,11 +11,11 @@ Run from the repository root::
    with torch.optim.Adam(fused=True): median time of optimizer.step() traced
    over untraced, with the native summary pass (the default) and the eager
    one.
-   Goal: <= 2.5x (issue 10, goal 1).
+   Goal: <= 2.5x.
 1b. The same model with tracer.optim.Adam(fused=True), whose native pass
    computes the summaries inside the update, traced, against torch's fused
    Adam untraced (and ours untraced against torch's, for scale).
-   Goal: <= 1.5x (issue 10, goal 1b).
+   Goal: <= 1.5x.
 2. Full granularity on the 2-parameter orbit problem (tracer.problems, batch
    64) with torch.optim.Adam: updates per second (forward, backward, step)
    traced over untraced. Goal: >= 0.7. A round is only 16 updates (about
@@ -23,7 +23,7 @@ Run from the repository root::
 3. A whole training step (forward, backward, AdamW(fused=True) step) of a
    4-layer transformer encoder (3.67M parameters in 51 tensors, batch 16 x 64
    tokens), summary granularity, every update and every 10th update. Goals:
-   <= 1.02x and <= 1.01x (issue 10, goal 2). Also tracer.optim.AdamW(fused=True)
+   <= 1.02x and <= 1.01x. Also tracer.optim.AdamW(fused=True)
    traced (summaries inside its pass) against torch's AdamW(fused=True) untraced.
 4. The kernels alone on the 10M-parameter model, on 1 and 2 threads: torch's
    fused Adam, our native Adam untraced and traced, the native and the eager
@@ -277,8 +277,8 @@ def bench_kernels(rounds: int) -> None:
             # The goals' ratios with every kernel as fast as its plain loop, torch's Adam and the recorder's copy
             # (its streaming stores move less than a plain loop's copy) as measured.
             outside = (adam + medians[RECORDERS_COPY] + medians["plain loop: summary pass"]) / adam
-            print(f"      at the plain loops' speed: a pass outside the step (goal 1: Adam + the recorder's copy + summary pass) {outside:.2f}x torch Adam; "
-                  f"inside it (goal 1b: traced Adam) {medians['plain loop: traced Adam'] / adam:.2f}x")
+            print(f"      at the plain loops' speed: a pass outside the step (Adam + the recorder's copy + summary pass) {outside:.2f}x torch Adam; "
+                  f"inside it (traced Adam) {medians['plain loop: traced Adam'] / adam:.2f}x")
     finally:
         torch.set_num_threads(threads)
 

@@ -1,6 +1,6 @@
 """The trace_regression fixture, exercised by real inner pytest sessions (pytester).
 
-The inner test is the README's example as written; each test below runs it
+The inner test is the golden-traces tutorial's example as written; each test below runs it
 through the stages a user goes through: first run, unchanged run, changed
 run, --regen-traces, a golden trace from another platform.
 """
@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
 
 import pytest
 
 pytest_plugins = ["pytester"]
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "## Golden traces in your tests: the `trace_regression` fixture"
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "golden" / "test_my_training.py"
 GOLDEN = pathlib.Path("test_my_training") / "test_training_trace_is_unchanged.trace.csv"
 
 
 def _readme_example() -> str:
-    section = README.read_text().split(f"\n{SECTION}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    """The test module of the golden-traces tutorial (docs/tutorials/golden-traces.md includes it)."""
+    return EXAMPLE.read_text()
 
 
 @pytest.fixture

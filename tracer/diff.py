@@ -68,6 +68,16 @@ class Tolerance:
 
     ``ulps`` counts units in the last place of the run's precision (float32
     for a float32 run, see ``run_precision``); all zero means bit for bit.
+
+    Examples:
+        >>> str(Tolerance())
+        'bit for bit'
+        >>> print(Tolerance(ulps=4, atol=1e-6))
+        ulps=4, atol=1e-06
+        >>> Tolerance(ulps=-1)
+        Traceback (most recent call last):
+        ...
+        tracer.errors.TracerError: invalid ulps -1; accepted: an integer >= 0
     """
 
     ulps: int = 0
@@ -414,14 +424,22 @@ def diff_traces(
     """Compare trace ``a`` with trace ``b`` (paths or loaded Traces).
 
     Args:
-        rtol, atol, ulps: a value differs when
+        a: the first trace (a path, or a Trace from ``load_trace``).
+        b: the second trace, the reference for relative tolerances.
+        rtol: relative tolerance. A value differs when
             ``|a - b| > atol + rtol * |b| + ulps * ulp(b)``, ``ulp`` in the
             run's precision (``run_precision`` of ``b``: float32 for a float32
-            run); all zero (the default) means bit for bit.
+            run); all three zero (the default) means bit for bit.
+        atol: absolute tolerance (see ``rtol``).
+        ulps: tolerance in units in the last place of the run's precision (see ``rtol``).
         columns: names or glob patterns (``"Wa.*"``) of the columns to
             compare; default all. A name matching neither trace raises TracerError.
         strict_meta: count metadata differences (except ``versions`` and ``platform``) toward
             inequality; by default they are reported only.
+
+    Returns:
+        The comparison: ``.equal``, the first differing update of each
+        column, the drift, and ``.report()`` as ``tracer diff`` prints it.
     """
     ulps = Tolerance(ulps=ulps).ulps
     rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)

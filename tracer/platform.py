@@ -134,6 +134,14 @@ def fingerprint_of(meta: Mapping[str, Any]) -> str | None:
     appended, ``37da3e4cd346+native``: summary columns of different passes
     differ in their last bits, so only traces of the same pass compare bit
     for bit.
+
+    Examples:
+        >>> fingerprint_of({"platform": {"fingerprint": "37da3e4cd346", "cpu_capability": "AVX2"}})
+        '37da3e4cd346'
+        >>> fingerprint_of({"platform": {"fingerprint": "37da3e4cd346"}, "summary_pass": "native"})
+        '37da3e4cd346+native'
+        >>> fingerprint_of({}) is None  # written before traces recorded their platform
+        True
     """
     entry = platform_of(meta)
     if entry is None:

@@ -90,7 +90,9 @@ class TraceRegression:
                 attribute (a ``tracer.recorder.Recorder`` after it closed).
             basename: names the golden file, for a test that checks several
                 traces (default: the test's name).
-            rtol, atol: tolerance on the golden trace's own platform
+            rtol: relative tolerance on the golden trace's own platform
+                (default 0: bit for bit).
+            atol: absolute tolerance on the golden trace's own platform
                 (default 0: bit for bit).
             columns: compare only these columns (names or globs).
             cross_platform: the tolerance accepted when the golden trace was

@@ -460,7 +460,30 @@ def _parse_rows(path: pathlib.Path, rows: list[str], first_line: int, width: int
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
-    """Read a trace file; every problem with the file raises TraceFormatError naming file and line."""
+    """Read a trace file, CSV or binary (recognised by its first bytes).
+
+    Args:
+        path: the trace file.
+
+    Returns:
+        The trace: its metadata, columns (one float64 array each, NaN for an
+        empty cell), status and final parameters.
+
+    Raises:
+        TraceFormatError: the file cannot be read as a trace; the message names
+            the file, the line and what was wrong.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.trace.csv"
+        >>> rows = [{"update": 1, "epoch": 0, "batch": 0, "lr": 0.1, "loss": 2.0, "step_size": 0.5},
+        ...         {"update": 2, "epoch": 0, "batch": 1, "lr": 0.1, "loss": None, "step_size": 0.25}]
+        >>> trace = load_trace(write_trace(path, {"label": "demo"}, list(rows[0]), rows, final={}))
+        >>> trace.status, len(trace), trace.meta["label"]
+        ('complete', 2, 'demo')
+        >>> trace["step_size"], trace["loss"]
+        (array([0.5 , 0.25]), array([ 2., nan]))
+    """
     path = pathlib.Path(path)
     try:
         raw = path.read_bytes()

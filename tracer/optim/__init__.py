@@ -81,6 +81,15 @@ def build_optimizer(
         TracerError: unknown name, impl or hyperparameter; the message lists
             the accepted ones. Invalid values (lr < 0, ...) raise ValueError
             from the optimizer's own checks.
+
+    Examples:
+        >>> import torch
+        >>> weights = [torch.zeros(3, requires_grad=True)]
+        >>> optimizer = build_optimizer("momentum", weights, lr=0.01)
+        >>> type(optimizer).__name__, optimizer.defaults["momentum"]
+        ('SGD', 0.9)
+        >>> type(build_optimizer("adam", weights, impl="torch")).__module__
+        'torch.optim.adam'
     """
     if name not in OPTIMIZER_NAMES:
         raise TracerError(

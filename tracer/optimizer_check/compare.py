@@ -192,8 +192,9 @@ def compare_optimizers(
     """Run ``candidate`` and ``reference`` side by side; return where they first differ, if anywhere.
 
     Args:
-        candidate, reference: optimizer classes or factories
+        candidate: the optimizer under test: a class or a factory
             ``(params, **config) -> Optimizer``.
+        reference: the optimizer it should equal, given the same way.
         configs: keyword arguments given to both, one case each ({} = defaults).
         shapes: the shapes of the parameters (all in one parameter group).
         dtypes: one case each.
