@@ -12,7 +12,7 @@ import argparse
 import os
 
 MARKER = "<!-- tracer-cli-reference -->"
-WIDTH = "100"  # argparse wraps the usage line to $COLUMNS: fixed, so the page is the same on every terminal
+WIDTH = "72"  # argparse wraps the usage line to $COLUMNS: fixed, so the page is the same on every terminal
 
 
 def _subcommand_parser(name: str) -> argparse.ArgumentParser:
