@@ -305,3 +305,14 @@ def test_the_readme_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert load_trace(tmp_path / "run.trace.csv").status == "complete"
     assert done.stdout.startswith("[")  # the last three step sizes
+
+
+def test_links_to_figures_work_on_disk_and_in_the_site():
+    hook = _load(DOCS / "hooks" / "figures.py")
+    assert hook.site_link("../figures/fig01_step_size.png", "index.md", DOCS) == "figures/fig01_step_size.png"
+    assert hook.site_link("../../figures/lecture/x.png", "how-to/a.md", DOCS) == "../figures/lecture/x.png"
+    assert hook.site_link("other.md", "how-to/a.md", DOCS) == "other.md"
+    assert hook.site_link("https://example.org/figures/x.png", "index.md", DOCS) == "https://example.org/figures/x.png"
+    for page in DOCS.rglob("*.md"):  # on disk, every figure a page shows exists where the link says
+        for target in re.findall(r"\]\(([^)#\s]*figures/[^)#\s]+)\)", page.read_text()):
+            assert (page.parent / target).resolve().is_file(), (page, target)
