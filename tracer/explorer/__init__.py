@@ -53,7 +53,8 @@ class Explorer:
         return inline_frame(self.html)
 
     def __repr__(self) -> str:
-        return f"Explorer({len(self.traces)} runs, {len(self.html.encode()) / 1e6:.2f} MB)"
+        runs = len(self.traces)
+        return f"Explorer({runs} run{'' if runs == 1 else 's'}, {len(self.html.encode()) / 1e6:.2f} MB)"
 
 
 def explore(traces: Sequence[Trace | str | os.PathLike] | Trace | str | os.PathLike, *,

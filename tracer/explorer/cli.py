@@ -47,5 +47,6 @@ def run_command(args: argparse.Namespace) -> int:
                        coordinates=args.coordinates, xlim=args.xlim, ylim=args.ylim,
                        max_rows=args.max_rows, max_coordinates=args.max_coordinates, surface=args.surface)
     path = explorer.save(args.out)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(explorer.traces)} runs)")
+    runs = len(explorer.traces)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {runs} run{'' if runs == 1 else 's'})")
     return 0
