@@ -311,10 +311,13 @@ def test_the_readme_example_runs(tmp_path):
     assert done.stdout.startswith("[")  # the last three step sizes
 
 
-def test_links_to_figures_work_on_disk_and_in_the_site():
-    hook = _load(DOCS / "hooks" / "figures.py")
+def test_links_to_repository_files_work_on_disk_and_in_the_site():
+    hook = _load(DOCS / "hooks" / "repo_files.py")
     assert hook.site_link("../figures/fig01_step_size.png", "index.md", DOCS) == "figures/fig01_step_size.png"
-    assert hook.site_link("../../figures/lecture/x.png", "how-to/a.md", DOCS) == "../figures/lecture/x.png"
+    assert hook.site_link("../../figures/fig01_step_size.png", "how-to/a.md", DOCS) == "../figures/fig01_step_size.png"
+    assert hook.site_link("../tracer/recorder.py", "frameworks.md", DOCS) == "tracer/recorder.py"
+    assert hook.site_link("../tracer/no-such-file.py", "frameworks.md", DOCS) == "../tracer/no-such-file.py"  # fails strict
+    assert hook.site_link("../README.md", "index.md", DOCS) == "../README.md"  # no page for it: fails strict
     assert hook.site_link("other.md", "how-to/a.md", DOCS) == "other.md"
     assert hook.site_link("https://example.org/figures/x.png", "index.md", DOCS) == "https://example.org/figures/x.png"
     for page in DOCS.rglob("*.md"):  # on disk, every figure a page shows exists where the link says
