@@ -89,8 +89,37 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "versions": meta.get("versions"),
         "platform": platform_of(meta),
         "distributed": meta.get("distributed"),
+        "d": optimizer.get("d"),
+        "d_note": optimizer.get("d_note"),
+        "d_switched": (trace.trailer or {}).get("d_switched"),
+        "state_keys": optimizer.get("state_keys"),
+        "state": _state_keys(meta.get("state")),
     }
     return _finite_or_none(facts)
+
+
+def _state_keys(state: Any) -> dict[str, int] | None:
+    """Every optimizer state key the trace saw, with the number of parameters that have it (None: not recorded)."""
+    if not isinstance(state, dict):
+        return None
+    counts: dict[str, int] = {}
+    for keys in state.values():
+        for key in keys if isinstance(keys, dict) else ():
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _state_text(facts: dict[str, Any]) -> str:
+    letters = " ".join(f"{k}={v}" for k, v in (facts["state_keys"] or {}).items() if v) or "no v or s"
+    keys = ", ".join(f"{key} ({n})" for key, n in facts["state"].items()) or "none"
+    return f"{letters}; keys (parameters holding each): {keys}"
+
+
+def _d_text(facts: dict[str, Any]) -> str:
+    text = facts["d"] + (f": {facts['d_note']}" if facts["d_note"] else "")
+    if facts["d_switched"]:
+        text += f"; switched to measured (disagreed with the displacement): {', '.join(facts['d_switched'])}"
+    return text
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -207,6 +236,10 @@ def summary_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("versions", " ".join(f"{k} {v}" for k, v in (facts["versions"] or {}).items()) or "-"),
         ("platform", _platform_text(facts["platform"])),
     ]
+    if facts.get("d"):
+        rows.insert(3 + len(_hyperparameter_rows(facts)), ("d", _d_text(facts)))
+    if facts.get("state") is not None:
+        rows.insert(4 + len(_hyperparameter_rows(facts)), ("state", _state_text(facts)))
     if facts.get("distributed"):
         rows.append(("distributed", _distributed_text(facts["distributed"])))
     return rows

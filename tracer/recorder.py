@@ -29,6 +29,7 @@ import math
 import os
 import pathlib
 import platform
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -37,12 +38,13 @@ import torch
 from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError
-from tracer.families import family_of
+from tracer.families import check_state_keys, family_of, group_lr, with_state_keys
 from tracer.platform import platform_meta
 from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
 from tracer.recording.distributed_full import ShardedFullReader
 from tracer.recording.full import FullReader, FullValues
 from tracer.recording.selection import select_parameters
+from tracer.recording.state import StateReader, discover, from_names, is_state_column, unrecorded
 from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
 from tracer.recording.summary import PendingSummaries, SummaryReducer
 from tracer.summaries.passes import check_summary_pass, resolve_summary_pass
@@ -51,6 +53,7 @@ from tracer.trace import (
     GRANULARITIES,
     SUMMARY_QUANTITIES,
     TRAILER_PREFIX,
+    TRAILING_COLUMNS,
     TraceWriter,
     load_trace,
     row_columns,
@@ -63,7 +66,7 @@ IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
     "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups",
-    "distributed", "every", "snapshots", "summary_pass",
+    "distributed", "every", "snapshots", "summary_pass", "state",
 )
 
 
@@ -132,16 +135,20 @@ class _PendingRow:
     full_values: dict[int, FullValues]
     finite_full: bool
     summaries: PendingSummaries
+    state: list[Any]  # the state columns' values (tracer.recording.state)
 
 
 class Recorder:
     """Record what an optimizer does at every update into a trace file.
 
     Args:
-        optimizer: any optimizer of ``tracer.families.FAMILIES`` (torch's
-            SGD, RMSprop, Adam, AdamW, NAdam, RAdam, Adamax, Adagrad,
-            Adadelta, ASGD, Rprop, SparseAdam with any flags, foreach and
-            fused included, or tracer.optim's); others raise TracerError.
+        optimizer: any ``torch.optim.Optimizer``: torch's (every one, with
+            any flags, foreach and fused included), tracer.optim's, or one
+            the user wrote. Its family (``tracer.families``) says how d is
+            obtained: recomputed for the SGD, RMSprop and Adam families,
+            measured ``(theta - theta_next) / lr`` for every other and for a
+            subclass that overrides ``step()`` (the metadata's
+            ``optimizer.d_note`` says why).
         path: the trace file to write (tracer.trace format, schema version 1).
         named_parameters: (name, tensor) pairs, e.g. ``model.named_parameters()``;
             parameters not named there are called p0, p1, ... by their
@@ -182,6 +189,17 @@ class Recorder:
             reductions run inside the optimizer's own pass over memory
             (no snapshot before the step, no pass after it), with the
             same numbers bit for bit (``tracer.recording.summary``).
+        state_keys: the optimizer state keys of v and s, e.g.
+            ``{"v": "exp_avg", "s": "exp_avg_sq"}``, for an optimizer the
+            family table does not know (or to override it); None (default):
+            the family's. A key the optimizer's state does not have after its
+            first step raises TracerError naming the keys it has. Every state
+            tensor is recorded under its own key regardless.
+        record_state: record every optimizer state tensor under its key
+            (``tracer.recording.state``: per coordinate at full granularity
+            where it has the parameter's shape, else its norm; the
+            metadata's ``state`` lists every key per parameter); False
+            leaves the state to v and s (the reference experiments' traces).
         snapshots: a SnapshotPolicy (e.g. ``SnapshotPolicy(every=10, limit=200)``)
             to keep snapshots of the whole model, with g, v and d, every k
             updates and at the end, in ``<run>.snapshots.npz`` beside the
@@ -190,10 +208,18 @@ class Recorder:
             ``if_exists="append"`` (the snapshots would hold only the new part).
 
     The loss of a row is the one given to ``note``, else the one the closure
-    of ``optimizer.step(closure)`` returned. The optimizer's parameter groups
-    are fixed once traced: ``add_param_group`` (or a parameter added to a
-    group) afterwards makes the next ``step()`` raise TracerError before it
-    changes anything.
+    of ``optimizer.step(closure)`` returned first (LBFGS calls it several
+    times in one step: one row per ``step(closure)``). The trace's columns are
+    fixed once traced: after ``add_param_group`` (or a parameter added to a
+    group) the next ``step()`` ends the trace cleanly (status "interrupted",
+    the trailer's ``reason`` saying why, one warning) and training goes on
+    untraced.
+
+    A recomputed d is checked at every update against the displacement
+    (``tracer.recording.full``); a parameter whose d disagrees has d measured
+    from then on, with one warning, and the trailer's ``d_switched`` names it.
+    Where a group has no usable lr (absent, not a number) its lr cells and d
+    are empty and the displacement is still recorded.
 
     Summaries measure d as (theta - theta_next) / lr (exact up to one
     rounding; empty d cells while lr = 0, as theta does not move); full
@@ -230,6 +256,8 @@ class Recorder:
         every: int = 1,
         summary_pass: str = "auto",
         snapshots: SnapshotPolicy | None = None,
+        state_keys: Mapping[str, str | None] | None = None,
+        record_state: bool = True,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -248,7 +276,16 @@ class Recorder:
         self.on_divergence = on_divergence
         self.if_exists = if_exists
         self.every = every
-        self.family = family_of(inner_optimizer(optimizer))
+        inner = inner_optimizer(optimizer)
+        self.family = with_state_keys(family_of(inner), state_keys)
+        self._state_keys = dict(state_keys or {})
+        check_state_keys(self.family, inner, self._state_keys)  # where it has state already (a resumed run)
+        self._state_keys_checked = bool(inner.state)
+        # Parameters whose recomputed d disagreed with the displacement: {name: {"update", "disagreement", ...}}.
+        self.d_switched: dict[str, dict[str, float]] = {}
+        self._end_reason: str | None = None  # why the trace ended before the run did
+        # The state columns, known at the first recorded update (none if not recorded).
+        self._state: StateReader | None = None if record_state else StateReader([])
         self.granularity = granularity if full is None else "mixed"
         self._params = select_parameters(optimizer, named_parameters, granularity, full)
         self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
@@ -275,6 +312,8 @@ class Recorder:
         if snapshots is not None:
             meta["snapshots"] = {"file": self.snapshot_path.name, "every": snapshots.every, "limit": snapshots.limit}
         self.meta = self._make_meta(meta)
+        if record_state and not self._dist.distributed:
+            self.meta["state"] = {}  # filled at the first recorded update
         self.updates = 0  # optimizer steps taken while attached, recorded or not
         self.recorded = 0  # rows written
         self._role = "skip"  # of the step under way: "record", "measure" (before a recorded one) or "skip"
@@ -304,6 +343,7 @@ class Recorder:
             "group_hyperparameters": [_group_options(group) for group in optimizer.param_groups],
             "d": self.family.d_source([p.tensor.dtype for p in self._params]),
             "state_keys": dict(zip(("v", "s"), self.family.moment_keys(optimizer.param_groups[0]))),
+            "d_note": self._d_note(),
         }
         optimizer_meta.update(caller.pop("optimizer", None) or {})
         meta = {
@@ -324,6 +364,15 @@ class Recorder:
             meta["every"] = self.every
         meta.update(caller)
         return meta
+
+    def _d_note(self) -> str | None:
+        """Why d is measured or empty where one might expect otherwise (a subclass's step, groups without lr); None."""
+        notes = [self.family.d_reason] if self.family.d_reason else []
+        for index, group in enumerate(self.optimizer.param_groups):
+            if group_lr(group) is None:
+                what = "has no lr" if "lr" not in group else f"has lr {group['lr']!r}, not a number"
+                notes.append(f"d empty for group {index}: it {what} (the displacement is still recorded)")
+        return "; ".join(notes) or None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -362,10 +411,11 @@ class Recorder:
         """A writer appending to the existing trace at ``path``, once it is checked to be this run's."""
         trace = load_trace(self.path)
         mine, theirs = self.meta["optimizer"], trace.meta.get("optimizer") or {}
+        own_columns = [c for c in trace.columns if not is_state_column(c)]
         differences = [
             what
             for what, same in (
-                ("columns", trace.columns == self.columns),
+                ("columns", own_columns == self.columns),
                 ("optimizer class", theirs.get("class") == mine["class"]),
                 ("parameters", trace.meta.get("parameters") == self.meta["parameters"]),
             )
@@ -388,6 +438,9 @@ class Recorder:
             self.updates = int(trace["update"][-1])
         self.final = dict(trace.final or {})
         self.diverged_at = trace.diverged_at
+        # The state columns go on as the trace has them.
+        self._state = StateReader(from_names(self._params, [c for c in trace.columns if is_state_column(c)]))
+        self.columns = list(trace.columns)
         return TraceWriter(self.path, self.meta, self.columns, append_after=len(trace))
 
     @property
@@ -410,7 +463,16 @@ class Recorder:
         if self._role != "record" and self._full is not None:
             # The last steps were not recorded: the final coordinates are the parameters' values now.
             self.final.update(self._full.current())
-        self._writer.close(status, final=self.final, diverged_at=self.diverged_at)
+        extra: dict[str, Any] = {}
+        if self.d_switched:
+            extra["d_switched"] = self.d_switched
+        if self._end_reason is not None:
+            extra["reason"] = self._end_reason
+        if "state" in self.meta and self._state is not None:
+            later = unrecorded(self._state.columns, self._params, inner_optimizer(self.optimizer))
+            if later:
+                extra["state_unrecorded"] = later
+        self._writer.close(status, final=self.final, diverged_at=self.diverged_at, extra=extra)
         if self._snapshots is not None:  # after the trace: a failure here leaves the trace complete
             self._snapshots.write(self.updates, status)
 
@@ -450,17 +512,20 @@ class Recorder:
 
     @_without_grad
     def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:
+        if self._end_reason is not None:  # the trace ended (the hooks are removed on close, outside step())
+            return None
         sizes = [len(group["params"]) for group in optimizer.param_groups]
         if sizes != self._group_sizes:
-            raise TracerError(
-                f"the optimizer's parameter groups changed after the Recorder started (parameters per group: "
-                f"{self._group_sizes} traced, {sizes} now), which the trace's columns cannot follow; this step "
-                f"was not applied: start a new Recorder on a new trace file after add_param_group"
+            self._end_trace(
+                f"the optimizer's parameter groups changed before update {self.updates + 1} (parameters per group: "
+                f"{self._group_sizes} traced, {sizes} now), which the trace's columns cannot follow"
             )
+            return None
         self._role = self._role_of(self.updates + 1)
         if self._role == "skip" and self._snapshots is None:
             return None
-        self._lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        # NaN where a group has no usable lr: d is not measured there (NaN > 0 is false), its lr cell is empty.
+        self._lrs = [math.nan if (lr := group_lr(group)) is None else lr for group in optimizer.param_groups]
         if self._snapshots is not None:  # on its own schedule, recorded update or not
             self._snapshots.before_step(self.updates + 1)
         if self._role == "skip":
@@ -481,10 +546,22 @@ class Recorder:
             return args, {**kwargs, "closure": recording}
         return (args[0], recording, *args[2:]), kwargs
 
+    def _end_trace(self, reason: str) -> None:
+        """End the trace at the last recorded update (status "interrupted", ``reason`` in the trailer); training goes on."""
+        self._end_reason = reason
+        self._role = "ended"
+        warnings.warn(f"tracer: {reason}; the trace {self.path} ends at update {self.updates}, training goes on untraced",
+                      stacklevel=4)
+        # The hooks stay registered, inert, until close(): removing one while step() runs its hooks would break it.
+        handles, self._handles = self._handles, []
+        self.close("interrupted")
+        self._handles = handles
+
     def _recording(self, closure):
         def recording():
             loss = closure()
-            if loss is not None:
+            # LBFGS calls the closure several times in one step: the row's loss is the first, at theta before it.
+            if loss is not None and self._closure_loss is None:
                 self._closure_loss = float(loss.detach() if isinstance(loss, Tensor) else loss)
             return loss
 
@@ -500,6 +577,8 @@ class Recorder:
 
     @_without_grad
     def _post_step(self, optimizer, args, kwargs) -> None:
+        if self._end_reason is not None:
+            return
         if self._role != "record":
             self.updates += 1
             self._notes = {}
@@ -513,9 +592,22 @@ class Recorder:
         self._record(optimizer)
 
     def _record(self, optimizer) -> None:
+        if not self._state_keys_checked and self._state_keys:
+            self._state_keys_checked = True
+            try:
+                check_state_keys(self.family, inner_optimizer(optimizer), self._state_keys)
+            except TracerError:
+                self.close("interrupted")
+                raise
         # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
         full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
         self.updates += 1
+        switches = getattr(self._full, "switches", None)
+        while switches:
+            self._switched(*switches.pop(0))
+        if self._state is None:
+            self._start_state(inner_optimizer(optimizer))
+        state = self._state.read(inner_optimizer(optimizer))  # before the summaries: their copy's event follows it
         if self._snapshots is not None:
             self._snapshots.after_step(optimizer, self.family, self._lrs, self.updates)
         notes, self._notes = self._notes, {}
@@ -530,9 +622,33 @@ class Recorder:
             host.copy_(loss, non_blocking=True)
             notes["loss"] = host
         summaries = self._summary.reduce(optimizer, self.family, self._lrs)
-        self._queue.append(_PendingRow(self.updates, notes, self._lrs, full_values, finite_full, summaries))
+        self._queue.append(_PendingRow(self.updates, notes, self._lrs, full_values, finite_full, summaries, state))
         # Under torch.distributed rows are written at once: check mode's collective must run on every rank alike.
         self._write_rows(wait=self._dist.distributed, stop_on_divergence=self.on_divergence == "stop")
+
+    def _start_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """At the first recorded update: the state columns of the state the optimizer has now, in the header."""
+        if self._dist.distributed:  # each rank holds a different share of the state: not recorded there
+            self._state = StateReader([])
+            return
+        columns, described = discover(self._params, optimizer)
+        self._state = StateReader(columns)
+        self.meta["state"] = described
+        if columns:
+            names = [column.name for column in columns]
+            self.columns = [*self.columns[: -len(TRAILING_COLUMNS)], *names, *self.columns[-len(TRAILING_COLUMNS):]]
+        if self._writer is not None and (columns or described):
+            self._writer.restart(self.meta, self.columns)
+
+    def _switched(self, name: str, error: float, ulps: float) -> None:
+        """A parameter's recomputed d disagreed with its displacement: warn once, keep it for the trailer."""
+        self.d_switched[name] = {"update": self.updates, "disagreement": error, "roundings": ulps}
+        warnings.warn(
+            f"tracer: parameter {name!r}: recomputed d disagrees with the displacement at update {self.updates} "
+            f"(|theta - lr*d - theta_next| up to {error:.3g}, {ulps:.3g} times the rounding bound): "
+            f"the optimizer does not run the {self.family.name} family's arithmetic; d measured for it from here on",
+            stacklevel=4,
+        )
 
     def _write_rows(self, *, wait: bool, stop_on_divergence: bool) -> None:
         """Write the queued rows in order: all of them if ``wait``, else all but a newest whose copy is not done."""
@@ -561,7 +677,7 @@ class Recorder:
         if loss is not None:
             loss = float(loss)  # a host tensor's copy is done with the summaries'
         lrs = row.lrs
-        cells: list[Any] = [row.update, notes.get("epoch"), notes.get("batch"), *lrs, loss]
+        cells: list[Any] = [row.update, notes.get("epoch"), notes.get("batch"), *[lr if lr == lr else None for lr in lrs], loss]
         finite = (loss is None or math.isfinite(loss)) and row.finite_full and finite_summary
 
         # Norms of d and of the displacement over every traced parameter together.
@@ -576,7 +692,7 @@ class Recorder:
                 displacement = math.dist(values.theta_next, values.theta)
             d_norm = d_norm or 0.0
             d_norms.append(d_norm)
-            lr_d_norms.append(lrs[parameter.group] * d_norm)
+            lr_d_norms.append(lrs[parameter.group] * d_norm if d_norm else 0.0)
             displacements.append(displacement)
         d_norm_all = math.hypot(*d_norms)
 
@@ -593,6 +709,7 @@ class Recorder:
                 self.final.update(zip(parameter.coordinates, values.theta_next))
             if parameter.summarized:
                 cells += summaries[parameter.index]  # a Summary is its cells, in SUMMARY_QUANTITIES order
+        cells += StateReader.cells(row.state)
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         if self._writer is not None:
             self._writer.write_cells(cells)

@@ -195,6 +195,13 @@ class TraceWriter:
         self._file.write(self._rows.header(meta_line, self.columns))
         self._file.flush()
 
+    def restart(self, meta: Mapping[str, Any], columns: Sequence[str]) -> None:
+        """Rewrite the file with new metadata and columns, before its first row (the recorder's state columns,
+        known once the optimizer has state)."""
+        assert self.updates == 0 and not self.closed, "restart only a new trace without rows"
+        self._file.close()
+        self.__init__(self.path, meta, columns)
+
     def write_row(self, values: Mapping[str, Cell]) -> None:
         """Append one row; columns missing from ``values`` are empty cells."""
         unknown = [key for key in values if key not in self._index]
@@ -219,8 +226,13 @@ class TraceWriter:
         *,
         final: Mapping[str, float] | None = None,
         diverged_at: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write the trailer and close the file; a second call does nothing."""
+        """Write the trailer and close the file; a second call does nothing.
+
+        ``extra``: more trailer keys (the recorder's ``reason`` for an
+        interrupted trace, its ``d_switched`` parameters), read back in ``Trace.trailer``.
+        """
         if self.closed:
             return
         if status not in STATUSES:
@@ -230,6 +242,7 @@ class TraceWriter:
             "updates": self.updates,
             "final": None if final is None else {k: float(v) for k, v in final.items()},
             "diverged_at": diverged_at,
+            **(extra or {}),
         }
         self._file.write(self._rows.trailer(json.dumps(trailer)))
         self._file.close()

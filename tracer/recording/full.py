@@ -2,7 +2,12 @@
 
 The family (``tracer.families``) gives g, v, s and d: d recomputed in the
 optimizer's own op order where that is sound, otherwise measured from the
-displacement. Every value of an update is read back with one torch.stack (or
+displacement. A recomputed d is checked at every update against the
+displacement: ``theta - lr * d`` (float64) must be within
+``DISPLACEMENT_ULPS`` float roundings of theta_next; where it is not, the
+parameter's d is measured from then on (this update included), and the
+switch is reported (``switches``) for the recorder to warn once and write
+in the trailer. Every value of an update is read back with one torch.stack (or
 cat) and one tolist(), or, for scalar parameters on the CPU, one item() each.
 """
 
@@ -15,7 +20,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from tracer.families import Family, read_group
+from tracer.families import DISPLACEMENT_ULPS, Family, group_lr, read_group
 from tracer.recording.selection import TracedParameter
 
 
@@ -67,6 +72,11 @@ class FullReader:
         # they are read one item() each, cheaper than joining a handful of 0-dim tensors.
         self._all_scalars = all(p.tensor.dim() == 0 and p.full_index is None for p in self.parameters)
         self._items = self._all_scalars and all(p.tensor.device.type == "cpu" for p in self.parameters)
+        # Parameters whose recomputed d disagreed with the displacement: d measured for them from then on.
+        self.measured: set[int] = set()
+        # Switches not yet taken by the recorder: (parameter name, largest |theta - lr * d - theta_next|, that
+        # disagreement in units of one rounding eps * (|theta_next| + lr * |d|)).
+        self.switches: list[tuple[str, float, float]] = []
 
     def snapshot(self) -> None:
         """Copy theta before the step (the pre-step hook)."""
@@ -94,31 +104,45 @@ class FullReader:
         before = {**self._snapshots, **summary_snapshots} if summary_snapshots else self._snapshots
         pieces: list[Tensor] = []
         # Per parameter in read order: which of (theta, g, v, s, d, theta_next) the flat read-back holds.
-        layout: list[tuple[TracedParameter, tuple[bool, ...]]] = []
+        # Per parameter in read order: (parameter, present, its group's lr where d is recomputed, else None).
+        layout: list[tuple[TracedParameter, tuple[bool, ...], float | None]] = []
         for group, members in zip(optimizer.param_groups, self._by_group):
             with_grad = [p for p in members if p.tensor.grad is not None]
-            quantities: list[tuple[Tensor, ...]] = []
+            quantities: list[tuple[Tensor | None, ...]] = []
             present = _WITHOUT_GRAD
+            checked_lr = None
             if with_grad:
+                thetas = [before[p.index] for p in with_grad]
                 result = read_group(
                     family,
                     [p.tensor.grad for p in with_grad],
                     [optimizer.state[p.tensor] for p in with_grad],
                     group,
-                    [before[p.index] for p in with_grad],
+                    thetas,
                     [p.tensor for p in with_grad],
                 )
                 quantities = [q for q in (result.g, result.v, result.s, result.d) if q is not None]
                 present = (True, True, result.v is not None, result.s is not None, result.d is not None, True)
+                if result.d is not None and all(family.recomputes(theta.dtype) for theta in thetas):
+                    checked_lr = group_lr(group)
+                    checked_lr = 0.0 if checked_lr is None else checked_lr
             k = 0
             for parameter in members:
                 if k < len(with_grad) and with_grad[k] is parameter:
-                    tensors = [before[parameter.index], *[quantity[k] for quantity in quantities], parameter.tensor]
-                    layout.append((parameter, present))
+                    # A v or s the parameter's state lacks (Adafactor's matrices: no variance), or of another shape
+                    # than the parameter (a user's state_keys naming a factor), has no per-coordinate cells.
+                    shape = parameter.tensor.shape
+                    mine = [q[k] if q[k] is None or q[k].shape == shape else None for q in quantities]
+                    here = tuple(
+                        flag and (i not in (2, 3) or _moment_of(result, i, k, shape) is not None)
+                        for i, flag in enumerate(present)
+                    )
+                    tensors = [before[parameter.index], *[t for t in mine if t is not None], parameter.tensor]
+                    layout.append((parameter, here, checked_lr))
                     k += 1
                 else:
                     tensors = [before[parameter.index], parameter.tensor]
-                    layout.append((parameter, _WITHOUT_GRAD))
+                    layout.append((parameter, _WITHOUT_GRAD, None))
                 if parameter.full_index is not None:
                     tensors = [tensor.reshape(-1)[parameter.full_index] for tensor in tensors]
                 pieces += tensors
@@ -134,7 +158,7 @@ class FullReader:
             flat = torch.cat([piece.reshape(-1) for piece in pieces]).tolist()
         values: dict[int, FullValues] = {}
         offset = 0
-        for parameter, present in layout:
+        for parameter, present, checked_lr in layout:
             count = len(parameter.coordinates)
             columns: list[list[float] | None] = []
             for here in present:
@@ -143,7 +167,40 @@ class FullReader:
                     offset += count
                 else:
                     columns.append(None)
+            if checked_lr is not None and columns[4] is not None:
+                if checked_lr > 0:
+                    columns[4] = self._checked_d(parameter, columns[0], columns[4], columns[5], checked_lr)
+                elif parameter.index in self.measured:  # measured d needs theta to move
+                    columns[4] = None
             values[parameter.index] = FullValues(*columns)
         # A finite sum has no inf or nan among its terms; a sum that is not (or overflows) is checked value by value.
         finite = math.isfinite(sum(flat)) or all(item.finite() for item in values.values())
         return values, finite
+
+    def _checked_d(
+        self, parameter: TracedParameter, theta: list[float], d: list[float], theta_next: list[float], lr: float
+    ) -> list[float]:
+        """The recomputed d if ``theta - lr * d`` is theta_next within rounding, else d measured (and the switch noted)."""
+        if parameter.index not in self.measured:
+            eps = torch.finfo(parameter.tensor.dtype).eps * DISPLACEMENT_ULPS
+            worst, worst_error = 0.0, 0.0
+            for t, x, n in zip(theta, d, theta_next):
+                step = lr * x
+                error = abs(t - step - n)
+                bound = eps * (abs(n) + abs(step))
+                if error > bound and math.isfinite(error):  # a diverged (non-finite) update says nothing of d
+                    ratio = error / bound if bound else math.inf
+                    if ratio > worst:
+                        worst, worst_error = ratio, error
+            if worst == 0.0:
+                return d
+            self.measured.add(parameter.index)
+            self.switches.append((parameter.name, worst_error, worst / DISPLACEMENT_ULPS))
+        return [(t - n) / lr for t, n in zip(theta, theta_next)]
+
+
+def _moment_of(result, quantity: int, k: int, shape: torch.Size) -> Tensor | None:
+    """v (quantity 2) or s (3) of the k-th parameter of a group's result (None: it has none of the parameter's shape)."""
+    moments = result.v if quantity == 2 else result.s
+    moment = None if moments is None else moments[k]
+    return moment if moment is not None and moment.shape == shape else None

@@ -136,14 +136,16 @@ class SnapshotKeeper:
                 pieces["g"].append(missing)
                 pieces["v"].append(missing)
             else:
-                (g,) = used_gradient([tensor.grad], [tensor.detach()], group)
+                (g,) = used_gradient([tensor.grad], [tensor.detach()], family.gradient_options(group))
                 pieces["g"].append(g.detach().reshape(-1).to(self.dtype).cpu())
                 v_key, _ = family.moment_keys(group)
-                if v_key is None:
+                v = None if v_key is None else optimizer.state[tensor].get(v_key)
+                if v_key is not None and not family.moments_optional:
+                    v = state_tensor(optimizer.state[tensor], v_key)
+                if not isinstance(v, torch.Tensor) or v.shape != tensor.shape:  # none, or a factor of another shape
                     pieces["v"].append(missing)
                 else:
                     self._has_v = True
-                    v = state_tensor(optimizer.state[tensor], v_key)
                     pieces["v"].append(v.detach().reshape(-1).to(self.dtype).cpu())
             pieces["lr"].append(torch.full((tensor.numel(),), option_value(lrs[parameter.group]), dtype=torch.float64))
         lr = torch.cat(pieces["lr"])

@@ -100,6 +100,10 @@ class InStepSummaries:
         self.reduced.update(key for key in map(id, params) if key in outputs)
 
 
+def _same_shape(moment, parameter: Tensor) -> bool:
+    return isinstance(moment, Tensor) and moment.shape == parameter.shape
+
+
 class SummaryReducer:
     """Per-tensor summaries of a Recorder's summarised parameters at each recorded update.
 
@@ -241,7 +245,7 @@ class SummaryReducer:
         for group, members, lr in zip(optimizer.param_groups, self._by_group, lrs):
             if not members:
                 continue
-            sign, weight_decay = gradient_convention(group)
+            sign, weight_decay = gradient_convention(family.gradient_options(group))
             v_key, s_key = family.moment_keys(group)
             for parameter in members:
                 buffers = self._buffers[parameter.index]
@@ -252,6 +256,11 @@ class SummaryReducer:
                 has_previous = has_grad and buffers.has_previous
                 # v and s are in the trace wherever the family keeps them; under ZeRO their owner reduces them.
                 has_v, has_s = has_grad and v_key is not None, has_grad and s_key is not None
+                if family.moments_optional and (has_v or has_s):
+                    # A parameter whose state lacks the key, or holds it in another shape (a factor), has none.
+                    moments = self._sharding.state(optimizer, parameter.tensor) or {}
+                    has_v = has_v and _same_shape(moments.get(v_key), parameter.tensor)
+                    has_s = has_s and _same_shape(moments.get(s_key), parameter.tensor)
                 pending.append(
                     Reduced(parameter.index, buffers.key, buffers.row, lr, sign, has_grad, has_previous, has_v, has_s)
                 )

@@ -25,6 +25,7 @@ from tracer.render.loss import draw_loss, requires_loss
 from tracer.render.paths import (
     draw_first_steps, draw_lr_path, draw_paths, requires_internals, requires_lr_path, requires_paths,
 )
+from tracer.render.state import draw_state, requires_state
 from tracer.render.plots import (
     draw_dashboard, draw_gradients, draw_lr, draw_step_size, requires_dashboard, requires_gradients,
     requires_lr, requires_step_size,
@@ -50,6 +51,8 @@ KINDS: dict[str, FigureKind] = {
                    requires_lr_path),
         FigureKind("dashboard", "per-tensor norms and cosines vs update (summary traces)", draw_dashboard,
                    requires_dashboard),
+        FigureKind("state", "every optimizer state tensor by its key vs update (norms, or values)", draw_state,
+                   requires_state),
     )
 }
 FIGURE_KINDS: tuple[str, ...] = tuple(KINDS)
