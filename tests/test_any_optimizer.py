@@ -295,3 +295,14 @@ def test_muon_beside_adamw_two_traces_taken_together(tmp_path):
     assert render_figure("dashboard", paths, tmp_path / "both.png").stat().st_size > 1000
     report = diff_traces(muon_trace, adamw_trace)
     assert not report.equal and "only in" in report.report()
+
+
+def test_the_state_figure_needs_state_columns(tmp_path):
+    from tracer.errors import RenderError
+
+    params = _params()
+    path = tmp_path / "plain.trace.csv"
+    _train(torch.optim.SGD(params, lr=0.05), params, path, record_state=False)
+    assert not [c for c in load_trace(path).columns if ".state" in c]
+    with pytest.raises(RenderError, match=r"figure 'state' needs the optimizer's state columns"):
+        render_figure("state", [path], tmp_path / "state.png")

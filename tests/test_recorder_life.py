@@ -35,11 +35,12 @@ def _steps(params, optimizer, count, recorder=None):
 
 
 @pytest.mark.parametrize("change", ["add_param_group", "append to a group"])
-def test_a_changed_group_is_refused_before_the_step(tmp_path, change):
+def test_a_changed_group_ends_the_trace_and_training_goes_on(tmp_path, change):
     params, optimizer = _start()
     path = tmp_path / "run.trace.csv"
     extra = torch.tensor([0.7], requires_grad=True)
-    with pytest.raises(TracerError, match=r"parameter groups changed .* \[2\] traced, \[2, 1\] now|\[2\] traced, \[3\] now"):
+    with pytest.warns(UserWarning, match=r"parameter groups changed before update 3 .* \[2\] traced, (\[2, 1\]|\[3\]) now.*"
+                                         r"ends at update 2, training goes on untraced"):
         with Recorder(optimizer, path) as recorder:
             _steps(params, optimizer, 2, recorder)
             if change == "add_param_group":
@@ -50,10 +51,12 @@ def test_a_changed_group_is_refused_before_the_step(tmp_path, change):
             _loss([*params, extra]).backward()
             before = [p.detach().clone() for p in (*params, extra)]
             optimizer.step()
-    # Nothing moved: the refusal came before the update; the two recorded rows are kept.
-    assert all(torch.equal(p.detach(), b) for p, b in zip((*params, extra), before))
+            _steps([*params, extra], optimizer, 2, recorder)
+    # The step was applied (training goes on); the two recorded rows are kept, the trailer says why it ended.
+    assert not torch.equal(extra.detach(), before[-1])
     trace = load_trace(path)
     assert len(trace) == 2 and trace.status == "interrupted"
+    assert "parameter groups changed before update 3" in trace.trailer["reason"]
 
 
 def test_an_existing_trace_is_refused_by_default(tmp_path):

@@ -45,8 +45,10 @@ class ProbeResult:
     """What one parameter group's optimizer did at one update, one tensor per parameter.
 
     ``v`` or ``s`` is None where the optimizer has no such quantity (``v`` for
-    SGD without momentum, ``s`` for SGD, ``v`` for RMSprop without momentum);
-    ``d`` is None where it cannot be measured (lr = 0 and no probe).
+    SGD without momentum, ``s`` for SGD, ``v`` for RMSprop without momentum),
+    and holds None for a parameter whose state lacks an optional key
+    (``Family.moments_optional``: Adafactor's matrices have no ``variance``);
+    ``d`` is None where it cannot be measured (lr = 0, or no usable lr, and no probe).
     """
 
     g: tuple[Tensor, ...]

@@ -21,8 +21,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from tracer.errors import TracerError
-from tracer.families import Family, read_group
-from tracer.probes import option_value
+from tracer.families import Family, group_lr, read_group
 from tracer.recording.sharding import GatheredSharding, collective, local_tensor
 from tracer.recording.full import FullValues
 from tracer.recording.selection import TracedParameter
@@ -93,7 +92,7 @@ class ShardedFullReader:
         presence: dict[int, tuple[bool, bool, bool, bool]] = {}
         for group, members in zip(optimizer.param_groups, self._by_group):
             v_key, s_key = family.moment_keys(group)
-            measurable = family.probe is not None or option_value(group["lr"]) > 0
+            measurable = family.probe is not None or (group_lr(group) or 0.0) > 0
             for p in members:
                 has_grad = p.tensor.grad is not None
                 presence[p.index] = (has_grad, has_grad and v_key is not None, has_grad and s_key is not None,
