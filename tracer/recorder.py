@@ -631,7 +631,7 @@ class Recorder:
         if self._dist.distributed:  # each rank holds a different share of the state: not recorded there
             self._state = StateReader([])
             return
-        columns, described = discover(self._params, optimizer)
+        columns, described = discover(self._params, optimizer, self.family)
         self._state = StateReader(columns)
         self.meta["state"] = described
         if columns:
@@ -709,7 +709,7 @@ class Recorder:
                 self.final.update(zip(parameter.coordinates, values.theta_next))
             if parameter.summarized:
                 cells += summaries[parameter.index]  # a Summary is its cells, in SUMMARY_QUANTITIES order
-        cells += StateReader.cells(row.state)
+        cells += StateReader.cells(row.state, summaries)
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         if self._writer is not None:
             self._writer.write_cells(cells)

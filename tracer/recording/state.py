@@ -20,16 +20,20 @@ later are named in the trailer's ``state_unrecorded``. The values are read
 after the step, as they are (a parameter the optimizer skipped keeps its
 state); norms are computed in the tensor's dtype (float32 for 16-bit ones)
 with one ``_foreach_norm`` per device and dtype, and read back with the row.
+The norm of a summarised parameter's v or s key is the summary's own
+``v_norm`` or ``s_norm`` cell (no second pass over it; empty, as that cell,
+at an update where the optimizer skipped the parameter).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from tracer.families import Family
 from tracer.recording.selection import TracedParameter
 
 VALUE = "state:"
@@ -45,6 +49,9 @@ class StateColumn:
     parameter: TracedParameter
     key: str
     flat: int | None  # the flat index of a per-coordinate column; None: the whole value (norm, or a number)
+    # "v_norm" or "s_norm": the norm is the summary's own cell of that name (the key is the family's v or s), not
+    # computed a second time.
+    summary: str | None = None
 
 
 def is_state_column(column: str) -> bool:
@@ -65,7 +72,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def discover(parameters: Sequence[TracedParameter], optimizer: torch.optim.Optimizer) -> tuple[list[StateColumn], dict]:
+def discover(
+    parameters: Sequence[TracedParameter], optimizer: torch.optim.Optimizer, family: Family
+) -> tuple[list[StateColumn], dict]:
     """The state columns of the optimizer's state now, and the metadata's ``state`` (every key per parameter)."""
     columns: list[StateColumn] = []
     meta: dict[str, dict[str, Any]] = {}
@@ -82,7 +91,10 @@ def discover(parameters: Sequence[TracedParameter], optimizer: torch.optim.Optim
                     columns += [StateColumn(f"{c}.{VALUE}{key}", p, key, i) for c, i in zip(p.coordinates, flats)]
                     if not p.summarized:
                         continue
-                columns.append(StateColumn(f"{p.name}.{NORM}{key}", p, key, None))
+                moments = family.moment_keys(optimizer.param_groups[p.group])
+                same = p.summarized and tuple(value.shape) == tuple(p.tensor.shape)
+                summary = "v_norm" if same and key == moments[0] else "s_norm" if same and key == moments[1] else None
+                columns.append(StateColumn(f"{p.name}.{NORM}{key}", p, key, None, summary))
             elif _is_number(value):
                 columns.append(StateColumn(f"{p.name}.{VALUE}{key}", p, key, None))
     return columns, meta
@@ -143,6 +155,9 @@ class StateReader:
         norms: dict[tuple[torch.device, torch.dtype], list[tuple[int, Tensor]]] = {}
         picks: dict[torch.device, list[tuple[int, Tensor]]] = {}
         for i, column in enumerate(self.columns):
+            if column.summary is not None:
+                values[i] = (column.parameter.index, column.summary)
+                continue
             value = (optimizer.state.get(column.parameter.tensor) or {}).get(column.key)
             if _is_number(value):
                 values[i] = float(value)
@@ -167,16 +182,19 @@ class StateReader:
         return values
 
     @staticmethod
-    def cells(values: Sequence[Any]) -> list[float | None]:
-        """The read values as floats (after the device copy is done)."""
+    def cells(values: Sequence[Any], summaries: Mapping[int, Any]) -> list[float | None]:
+        """The read values as floats (after the device copy is done); ``summaries``: the row's, by parameter index."""
         cache: dict[int, list[float]] = {}
         cells: list[float | None] = []
         for value in values:
             if isinstance(value, tuple):
-                host, k = value
-                if id(host) not in cache:
-                    cache[id(host)] = host.tolist()
-                cells.append(cache[id(host)][k])
+                source, k = value
+                if isinstance(k, str):  # the summary's v_norm or s_norm cell
+                    cells.append(getattr(summaries[source], k))
+                    continue
+                if id(source) not in cache:
+                    cache[id(source)] = source.tolist()
+                cells.append(cache[id(source)][k])
             else:
                 cells.append(value)
         return cells
