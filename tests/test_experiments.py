@@ -233,7 +233,7 @@ def test_rosenbrock_extra_adam_reaches_the_minimum_first():
 
 SCRIPTS = sorted((LOGS.parent / "scripts").glob("*.py"))
 # Examples of a user's own code, not wrappers of the catalogue (tested on their own).
-EXAMPLES = {"trace_own_model.py", "trace_distributed.py", "trace_landscape.py", "lecture_quadratic.py"}
+EXAMPLES = {"trace_own_model.py", "trace_distributed.py", "trace_landscape.py", "lecture_quadratic.py", "trace_lion.py"}
 
 
 def test_every_script_is_a_thin_documented_wrapper():

@@ -38,9 +38,13 @@ def test_summary_and_mixed_granularity(tmp_path):
     record_small_run(make, path, shapes=((3, 2), (4,)), recorder_options={"granularity": "summary"})
     trace = load_trace(path)
     assert trace.meta["granularity"] == "summary" and trace.meta["summarized"] == ["w0", "w1"]
+    # Adam's state, by key, after the parameters' columns (tracer.recording.state).
     assert trace.columns == ["update", "epoch", "batch", "lr", "loss"] + [
         f"w{k}.{q}" for k in range(2) for q in SUMMARY_QUANTITIES
-    ] + ["step_size", "displacement"]
+    ] + [f"w{k}.state_norm:{key}" for k in range(2) for key in ("step", "exp_avg", "exp_avg_sq")] + [
+        "step_size", "displacement"]
+    np.testing.assert_array_equal(trace["w1.state_norm:exp_avg"], trace["w1.v_norm"])
+    np.testing.assert_array_equal(trace["w1.state_norm:step"], np.arange(1, len(trace) + 1))
     assert trace.final == {}
     assert np.isnan(trace["w0.cos_d_prev"][0]) and (np.abs(trace["w0.cos_d_prev"][1:]) <= 1 + 1e-6).all()
     d_norm = np.hypot(trace["w0.d_norm"], trace["w1.d_norm"])
