@@ -439,7 +439,8 @@ class Recorder:
         self.final = dict(trace.final or {})
         self.diverged_at = trace.diverged_at
         # The state columns go on as the trace has them.
-        self._state = StateReader(from_names(self._params, [c for c in trace.columns if is_state_column(c)]))
+        state_columns = [c for c in trace.columns if is_state_column(c)]
+        self._state = StateReader(from_names(self._params, state_columns, inner_optimizer(self.optimizer), self.family))
         self.columns = list(trace.columns)
         return TraceWriter(self.path, self.meta, self.columns, append_after=len(trace))
 

@@ -91,16 +91,29 @@ def discover(
                     columns += [StateColumn(f"{c}.{VALUE}{key}", p, key, i) for c, i in zip(p.coordinates, flats)]
                     if not p.summarized:
                         continue
-                moments = family.moment_keys(optimizer.param_groups[p.group])
-                same = p.summarized and tuple(value.shape) == tuple(p.tensor.shape)
-                summary = "v_norm" if same and key == moments[0] else "s_norm" if same and key == moments[1] else None
+                summary = _summary_cell(p, key, value, optimizer, family)
                 columns.append(StateColumn(f"{p.name}.{NORM}{key}", p, key, None, summary))
             elif _is_number(value):
                 columns.append(StateColumn(f"{p.name}.{VALUE}{key}", p, key, None))
     return columns, meta
 
 
-def from_names(parameters: Sequence[TracedParameter], names: Sequence[str]) -> list[StateColumn]:
+def _summary_cell(p: TracedParameter, key: str, value: Any, optimizer: torch.optim.Optimizer, family: Family) -> str | None:
+    """"v_norm" or "s_norm" where the norm of state ``key`` is that summary cell (p summarised, key its v or s)."""
+    if not p.summarized:
+        return None
+    if isinstance(value, Tensor):
+        if tuple(value.shape) != tuple(p.tensor.shape):
+            return None
+    elif family.moments_optional:  # no state to tell its shape: a factor cannot be ruled out
+        return None
+    v_key, s_key = family.moment_keys(optimizer.param_groups[p.group])
+    return "v_norm" if key == v_key else "s_norm" if key == s_key else None
+
+
+def from_names(
+    parameters: Sequence[TracedParameter], names: Sequence[str], optimizer: torch.optim.Optimizer, family: Family
+) -> list[StateColumn]:
     """The state columns of an existing trace (its header), to append to it; names it cannot place are left out."""
     coordinate_of = {}
     for p in parameters:
@@ -122,7 +135,10 @@ def from_names(parameters: Sequence[TracedParameter], names: Sequence[str]) -> l
                 p, flat = by_name[owner], None
             else:
                 break
-            columns.append(StateColumn(name, p, key, flat))
+            summary = None
+            if marker == f".{NORM}":
+                summary = _summary_cell(p, key, (optimizer.state.get(p.tensor) or {}).get(key), optimizer, family)
+            columns.append(StateColumn(name, p, key, flat, summary))
             break
     return columns
 
