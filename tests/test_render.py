@@ -38,6 +38,7 @@ SUMMARY = DATA / "linear_summary.trace.csv"
 STEPLR = DATA / "linear_steplr.trace.csv"
 EMPTY = DATA / "orbit_empty.trace.csv"
 OWN = DATA / "own_model.trace.csv"
+ADAM_STATE = DATA / "adam_state.trace.csv"  # the recorder's summary trace of Adam, with its state by key
 TENSORS = DATA / "tensors_summary.trace.csv"  # 4 tensors (layer2.bias has one element), 200 updates
 OWN_PLANE = {"coordinates": ("fc.weight[0]", "fc.bias[0]")}
 SIZE = (480, 360)
@@ -61,6 +62,7 @@ STILLS = [
     ("internals", ORBIT[3:], {}),
     ("lr-path", ORBIT, {}),
     ("dashboard", [SUMMARY], {}),
+    ("state", [ADAM_STATE], {}),
 ]
 
 
@@ -84,7 +86,8 @@ def test_still_png(tmp_path, kind, traces, options):
     image = pixels(out)
     assert image.shape == (SIZE[1], SIZE[0], 3)
     assert image.std() > 10, "blank image"
-    drawn = TENSOR_COLORS[:2] if kind == "dashboard" else COLORS[: len(traces)]  # SUMMARY: weight, bias
+    # SUMMARY, ADAM_STATE: weight, bias, coloured as tensors (the dashboard's and the state figure's colours name them).
+    drawn = TENSOR_COLORS[:2] if kind in ("dashboard", "state") else COLORS[: len(traces)]
     for color in drawn:
         assert count_color(image, color) >= 3, f"colour {color} of a trace is not in the image"
     assert [p.name for p in tmp_path.iterdir()] == [f"{kind}.png"]  # no temporary left behind

@@ -236,10 +236,33 @@ def own_model_fixture() -> None:
                 columns, rows, final=dict(zip(coords, map(float, theta))))
 
 
+def state_fixture() -> None:
+    """Adam's state by key (step, exp_avg, exp_avg_sq) for the 'state' figure: the recorder's own summary trace of a
+    two-tensor regression, 40 updates (torch, unlike the fixtures above: the state columns are the recorder's)."""
+    import torch
+
+    from tracer import Recorder
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=generator)
+    y = x @ torch.tensor([[0.5], [-1.0], [2.0]]) + 0.3
+    weight, bias = torch.zeros(3, 1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=0.05)
+    path = HERE / "adam_state.trace.csv"
+    with Recorder(optimizer, path, named_parameters=[("weight", weight), ("bias", bias)], granularity="summary",
+                  meta={"label": "Adam lr=0.05"}, if_exists="overwrite", summary_pass="eager"):
+        for _ in range(40):
+            loss = ((x @ weight + bias - y) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
 if __name__ == "__main__":
     orbit_fixtures()
     linear_fixtures()
     own_model_fixture()
     tensors_summary_fixture()
+    state_fixture()
     for path in sorted(HERE.glob("*.trace.csv")):
         print(f"{path.name}: {path.stat().st_size} bytes")
