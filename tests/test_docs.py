@@ -187,7 +187,8 @@ def test_getting_started(tmp_path):
 def test_first_trace(tmp_path):
     done = _run([sys.executable, str(DOCS / "tutorials" / "first_trace.py")], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("complete 100 updates; 31 columns")
+    # 4 coordinates x 6 quantities, 7 others, and Adam's state by key: exp_avg and exp_avg_sq per coordinate, step's norms.
+    assert done.stdout.startswith("complete 100 updates; 41 columns")
     trace = load_trace(tmp_path / "run.trace.csv")
     assert trace.meta["optimizer"]["class"] == "torch.optim.adam.Adam"
     assert trace["loss"][-1] < trace["loss"][0]
