@@ -59,14 +59,14 @@ from tracer.trace import (
     row_columns,
 )
 
-__all__ = ["Recorder", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
+__all__ = ["Recorder", "RecorderNotStartedWarning", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
 
 ON_DIVERGENCE = ("stop", "continue")
 IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
     "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups",
-    "distributed", "every", "snapshots", "summary_pass", "state",
+    "distributed", "every", "snapshots", "summary_pass", "state", "cos_d_prev",
 )
 
 
@@ -123,6 +123,32 @@ def _without_grad(hook):
             torch.set_grad_enabled(enabled)
 
     return run
+
+
+class RecorderNotStartedWarning(UserWarning):
+    """The optimizer of a Recorder that was constructed but never started took a step (nothing is recorded)."""
+
+
+class _NotStartedAlarm:
+    """A step pre-hook that says once, at the optimizer's first step, that its Recorder was never started.
+
+    The Recorder does not start itself: the trace's trailer is written by ``close`` (``with`` or a call), which an
+    implicit start could not promise, and a file opened behind the user's back is worse than one line saying so.
+    It holds the path, not the Recorder, so an abandoned Recorder is still freed.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, path: pathlib.Path) -> None:
+        self.path = path
+        self.handle = optimizer.register_step_pre_hook(self)
+
+    def __call__(self, optimizer, args, kwargs) -> None:
+        self.handle.remove()
+        warnings.warn(
+            f"a Recorder for {self.path} was constructed but never started, so it records nothing: use "
+            f"`with Recorder(...) as rec:` around the training loop, or call rec.start() before the first step",
+            RecorderNotStartedWarning,
+            stacklevel=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -206,6 +232,12 @@ class Recorder:
             trace (named in the metadata's ``snapshots``), for
             ``tracer landscape``; None (default): no snapshots. Not with
             ``if_exists="append"`` (the snapshots would hold only the new part).
+        cos_d_prev: keep each summarised tensor's previous delta to compute
+            ``cos_d_prev`` (default True). False halves the memory tracing
+            holds (the snapshot only: 4 bytes per float32 parameter instead
+            of 8) and leaves ``cos_d_prev`` empty in every row; the other
+            cells are the same bit for bit. The metadata says
+            ``"cos_d_prev": false``.
 
     The loss of a row is the one given to ``note``, else the one the closure
     of ``optimizer.step(closure)`` returned first (LBFGS calls it several
@@ -258,6 +290,7 @@ class Recorder:
         snapshots: SnapshotPolicy | None = None,
         state_keys: Mapping[str, str | None] | None = None,
         record_state: bool = True,
+        cos_d_prev: bool = True,
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -267,6 +300,8 @@ class Recorder:
             raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
+        if not isinstance(cos_d_prev, bool):
+            raise TracerError(f"invalid cos_d_prev {cos_d_prev!r}; accepted: True or False")
         meta = dict(meta or {})
         owned = sorted(key for key in meta if key in _OWN_META_KEYS)
         if owned:
@@ -276,6 +311,7 @@ class Recorder:
         self.on_divergence = on_divergence
         self.if_exists = if_exists
         self.every = every
+        self.cos_d_prev = cos_d_prev
         inner = inner_optimizer(optimizer)
         self.family = with_state_keys(family_of(inner), state_keys)
         self._state_keys = dict(state_keys or {})
@@ -331,6 +367,7 @@ class Recorder:
         self._closure_loss: float | None = None
         self._queue: collections.deque[_PendingRow] = collections.deque()
         self._snapshots: SnapshotKeeper | None = None
+        self._not_started = _NotStartedAlarm(optimizer, self.path)  # removed by start() and close()
 
     def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
         optimizer = self.optimizer
@@ -362,6 +399,8 @@ class Recorder:
             meta["summary_pass"] = self._summary_pass
         if self.every != 1:  # absent means every update: the reference traces stay as they were
             meta["every"] = self.every
+        if not self.cos_d_prev:
+            meta["cos_d_prev"] = False
         meta.update(caller)
         return meta
 
@@ -377,7 +416,12 @@ class Recorder:
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> "Recorder":
-        """Open the trace file and attach to the optimizer (``with`` does this)."""
+        """Open the trace file and attach to the optimizer (``with`` does this).
+
+        A Recorder whose optimizer steps before it is started records nothing and says so once
+        (RecorderNotStartedWarning, at the first step); it never starts itself.
+        """
+        self._not_started.handle.remove()
         if self._started:
             raise TracerError("this Recorder has already been started; make a new one per run")
         if self._dist.writes and self.path.exists() and self.if_exists == "error":
@@ -398,7 +442,9 @@ class Recorder:
             return self
         groups = len(self.optimizer.param_groups)
         self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
-        self._summary = SummaryReducer(self._params, groups, self._dist.sharding, summary_pass=self._summary_pass)
+        self._summary = SummaryReducer(
+            self._params, groups, self._dist.sharding, summary_pass=self._summary_pass, keep_previous=self.cos_d_prev
+        )
         if self.snapshot_policy is not None:
             self._snapshots = SnapshotKeeper(self._params, self.snapshot_policy, self.snapshot_path)
         self._handles = [
@@ -453,6 +499,7 @@ class Recorder:
 
     def close(self, status: str | None = None) -> None:
         """Detach and write the trailer: "complete" (or "diverged" if it diverged) unless told otherwise."""
+        self._not_started.handle.remove()
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -509,7 +556,7 @@ class Recorder:
         """What the hooks do at ``update``: "record" it, "measure" its delta for the next, or "skip" it."""
         if (update - 1) % self.every == 0:
             return "record"
-        return "measure" if update % self.every == 0 else "skip"
+        return "measure" if update % self.every == 0 and self.cos_d_prev else "skip"
 
     @_without_grad
     def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:

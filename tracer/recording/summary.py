@@ -37,6 +37,14 @@ update just before each recorded one is *measured* but not reduced
 no reduction, no row), so ``cos_d_prev`` still compares with the previous
 update; it is empty when that update did not move the tensor (no gradient,
 lr = 0).
+
+Memory: a summarised tensor holds two buffers of its size and dtype, the
+snapshot and the previous delta (8 bytes per float32 parameter, 4 per
+bfloat16 one), for the whole run. ``keep_previous=False``
+(``Recorder(cos_d_prev=False)``) holds the snapshot only, half of that: no
+previous delta is kept, so ``cos_d_prev`` is empty in every row; every other
+cell is the same, bit for bit. The optimizer's in-step pass (which writes
+delta over the previous delta) is not used then.
 """
 
 from __future__ import annotations
@@ -111,14 +119,18 @@ class SummaryReducer:
     the reductions (``tracer.summaries``; a Recorder resolves "auto").
     ``sharding`` says what this rank reduces of each tensor under
     torch.distributed; by default every tensor is whole and local.
+    ``keep_previous``: keep each tensor's previous delta for ``cos_d_prev``
+    (False: half the buffers, ``cos_d_prev`` empty).
     """
 
     def __init__(
-        self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE, summary_pass: str = "eager"
+        self, parameters: Sequence[TracedParameter], groups: int, sharding: Sharding = WHOLE, summary_pass: str = "eager",
+        keep_previous: bool = True,
     ) -> None:
         summarized = [p for p in parameters if p.summarized]
         self._by_group = [[p for p in summarized if p.group == g] for g in range(groups)]
         self._sharding = sharding
+        self._keep_previous = keep_previous
         self._pass = summary_pass
         self._native = NativeReducer() if summary_pass == "native" else None
         counts: dict[tuple[torch.device, torch.dtype], int] = {}
@@ -133,7 +145,8 @@ class SummaryReducer:
                 continue
             snapshot = torch.empty_like(piece, memory_format=torch.contiguous_format)
             # zeros, not empty: a pass reads the previous delta before one exists (and ignores the result).
-            self._buffers[p.index] = _Buffers(p, key, row, snapshot, torch.zeros_like(snapshot))
+            previous = torch.zeros_like(snapshot) if keep_previous else None
+            self._buffers[p.index] = _Buffers(p, key, row, snapshot, previous)
         self._results = {key: torch.zeros(count, len(REDUCTIONS), dtype=key[1], device=key[0]) for key, count in counts.items()}
         # Where an optimizer's native pass writes its float64 reductions (one row per parameter, as _results).
         self._staging = {key: np.zeros((count, len(REDUCTIONS))) for key, count in counts.items()}
@@ -147,7 +160,7 @@ class SummaryReducer:
         # The optimizer's pass may reduce whole, purely summarised tensors (a partly full one's
         # snapshot is read by the full reader as theta before the step): per group, each one's
         # id, buffers and staging row address, found once.
-        self._in_step = summary_pass == "native" and sharding is WHOLE
+        self._in_step = summary_pass == "native" and sharding is WHOLE and keep_previous
         self._in_step_members = [
             [(id(p.tensor), self._buffers[p.index], self._staging_row_address(self._buffers[p.index])) for p in members if not p.full]
             for members in self._by_group
@@ -223,7 +236,7 @@ class SummaryReducer:
         for group_members, lr in zip(self._by_group, lrs):
             for parameter in group_members:
                 buffers = self._buffers[parameter.index]
-                buffers.has_previous = parameter.tensor.grad is not None and lr > 0
+                buffers.has_previous = parameter.tensor.grad is not None and lr > 0 and self._keep_previous
                 if buffers.has_previous and buffers.held:
                     buffers.snapshot.sub_(self._sharding.piece(parameter.tensor))
                     buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
@@ -264,7 +277,7 @@ class SummaryReducer:
                 pending.append(
                     Reduced(parameter.index, buffers.key, buffers.row, lr, sign, has_grad, has_previous, has_v, has_s)
                 )
-                if has_grad and lr > 0:  # d measured: this delta is the next update's previous one
+                if has_grad and lr > 0 and self._keep_previous:  # d measured: the next one's previous
                     buffers.has_previous = True
                 if not buffers.held:
                     continue
@@ -283,7 +296,7 @@ class SummaryReducer:
                     v, s, buffers.previous_delta,
                 )
                 inputs[buffers.key].append((buffers.row, summary_input))
-                if has_grad and lr > 0:
+                if has_grad and lr > 0 and self._keep_previous:
                     buffers.snapshot, buffers.previous_delta = buffers.previous_delta, buffers.snapshot
         if in_step:  # first: a whole buffer's staging may be copied, and the other rows are reduced over it below
             self._store_in_step(in_step)
