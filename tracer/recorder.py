@@ -139,10 +139,13 @@ class _NotStartedAlarm:
 
     def __init__(self, optimizer: torch.optim.Optimizer, path: pathlib.Path) -> None:
         self.path = path
+        self.said = False
         self.handle = optimizer.register_step_pre_hook(self)
 
     def __call__(self, optimizer, args, kwargs) -> None:
-        self.handle.remove()
+        if self.said:  # the hook stays (torch refuses a hook removing itself while the hooks run): silent now
+            return
+        self.said = True
         warnings.warn(
             f"a Recorder for {self.path} was constructed but never started, so it records nothing: use "
             f"`with Recorder(...) as rec:` around the training loop, or call rec.start() before the first step",
