@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test venv bench browser docs clean
+.PHONY: reproduce test venv bench browser docs gpu clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,12 @@ browser:
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$SUDO apt-get install -y -q chromium chromium-driver \
 	    || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
+
+# On a machine with an NVIDIA GPU: the recorder's, optimizers' and frameworks' tests on CUDA, then the CUDA benchmarks.
+gpu: venv
+	TRACER_TEST_DEVICE=cuda MPLBACKEND=Agg $(BIN)/python -m pytest -q tests/test_recorder_*.py tests/test_optim_*.py tests/test_integrations.py
+	$(BIN)/python benchmarks/bench_cuda.py
+	$(BIN)/python benchmarks/bench_large_model.py --device cuda
 
 bench: venv
 	$(BIN)/python benchmarks/bench_optimizers.py
