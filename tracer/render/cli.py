@@ -66,6 +66,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth", type=int, metavar="N",
                         help="dashboard: rolling mean over N updates drawn over the faint per-update values "
                              "(1: off; default about 1/50 of the updates)")
+    parser.add_argument("--groups", type=_names, metavar="LABEL=GLOB,...",
+                        help="dashboard: group the tensors by these patterns (e.g. 'attention=*attn*,mlp=*mlp*'; "
+                             "'tensors': draw each tensor); default: each tensor up to 12, else by module kind")
     parser.add_argument("--surface", metavar="FILE.npz",
                         help="paths, internals: draw the traces on this `tracer landscape` surface file")
 
@@ -75,7 +78,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     options = {name: getattr(args, name) for name in
                ("xlim", "ylim", "updates", "first_steps", "frames", "fps", "size", "dpi", "title", "against",
-                "coordinates", "smooth", "yscale", "surface")}
+                "coordinates", "smooth", "yscale", "surface", "groups")}
     for name in ("labels", "colors"):
         text = getattr(args, name)
         if text is not None:

@@ -68,6 +68,7 @@ class RenderOptions:
     smooth: int | None = None  # dashboard rolling mean over this many updates; 1: off; None: about 1/50 of them
     yscale: str | None = None  # step-size and gradients: "linear" or "log"; None: log when the values span decades
     surface: str | None = None  # paths/internals: a `tracer landscape` surface file to draw the traces on
+    groups: tuple[str, ...] | None = None  # dashboard: "label=glob|glob" patterns, or ("tensors",); None: automatic
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> "RenderOptions":
@@ -108,6 +109,11 @@ class RenderOptions:
                 values[key] = tuple(str(v) for v in values[key])
         if "coordinates" in values:
             values["coordinates"] = _coordinate_names(values["coordinates"])
+        if "groups" in values:
+            groups = [values["groups"]] if isinstance(values["groups"], str) else values["groups"]
+            if not hasattr(groups, "__iter__") or not groups or not all(isinstance(g, str) and g.strip() for g in groups):
+                raise RenderError(f"groups must be patterns \"label=glob|glob\" (or \"tensors\"), got {values['groups']!r}")
+            values["groups"] = tuple(groups)
         return cls(**values)
 
 

@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import fnmatch
+import re
+import warnings
+
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from tracer.errors import RenderError
 from tracer.trace import summarized_tensors
@@ -49,6 +54,11 @@ DASHBOARD_PANELS = (
     DashboardPanel("cos_g_d", "cos(g, d)", log=False, noisy=True, cosine=True),
 )
 DASHBOARD_REQUIRED = ("theta_norm", "g_norm", "d_norm", "cos_d_prev", "cos_g_d")
+DASHBOARD_TENSORS_DRAWN = 12  # up to this many tensors the dashboard draws each; more are drawn as groups
+GROUPS_MERGED = 10  # more automatic groups than this: the unrecognised ones merge into "other"
+OUTLIER_DECADES = 0.5  # a tensor's median distance from its group's median, in decades (norms), to be named
+OUTLIER_COSINE = 0.3  # the same for cosines, in cosine units
+OUTLIERS_NAMED = 2  # per group and panel, at most
 
 
 def requires_step_size(trace: Any, options: RenderOptions) -> list[str]:
@@ -271,6 +281,151 @@ def legend_columns(labels: Sequence[str], width: float) -> int:
     return max(1, min(len(labels), int(width // widest)))
 
 
+@dataclass(frozen=True)
+class TensorGroup:
+    """Tensors the dashboard draws as one: their median, their spread, their outliers by name."""
+
+    label: str
+    names: tuple[str, ...]
+
+
+# Module kinds recognised in a parameter's module path, by its tokens (split at . _ and digits), first match wins.
+_MODULE_KINDS = (
+    ("embedding", ("wte", "wpe", "embed"), ("emb",)),
+    ("norm", ("ln", "bn", "rms"), ("norm",)),
+    ("attention", ("q", "k", "v", "o", "qkv", "query", "key", "value"), ("attn", "attention")),
+    ("MLP", ("fc", "fc1", "fc2", "up", "down", "gate", "intermediate", "w1", "w2", "w3"), ("mlp", "ffn")),
+    ("convolution", (), ("conv",)),
+    ("output", ("head", "classifier", "lm"), ()),
+)
+
+
+def module_kind(name: str) -> str | None:
+    """The kind of module a parameter belongs to, from its name (``_MODULE_KINDS``); None if none is recognised."""
+    tokens = [t for t in re.split(r"[._\d]+", name.rsplit(".", 1)[0].lower() if "." in name else "") if t]
+    for kind, exact, within in _MODULE_KINDS:
+        if any(t in exact or any(w in t for w in within) for t in tokens):
+            return kind
+    return None
+
+
+def _role(name: str) -> str:
+    """A parameter's name with its layer numbers replaced by *: the same role in every layer."""
+    return re.sub(r"(^|\.)\d+(?=\.|$)", r"\1*", name)
+
+
+def tensor_groups(names: Sequence[str], patterns: Sequence[str] | None = None) -> list[TensorGroup]:
+    """The tensors' groups, in order of first appearance.
+
+    ``patterns``: the user's groups, each ``"label=glob"`` or a glob (its own
+    label), globs separated by ``|`` (``"attention=*attn*|*.q_proj.*"``); a
+    tensor joins the first that matches, the others the group "other".
+    Without patterns, by module kind (``module_kind``) and whether the tensor is
+    a bias: "attention weight", "norm bias", ...; a tensor of no known kind by
+    its role (``h.*.fc.weight``), and if that makes more than GROUPS_MERGED
+    groups, "other weight" / "other bias".
+    """
+    if patterns:
+        rules = []
+        for entry in patterns:
+            label, _, globs = entry.partition("=") if "=" in entry else (entry, "", entry)
+            rules.append((label.strip(), [g.strip() for g in globs.split("|") if g.strip()]))
+        key = {n: next((label for label, globs in rules if any(fnmatch.fnmatchcase(n, g) for g in globs)), "other")
+               for n in names}
+    else:
+        def automatic(name: str, merge: bool) -> str:
+            leaf = "bias" if name.rsplit(".", 1)[-1].endswith("bias") else "weight"
+            kind = module_kind(name)
+            if kind is None:
+                return f"other {leaf}" if merge else _role(name)
+            return kind if kind == "embedding" else f"{kind} {leaf}"
+
+        key = {n: automatic(n, False) for n in names}
+        if len(set(key.values())) > GROUPS_MERGED:
+            key = {n: automatic(n, True) for n in names}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(key[name], []).append(name)
+    return [TensorGroup(label, tuple(members)) for label, members in groups.items()]
+
+
+def _spread(values: np.ndarray, cosine: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per update, the group's median; and per tensor, its median distance from it (decades, or cosine units)."""
+    with np.errstate(all="ignore"):
+        scaled = values if cosine else np.log10(np.where(values > 0, values, np.nan))
+        finite = np.isfinite(scaled)
+        median = np.array([np.median(column[ok]) if ok.any() else np.nan for column, ok in zip(scaled.T, finite.T)])
+        distance = np.abs(scaled - median)
+        far = np.array([np.median(row[ok]) if ok.any() else 0.0 for row, ok in zip(distance, np.isfinite(distance))])
+    return (median if cosine else 10.0 ** median), far
+
+
+def _draw_group(ax: Any, x: np.ndarray, names: Sequence[str], values: np.ndarray, color: str,
+                cosine: bool) -> list[str]:
+    """One group in one panel: a band over the range of its ordinary tensors, its median, its outliers named.
+
+    ``values``: one row per tensor (smoothed already). Returns the outliers' names."""
+    median, far = _spread(values, cosine)
+    outliers: list[int] = []
+    if len(names) >= 3:
+        limit = OUTLIER_COSINE if cosine else OUTLIER_DECADES
+        ordinary = np.median(far)
+        candidates = [i for i in np.argsort(-far) if far[i] > max(limit, 3 * ordinary)]
+        outliers = candidates[:OUTLIERS_NAMED]
+    rest = np.delete(values, outliers, axis=0)
+    rest = np.where(np.isfinite(rest), rest, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an update no tensor has a value at (the first cos_d_prev)
+        low, high = np.nanmin(rest, axis=0), np.nanmax(rest, axis=0)
+    if len(names) > 1:
+        ax.fill_between(x, low, high, color=color, alpha=0.14, lw=0, zorder=1)
+    ax.plot(x, median, color=color, lw=1.6, zorder=3)
+    for i in outliers:  # labelled: the panel's own legend names them
+        ax.plot(x, values[i], color=color, lw=1.1, linestyle=":", zorder=2, label=_short(names[i]))
+    return [names[i] for i in outliers]
+
+
+def _short(name: str) -> str:
+    """A tensor's name as an outlier's label: its last four parts (the layer and the module)."""
+    parts = name.split(".")
+    return name if len(parts) <= 4 else "…" + ".".join(parts[-4:])
+
+
+def _draw_grouped(traces: Sequence[Any], options: RenderOptions, grid: Any, window: int,
+                  groups: Sequence[TensorGroup], several: bool) -> tuple[list[Any], list[str]]:
+    """The dashboard's panels by groups (``tensor_groups``); returns the legend's handles and its notes."""
+    named: dict[str, None] = {}
+    left_out: dict[str, None] = {}
+    for column, trace in enumerate(traces):
+        rows = plotted_rows(trace, options.updates)
+        x = trace["update"][rows]
+        present = set(summarized_parameters(trace))
+        single = {name for name in present if one_element(trace, name)}
+        for panel, ax in zip(DASHBOARD_PANELS, grid[:, column]):
+            for index, group in enumerate(groups):
+                members = [n for n in group.names if n in present and f"{n}.{panel.quantity}" in trace]
+                if panel.cosine:
+                    left_out.update((n, None) for n in members if n in single)
+                    members = [n for n in members if n not in single]
+                if not members:
+                    continue
+                values = np.array([trace[f"{n}.{panel.quantity}"][rows] for n in members], dtype=float)
+                if panel.noisy and window > 1:
+                    values = np.array([rolling_mean(v, window) for v in values])
+                named.update((n, None) for n in _draw_group(ax, x, members, values, f"C{index % 10}", panel.cosine))
+            if any(line.get_label()[:1] != "_" for line in ax.lines):
+                ax.legend(loc="best", fontsize=6.5, handlelength=1.6, framealpha=0.85, borderpad=0.3,
+                          labelspacing=0.2)
+    handles = [Patch(facecolor=f"C{i % 10}", alpha=0.5, edgecolor=f"C{i % 10}", label=f"{g.label} ({len(g.names)})")
+               for i, g in enumerate(groups)]
+    notes = ["line: the group's median; band: its range; dotted, named in the panel: a tensor far from its group"]
+    if window > 1:
+        notes.append(f"means over {window} updates")
+    if left_out:
+        notes.append(f"cosines leave out {len(left_out)} one-element tensors")
+    return handles, notes
+
+
 def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
     """Per-tensor norms and cosines against the update, one panel per quantity.
 
@@ -278,10 +433,19 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     several get a column each, a row per quantity with a shared y axis, so the
     traces compare along a row. Noisy per-update series are drawn faint with a
     rolling mean over `smooth` updates on top; one-element tensors are left out
-    of the cosine panels (their cosine is ±1, a sign), as a note says."""
+    of the cosine panels (their cosine is ±1, a sign), as a note says.
+
+    More than DASHBOARD_TENSORS_DRAWN tensors (a transformer's 150), or the
+    `groups` option's patterns, draw groups instead (`tensor_groups`): a colour
+    per group, its median, the band of its range, and the tensors far from
+    their group named; `groups=("tensors",)` draws every tensor anyway."""
     labels, _ = trace_styles(traces, options)  # colours name the tensors here, not the traces
     window = smoothing_window(traces, options)
     styles = tensor_styles(traces)
+    patterns = None if options.groups in (None, ("tensors",)) else options.groups
+    grouped = options.groups != ("tensors",) and (patterns is not None or len(styles) > DASHBOARD_TENSORS_DRAWN)
+    groups = tensor_groups(list(styles), patterns) if grouped else []
+    legend_labels = [f"{g.label} ({len(g.names)})" for g in groups] if grouped else list(styles)
     several = len(traces) > 1
     if several:
         width = max(DASHBOARD_SIZE[0], DASHBOARD_COLUMN_WIDTH * len(traces))
@@ -290,8 +454,8 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         width, height = DASHBOARD_SIZE
     # The tensors' legend wraps into as many columns as fit across the figure (a 6-layer
     # transformer's ~40 tensors: about 4 columns of 10), and the figure grows by its rows.
-    columns = legend_columns(list(styles), width - 40)
-    legend_rows = -(-len(styles) // columns)
+    columns = legend_columns(legend_labels, width - 40)
+    legend_rows = -(-len(legend_labels) // columns)
     height += max(0, legend_rows - 2) * DASHBOARD_LEGEND_ROW
     figure = new_figure(options, (width, height + DASHBOARD_LOSS_HEIGHT))
     figure.set_layout_engine("constrained", h_pad=0.06, w_pad=0.06)  # inches: a margin round the legend too
@@ -302,6 +466,10 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
         grid = body.subplots(2, 3, sharex=True, squeeze=False).reshape(len(DASHBOARD_PANELS), 1)
     left_out: dict[str, None] = {}
     for column, (trace, label) in enumerate(zip(traces, labels)):
+        if several:
+            grid[0, column].set_title(label, fontsize="medium", fontweight="bold")
+        if grouped:
+            continue
         rows = plotted_rows(trace, options.updates)
         x = trace["update"][rows]
         names = summarized_parameters(trace)
@@ -321,8 +489,8 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
                     ax.plot(x, values, color=color, lw=0.6, alpha=0.22, linestyle=linestyle, zorder=1)
                     values = rolling_mean(values, window)
                 ax.plot(x, values, color=color, lw=1.5, linestyle=linestyle, zorder=3)
-        if several:
-            grid[0, column].set_title(label, fontsize="medium", fontweight="bold")
+    if grouped:
+        handles, notes = _draw_grouped(traces, options, grid, window, groups, several)
     for panel, row in zip(DASHBOARD_PANELS, grid):
         for ax in row:
             ax.grid(True, alpha=0.3)
@@ -339,13 +507,14 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
                 ax.set_ylim(-1.05, 1.05)
     for ax in grid[-1, :] if several else grid[3:, 0]:
         ax.set_xlabel("update")
-    handles = [Line2D([], [], color=c, linestyle=ls, lw=2, label=name) for name, (c, ls) in styles.items()]
-    notes = []
-    if window > 1:
-        notes.append(f"faint: each update; bold: mean over {window} updates")
-    if left_out:
-        named = ", ".join(left_out) if len(left_out) <= 3 else f"{len(left_out)} tensors"
-        notes.append(f"cosines leave out {named}: one element, so only a sign (±1)")
+    if not grouped:
+        handles = [Line2D([], [], color=c, linestyle=ls, lw=2, label=name) for name, (c, ls) in styles.items()]
+        notes = []
+        if window > 1:
+            notes.append(f"faint: each update; bold: mean over {window} updates")
+        if left_out:
+            named = ", ".join(left_out) if len(left_out) <= 3 else f"{len(left_out)} tensors"
+            notes.append(f"cosines leave out {named}: one element, so only a sign (±1)")
     figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small",
                   title="   ·   ".join(notes) or None, title_fontsize="small", frameon=False)
     default_title = "Per-tensor summary" if several else f"Per-tensor summary: {labels[0]}"
