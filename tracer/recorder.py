@@ -367,7 +367,7 @@ class Recorder:
         self._summary: SummaryReducer | None = None
         # The shape of the optimizer's groups when traced: parameters per group.
         self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
-        self._closure_loss: float | None = None
+        self._closure_loss: float | Tensor | None = None
         self._queue: collections.deque[_PendingRow] = collections.deque()
         self._snapshots: SnapshotKeeper | None = None
         self._not_started = _NotStartedAlarm(optimizer, self.path)  # removed by start() and close()
@@ -613,7 +613,10 @@ class Recorder:
             loss = closure()
             # LBFGS calls the closure several times in one step: the row's loss is the first, at theta before it.
             if loss is not None and self._closure_loss is None:
-                self._closure_loss = float(loss.detach() if isinstance(loss, Tensor) else loss)
+                # A device tensor is kept as it is, copied with the summaries (as note's): float() would wait for it.
+                detached = loss.detach() if isinstance(loss, Tensor) else None
+                on_host = detached is None or detached.device.type == "cpu"
+                self._closure_loss = float(loss if detached is None else detached) if on_host else detached
             return loss
 
         return recording
