@@ -13,7 +13,7 @@ from PIL import Image
 
 from tracer.errors import RenderError
 from tracer.render import render_figure
-from tracer.render.plots import DASHBOARD_SIZE, _draw_group, module_kind, tensor_groups
+from tracer.render.plots import _draw_group, module_kind, tensor_groups
 from tracer.trace import write_trace
 
 QUANTITIES = ("theta_norm", "g_norm", "v_norm", "s_norm", "d_norm", "displacement", "d_max", "cos_d_prev", "cos_g_d")
@@ -90,6 +90,7 @@ def _wide_trace(tmp_path, names):
         rows.append(row)
     meta = {"label": "GPT-2 shapes", "problem": None, "granularity": "summary", "coordinates": [], "summarized": names,
             "parameters": [{"name": n, "shape": [8, 8]} for n in names]}
+    tmp_path.mkdir(exist_ok=True)
     return write_trace(tmp_path / "wide.trace.csv", meta, columns, rows)
 
 
@@ -97,10 +98,11 @@ def test_a_148_tensor_dashboard_keeps_its_size_and_is_deterministic(tmp_path):
     trace = _wide_trace(tmp_path, gpt2_names())
     first = render_figure("dashboard", [trace], tmp_path / "a.png")
     image = np.asarray(Image.open(first).convert("RGB"), dtype=float)
-    few = np.asarray(Image.open(render_figure("dashboard", [trace], tmp_path / "t.png", groups=("tensors",))))
-    # Seven groups fit the legend's two rows: the figure is the 6-tensor dashboard's size; tensor by tensor it grows.
-    assert image.shape[:2] == (DASHBOARD_SIZE[1] * image.shape[1] // DASHBOARD_SIZE[0], image.shape[1])
-    assert few.shape[0] > image.shape[0] and image.std() > 10
+    each = np.asarray(Image.open(render_figure("dashboard", [trace], tmp_path / "t.png", groups=("tensors",))))
+    six = _wide_trace(tmp_path / "six", gpt2_names()[:6])
+    small = np.asarray(Image.open(render_figure("dashboard", [six], tmp_path / "s.png")).convert("RGB"))
+    # Seven groups fit the legend's two rows: the figure is a 6-tensor dashboard's size; tensor by tensor it grows.
+    assert image.shape == small.shape and each.shape[0] > image.shape[0] and image.std() > 10
     assert render_figure("dashboard", [trace], tmp_path / "b.png").read_bytes() == first.read_bytes()
 
 
