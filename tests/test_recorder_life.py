@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import os
+import re
 import warnings
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from tracer import Recorder, diff_traces, load_trace
-from tracer.errors import TracerError
+from tracer.errors import TraceFormatError, TracerError
 
 TARGET = torch.tensor([1.0, -2.0, 0.5])
 
@@ -72,7 +74,7 @@ def test_an_existing_trace_is_refused_by_default(tmp_path):
 
 
 @pytest.mark.parametrize("granularity", ["full", "summary"])
-@pytest.mark.parametrize("cut", ["closed", "killed mid-row"])
+@pytest.mark.parametrize("cut", ["closed", "cut mid-row"])
 def test_append_continues_a_resumed_run(tmp_path, granularity, cut):
     """3 updates, a checkpoint, 2 more appended: the trace of the uninterrupted run."""
     whole = tmp_path / "whole.trace.csv"
@@ -85,7 +87,7 @@ def test_append_continues_a_resumed_run(tmp_path, granularity, cut):
     with Recorder(optimizer, resumed, granularity=granularity) as recorder:
         _steps(params, optimizer, 3, recorder)
     checkpoint = ([p.detach().clone() for p in params], optimizer.state_dict())
-    if cut == "killed mid-row":  # no trailer and half a row, as a kill leaves it
+    if cut == "cut mid-row":  # no trailer and half a row, as a power cut can leave it
         text = resumed.read_text()
         resumed.write_text(text[: text.index("#end ")] + "4,,,0.05,0.12")
 
@@ -94,10 +96,16 @@ def test_append_continues_a_resumed_run(tmp_path, granularity, cut):
         for p, saved in zip(params, checkpoint[0]):
             p.copy_(saved)
     optimizer.load_state_dict(checkpoint[1])
-    killed = cut == "killed mid-row"
-    with pytest.warns(UserWarning, match="dropped an unterminated last line") if killed else warnings.catch_warnings():
-        if not killed:
-            warnings.simplefilter("error")
+    if cut == "cut mid-row":
+        # Refused in one line, the file unchanged: the tail is not a whole row; the message says how to go on.
+        before = resumed.read_bytes()
+        with pytest.raises(TraceFormatError, match=r"an unterminated last line of 13 bytes after its 3 whole rows, "
+                                                   r"not a whole row .* \(truncate -s (\d+) FILE\)") as refused:
+            Recorder(optimizer, resumed, granularity=granularity, if_exists="append").start()
+        assert resumed.read_bytes() == before and "\n" not in str(refused.value)
+        os.truncate(resumed, int(re.search(r"truncate -s (\d+)", str(refused.value)).group(1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         with Recorder(optimizer, resumed, granularity=granularity, if_exists="append") as recorder:
             _steps(params, optimizer, 2, recorder)
 

@@ -19,3 +19,7 @@ class RenderError(TracerError):
 
 class DivergenceError(TracerError):
     """The loss or the optimizer's state stopped being finite during a run."""
+
+
+class TraceWriteError(TracerError):
+    """A trace file could not be written (a full disk, a removed file or folder): the rows written before are kept."""

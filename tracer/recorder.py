@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tracer.errors import DivergenceError, TracerError
+from tracer.errors import DivergenceError, TracerError, TraceWriteError
 from tracer.families import check_state_keys, family_of, group_lr, with_state_keys
 from tracer.platform import platform_meta
 from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
@@ -52,16 +52,17 @@ from tracer.trace import (
     FULL_QUANTITIES,
     GRANULARITIES,
     SUMMARY_QUANTITIES,
-    TRAILER_PREFIX,
     TRAILING_COLUMNS,
+    Trace,
     TraceWriter,
-    load_trace,
     row_columns,
 )
 
-__all__ = ["Recorder", "RecorderNotStartedWarning", "GRANULARITIES", "ON_DIVERGENCE", "IF_EXISTS", "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
+__all__ = ["Recorder", "RecorderNotStartedWarning", "GRANULARITIES", "ON_DIVERGENCE", "ON_WRITE_ERROR", "IF_EXISTS",
+           "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
 
 ON_DIVERGENCE = ("stop", "continue")
+ON_WRITE_ERROR = ("stop", "raise")
 IF_EXISTS = ("error", "append", "overwrite")
 # Metadata keys the recorder owns; a caller's ``meta`` may not set them.
 _OWN_META_KEYS = (
@@ -241,6 +242,18 @@ class Recorder:
             of 8) and leaves ``cos_d_prev`` empty in every row; the other
             cells are the same bit for bit. The metadata says
             ``"cos_d_prev": false``.
+        on_write_error: what a trace file that cannot be written (a full
+            disk, the file or its folder removed) does: "stop" (default)
+            stops recording, not training: one warning, the trace keeps
+            every whole row, its trailer (where it can be written) says
+            ``interrupted`` and why, and ``write_failure`` says why;
+            "raise" raises TraceWriteError from that ``optimizer.step()``
+            (after the optimizer's update) instead.
+
+    The trace file is created exclusively and locked while it is written: a
+    second Recorder (or process) on the same path is refused in every
+    ``if_exists`` mode. As with ``tracer trace``, its folder must exist and
+    a symbolic link is never followed.
 
     The loss of a row is the one given to ``note``, else the one the closure
     of ``optimizer.step(closure)`` returned first (LBFGS calls it several
@@ -294,6 +307,7 @@ class Recorder:
         state_keys: Mapping[str, str | None] | None = None,
         record_state: bool = True,
         cos_d_prev: bool = True,
+        on_write_error: str = "stop",
     ) -> None:
         if granularity not in GRANULARITIES:
             raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
@@ -301,6 +315,8 @@ class Recorder:
             raise TracerError(f"invalid on_divergence {on_divergence!r}; accepted: {', '.join(ON_DIVERGENCE)}")
         if if_exists not in IF_EXISTS:
             raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
+        if on_write_error not in ON_WRITE_ERROR:
+            raise TracerError(f"invalid on_write_error {on_write_error!r}; accepted: {', '.join(ON_WRITE_ERROR)}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
         if not isinstance(cos_d_prev, bool):
@@ -313,6 +329,9 @@ class Recorder:
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
         self.if_exists = if_exists
+        self.on_write_error = on_write_error
+        self.write_failure: str | None = None
+        """Why recording stopped early (the trace file could not be written), or None; see ``on_write_error``."""
         self.every = every
         self.cos_d_prev = cos_d_prev
         inner = inner_optimizer(optimizer)
@@ -427,17 +446,13 @@ class Recorder:
         self._not_started.handle.remove()
         if self._started:
             raise TracerError("this Recorder has already been started; make a new one per run")
-        if self._dist.writes and self.path.exists() and self.if_exists == "error":
-            raise TracerError(
-                f"trace file {self.path} already exists; pass if_exists='append' to continue it "
-                f"or if_exists='overwrite' to replace it"
-            )
-        self._started = True
         if self._dist.writes:
-            if self.path.exists() and self.if_exists == "append":
-                self._writer = self._continue_trace()
-            else:
-                self._writer = TraceWriter(self.path, self.meta, self.columns)
+            # Created exclusively and locked (tracer.trace): a second writer on this path is refused here.
+            self._writer = TraceWriter(self.path, self.meta, self.columns, if_exists=self.if_exists,
+                                       accept=self._check_resumed)
+            if self._writer.resumed is not None:
+                self._resume(self._writer.resumed)
+        self._started = True
         if not self._dist.records:
             # A DDP rank other than 0: nothing per update, but for its share of the loss's all-reduce.
             if self._dist.averages_loss:
@@ -456,9 +471,8 @@ class Recorder:
         ]
         return self
 
-    def _continue_trace(self) -> TraceWriter:
-        """A writer appending to the existing trace at ``path``, once it is checked to be this run's."""
-        trace = load_trace(self.path)
+    def _check_resumed(self, trace: Trace) -> None:
+        """Refuse to continue a trace of another run (``if_exists="append"``)."""
         mine, theirs = self.meta["optimizer"], trace.meta.get("optimizer") or {}
         own_columns = [c for c in trace.columns if not is_state_column(c)]
         differences = [
@@ -476,13 +490,9 @@ class Recorder:
                 f"(optimizer {theirs.get('class')!r}, {len(trace.columns)} columns); "
                 f"pass if_exists='overwrite' or another path"
             )
-        # Cut the trailer and any row cut mid-write: the file ends after its last whole row.
-        raw = self.path.read_bytes()
-        end = raw.rfind(b"\n") + 1
-        last_line = raw.rfind(b"\n", 0, end - 1) + 1
-        if raw.startswith(TRAILER_PREFIX.encode(), last_line):
-            end = last_line
-        os.truncate(self.path, end)
+
+    def _resume(self, trace: Trace) -> None:
+        """Update numbers, final values and divergence go on from the trace being continued."""
         if len(trace):
             self.updates = int(trace["update"][-1])
         self.final = dict(trace.final or {})
@@ -491,7 +501,6 @@ class Recorder:
         state_columns = [c for c in trace.columns if is_state_column(c)]
         self._state = StateReader(from_names(self._params, state_columns, inner_optimizer(self.optimizer), self.family))
         self.columns = list(trace.columns)
-        return TraceWriter(self.path, self.meta, self.columns, append_after=len(trace))
 
     @property
     def summary_pass(self) -> str | None:
@@ -523,7 +532,10 @@ class Recorder:
             later = unrecorded(self._state.columns, self._params, inner_optimizer(self.optimizer))
             if later:
                 extra["state_unrecorded"] = later
-        self._writer.close(status, final=self.final, diverged_at=self.diverged_at, extra=extra)
+        try:
+            self._writer.close(status, final=self.final, diverged_at=self.diverged_at, extra=extra)
+        except TraceWriteError as error:  # the trailer could not be written; the rows are kept
+            self._stop_recording(error)
         if self._snapshots is not None:  # after the trace: a failure here leaves the trace complete
             self._snapshots.write(self.updates, status)
 
@@ -563,8 +575,8 @@ class Recorder:
 
     @_without_grad
     def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:
-        if self._end_reason is not None:  # the trace ended (the hooks are removed on close, outside step())
-            return None
+        if self._end_reason is not None or self.write_failure is not None:
+            return None  # the trace ended (the hooks are removed on close, outside step()); training goes on
         sizes = [len(group["params"]) for group in optimizer.param_groups]
         if sizes != self._group_sizes:
             self._end_trace(
@@ -631,7 +643,7 @@ class Recorder:
 
     @_without_grad
     def _post_step(self, optimizer, args, kwargs) -> None:
-        if self._end_reason is not None:
+        if self._end_reason is not None or self.write_failure is not None:
             return
         if self._role != "record":
             self.updates += 1
@@ -692,7 +704,10 @@ class Recorder:
             names = [column.name for column in columns]
             self.columns = [*self.columns[: -len(TRAILING_COLUMNS)], *names, *self.columns[-len(TRAILING_COLUMNS):]]
         if self._writer is not None and (columns or described):
-            self._writer.restart(self.meta, self.columns)
+            try:
+                self._writer.restart(self.meta, self.columns)
+            except TraceWriteError as error:
+                self._stop_recording(error)
 
     def _switched(self, name: str, error: float, ulps: float) -> None:
         """A parameter's recomputed d disagreed with its displacement: warn once, keep it for the trailer."""
@@ -704,9 +719,17 @@ class Recorder:
             stacklevel=4,
         )
 
+    def _stop_recording(self, error: TraceWriteError) -> None:
+        """A row could not be written: raise (``on_write_error="raise"``), or stop recording with one warning."""
+        self.write_failure = str(error)
+        self._queue.clear()
+        if self.on_write_error == "raise":
+            raise error
+        warnings.warn(f"tracer: recording stopped, training goes on: {error}", RuntimeWarning, stacklevel=2)
+
     def _write_rows(self, *, wait: bool, stop_on_divergence: bool) -> None:
         """Write the queued rows in order: all of them if ``wait``, else all but a newest whose copy is not done."""
-        while self._queue:
+        while self._queue and self.write_failure is None:
             if not wait and len(self._queue) == 1 and not self._queue[0].summaries.ready():
                 return
             row = self._queue.popleft()
@@ -766,7 +789,11 @@ class Recorder:
         cells += StateReader.cells(row.state, summaries)
         cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
         if self._writer is not None:
-            self._writer.write_cells(cells)
+            try:
+                self._writer.write_cells(cells)
+            except TraceWriteError as error:
+                self._stop_recording(error)
+                return
         self.recorded += 1
         if self._dist.options.check and self._dist.distributed:
             drift = self._dist.check(row.update, self.columns, cells)

@@ -19,15 +19,17 @@ the file (JSON and ``float`` only).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
+import stat
 import warnings
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tracer.errors import TraceFormatError, TracerError
+from tracer.errors import TraceFormatError, TracerError, TraceWriteError
 from tracer.summaries import SUMMARY_QUANTITIES
 
 FORMAT_NAME = "tracer-trace"
@@ -35,6 +37,10 @@ SCHEMA_VERSION = 1
 TRAILER_PREFIX = "#end "
 STATUSES = ("complete", "diverged", "interrupted")
 """Statuses a trailer may hold; a file without a trailer reads as ``incomplete``."""
+IF_EXISTS = ("error", "append", "overwrite")
+"""What a TraceWriter does with a file already at its path: refuse it, continue it, or replace it."""
+MAX_DEPTH = 64
+"""The deepest nesting of JSON objects and lists a trace's metadata or trailer may hold (the recorder writes 4)."""
 
 # Every metadata key of schema version 1, in the order they are written.
 META_KEYS = (
@@ -118,6 +124,18 @@ def format_cell(value: Cell) -> str:
     return repr(float(value))
 
 
+def printable(text: str) -> str:
+    """``text`` with every control and invisible format character escaped (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    What a trace carries (labels, metadata keys, column names) is shown on a
+    terminal with this, so a file can never clear the screen, retitle the
+    window or forge a line of the report.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def complete_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The metadata with every schema key present (null when unknown), schema keys first."""
     full: dict[str, Any] = {key: None for key in META_KEYS}
@@ -153,10 +171,19 @@ class TraceWriter:
     """Write a trace file row by row; a context manager.
 
     The metadata line and the header are written on creation; each
-    ``write_row`` appends one row and flushes it. A path ending in ``.bin``
+    ``write_row`` appends one row with one ``write`` call. A path ending in ``.bin``
     gets the binary form (``tracer.trace_binary``), any other the CSV form. ``close`` writes the
     trailer. Leaving the ``with`` block through an exception closes the file
     with status ``interrupted``.
+
+    One writer per file: the file is created with ``O_EXCL`` (``if_exists="error"``)
+    and held under an exclusive lock (``flock``) while it is written, so a
+    second writer on the same path is refused in every mode. The path itself
+    is written, never a symbolic link's target, and its folder must exist. A
+    start that fails leaves nothing behind; a row that cannot be written
+    (a full disk, the file or its folder removed) raises TraceWriteError
+    after cutting the file back to its last whole row, and ``close`` then
+    writes the trailer ``interrupted`` with the ``reason``.
     """
 
     def __init__(
@@ -165,42 +192,106 @@ class TraceWriter:
         meta: Mapping[str, Any],
         columns: Sequence[str],
         *,
-        append_after: int | None = None,
+        if_exists: str = "error",
+        accept: Callable[["Trace"], None] | None = None,
     ) -> None:
-        """``append_after``: None writes a new file; a row count continues a file that holds the
-        metadata, the header and that many rows and nothing after them (the caller checked it)."""
+        """``if_exists``: "error" refuses an existing file, "overwrite" replaces it, "append" continues it
+        (its rows are kept, new rows follow them). ``accept`` is called with the trace being continued, before
+        anything in it changes, to refuse it (by raising) when it is not the caller's run; once it returns,
+        the trace's columns go on. ``resumed`` is that trace (None for a new file)."""
+        if if_exists not in IF_EXISTS:
+            raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
         self.path = pathlib.Path(path)
-        self.columns = list(columns)
-        if len(set(self.columns)) != len(self.columns):
-            duplicates = sorted({c for c in self.columns if self.columns.count(c) > 1})
-            raise TracerError(f"duplicate trace columns: {duplicates}; every column name must be unique")
-        bad = [c for c in self.columns if not c or "," in c or "\n" in c or '"' in c]
-        if bad:
-            raise TracerError(f"invalid trace column names {bad!r}: names may not be empty or hold ',', '\"' or newlines")
+        self.columns = _checked_columns(columns)
         self._index = {name: i for i, name in enumerate(self.columns)}
         self.meta = complete_meta(meta)
-        try:
-            meta_line = json.dumps(self.meta, allow_nan=True)
-        except TypeError as error:
-            raise TracerError(f"trace metadata is not JSON-serialisable: {error}") from None
+        meta_line = _meta_line(self.meta)
         self.closed = False
-        self._rows = row_format(self.path)
-        if append_after is not None:
-            self.updates = append_after
-            self._file = open(self.path, "ab")
-            return
+        self.failed: str | None = None
+        """Why a row or the trailer could not be written (the file keeps its whole rows); None while all is well."""
+        self.resumed: Trace | None = None
         self.updates = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb")
-        self._file.write(self._rows.header(meta_line, self.columns))
-        self._file.flush()
+        self._rows = row_format(self.path)
+        self._fd, created = _open_exclusively(self.path, if_exists)
+        try:
+            size = os.fstat(self._fd).st_size
+            if if_exists == "append" and size:
+                self._end = self._continue(accept)
+                self.updates = len(self.resumed)
+                return
+            header = self._rows.header(meta_line, self.columns)
+            try:
+                os.ftruncate(self._fd, 0)
+                self._write_all(header)
+            except OSError as error:
+                if created or if_exists == "overwrite":  # ours alone (we hold the lock): nothing half-written stays
+                    os.unlink(self.path)
+                raise TraceWriteError(
+                    f"cannot start the trace {self.path}: {error.strerror or error}; nothing was written"
+                ) from None
+            self._end = len(header)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _continue(self, accept: Callable[["Trace"], None] | None) -> int:
+        """Check the file is a trace of these columns ending in whole rows (or its trailer); cut the trailer.
+
+        Returns the offset after its last whole row, where the new rows go.
+        """
+        from tracer import trace_binary  # imported here: it imports this module
+
+        raw = _read_all(self._fd)
+        binary = trace_binary.is_binary(raw)
+        if binary != isinstance(self._rows, trace_binary.BinaryRows):
+            found, wanted = ("binary", "CSV") if binary else ("CSV", "binary")
+            raise TracerError(
+                f"cannot append to {self.path}: it holds a {found} trace, and a path "
+                f"{'ending' if wanted == 'binary' else 'not ending'} in {trace_binary.SUFFIX} is written in the "
+                f"{wanted} form; pass if_exists='overwrite' or a path of its own form"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bad tail is refused below, in words of its own
+            trace, rows_end, tail = _parse(self.path, raw)
+        if tail is not None:
+            raise TraceFormatError(
+                f"cannot append to {self.path}: {tail} after its {len(trace)} whole rows, not a whole row or "
+                f"a trailer of its form (a write cut short); to continue from those rows, cut the file to "
+                f"{rows_end} bytes (truncate -s {rows_end} FILE)"
+            )
+        if accept is not None:
+            accept(trace)  # it checked the columns: the trace's own go on (the recorder's state columns among them)
+            self.columns = list(trace.columns)
+            self._index = {name: i for i, name in enumerate(self.columns)}
+        if trace.columns != self.columns:
+            raise TracerError(
+                f"cannot append to {self.path}: its {len(trace.columns)} columns differ from this run's "
+                f"{len(self.columns)}; pass if_exists='overwrite' or another path"
+            )
+        self.resumed = trace
+        try:
+            os.ftruncate(self._fd, rows_end)  # the trailer goes: the run goes on
+            os.lseek(self._fd, rows_end, os.SEEK_SET)
+        except OSError as error:
+            raise TraceWriteError(f"cannot append to {self.path}: {error.strerror or error}") from None
+        return rows_end
 
     def restart(self, meta: Mapping[str, Any], columns: Sequence[str]) -> None:
         """Rewrite the file with new metadata and columns, before its first row (the recorder's state columns,
-        known once the optimizer has state)."""
-        assert self.updates == 0 and not self.closed, "restart only a new trace without rows"
-        self._file.close()
-        self.__init__(self.path, meta, columns)
+        known once the optimizer has state); the file stays open and locked."""
+        assert self.updates == 0 and not self.closed and self.resumed is None, "restart only a new trace without rows"
+        self.columns = _checked_columns(columns)
+        self._index = {name: i for i, name in enumerate(self.columns)}
+        self.meta = complete_meta(meta)
+        header = self._rows.header(_meta_line(self.meta), self.columns)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            self._write_all(header)
+        except OSError as error:
+            self._end = 0
+            raise TraceWriteError(self._fail(error)) from None
+        self._end = len(header)
 
     def write_row(self, values: Mapping[str, Cell]) -> None:
         """Append one row; columns missing from ``values`` are empty cells."""
@@ -213,12 +304,45 @@ class TraceWriter:
         self.write_cells(cells)
 
     def write_cells(self, cells: Sequence[Cell]) -> None:
-        """Append one row given in column order (the recorder's fast path)."""
+        """Append one row given in column order (the recorder's fast path).
+
+        Raises TraceWriteError when the row cannot be written; the file then
+        ends at its last whole row, and every later row is refused the same way.
+        """
         if len(cells) != len(self.columns):
             raise TracerError(f"a trace row needs {len(self.columns)} cells, got {len(cells)}")
-        self._file.write(self._rows.row(cells))
-        self._file.flush()
+        if self.failed is not None:
+            raise TraceWriteError(self.failed)
+        data = self._rows.row(cells)
+        try:
+            # A removed file (or folder) takes writes without a word: its link count says it is gone.
+            if os.fstat(self._fd).st_nlink == 0:
+                raise TraceWriteError(self._fail(None))
+            self._write_all(data)
+        except OSError as error:
+            raise TraceWriteError(self._fail(error)) from None
+        self._end += len(data)
         self.updates += 1
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _fail(self, error: OSError | None) -> str:
+        """Note why writing stopped and cut any partial row: the file keeps its whole rows."""
+        if error is None:
+            self.failed = (f"the trace file {self.path} was removed (or its folder) while it was written; "
+                           f"updates after {self.updates} were not recorded")
+            return self.failed
+        try:
+            os.ftruncate(self._fd, self._end)
+            os.lseek(self._fd, self._end, os.SEEK_SET)  # the trailer follows the last whole row
+        except OSError:
+            pass  # a partial row is dropped by the readers, with a warning
+        self.failed = (f"cannot write to the trace {self.path}: {error.strerror or error}; "
+                       f"it keeps its {self.updates} whole rows")
+        return self.failed
 
     def close(
         self,
@@ -232,28 +356,150 @@ class TraceWriter:
 
         ``extra``: more trailer keys (the recorder's ``reason`` for an
         interrupted trace, its ``d_switched`` parameters), read back in ``Trace.trailer``.
+        After a failed write the status is ``interrupted`` and the trailer's
+        ``reason`` says why; the trailer is then written where it can be, and
+        nothing is raised again. A trailer that cannot be written raises
+        TraceWriteError, the file ending at its last whole row (status ``incomplete``).
         """
         if self.closed:
             return
         if status not in STATUSES:
             raise TracerError(f"invalid trace status {status!r}; accepted: {', '.join(STATUSES)}")
-        trailer = {
-            "status": status,
+        self.closed = True
+        failed_before = self.failed
+        trailer: dict[str, Any] = {
+            "status": "interrupted" if failed_before else status,
             "updates": self.updates,
             "final": None if final is None else {k: float(v) for k, v in final.items()},
             "diverged_at": diverged_at,
             **(extra or {}),
         }
-        self._file.write(self._rows.trailer(json.dumps(trailer)))
-        self._file.close()
-        self.closed = True
+        if failed_before:
+            trailer["reason"] = failed_before
+        try:
+            if os.fstat(self._fd).st_nlink:
+                self._write_all(self._rows.trailer(json.dumps(trailer)))
+            elif failed_before is None:
+                self._fail(None)
+        except OSError as error:
+            self._fail(error)
+        finally:
+            os.close(self._fd)
+        if failed_before is None and self.failed is not None:
+            raise TraceWriteError(self.failed)
 
     def __enter__(self) -> "TraceWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.close("complete" if exc_type is None else "interrupted")
+        if exc_type is None:
+            self.close("complete")
+        else:
+            try:
+                self.close("interrupted")
+            except TraceWriteError:
+                pass  # the exception under way is the one to see
         return False
+
+
+def _checked_columns(columns: Sequence[str]) -> list[str]:
+    columns = list(columns)
+    if len(set(columns)) != len(columns):
+        duplicates = sorted({c for c in columns if columns.count(c) > 1})
+        raise TracerError(f"duplicate trace columns: {duplicates}; every column name must be unique")
+    bad = [c for c in columns if not c or "," in c or "\n" in c or '"' in c]
+    if bad:
+        raise TracerError(f"invalid trace column names {bad!r}: names may not be empty or hold ',', '\"' or newlines")
+    return columns
+
+
+def _meta_line(meta: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(meta, allow_nan=True)
+    except TypeError as error:
+        raise TracerError(f"trace metadata is not JSON-serialisable: {error}") from None
+
+
+def _open_exclusively(path: pathlib.Path, if_exists: str) -> tuple[int, bool]:
+    """A descriptor of ``path`` open for writing and locked against other writers, and whether it was created.
+
+    Refuses in one line: a missing folder, a symbolic link, anything but a
+    regular file, an existing file under "error", a file another writer holds.
+    """
+    where = f"cannot write the trace to {str(path)!r}"
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise TracerError(f"{where}: directory {str(parent)!r} {what} (it is not created; make it first)")
+    exists = (f"trace file {path} already exists; pass if_exists='append' to continue it "
+              f"or if_exists='overwrite' to replace it")
+    link = f"{where}: it is a symbolic link; a trace is written to the path itself, never through a link"
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as error:
+        raise TracerError(f"{where}: {error.strerror or error}") from None
+    if found is not None:
+        if stat.S_ISLNK(found.st_mode):
+            raise TracerError(link)
+        if not stat.S_ISREG(found.st_mode):
+            raise TracerError(f"{where}: it is not a regular file ({_kind(found.st_mode)})")
+        if if_exists == "error":
+            raise TracerError(exists)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if if_exists == "error" or found is None:
+        flags |= os.O_EXCL  # created here or refused: never a file another run made a moment ago
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        if if_exists == "error":
+            raise TracerError(exists) from None
+        raise TracerError(f"{where}: another run created it a moment ago; two writers on one trace would mix "
+                          "their rows") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise TracerError(link) from None
+        raise TracerError(f"{where}: {error.strerror or error}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TracerError(f"{where}: it is not a regular file")
+        _lock(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, found is None
+
+
+def _lock(fd: int, path: pathlib.Path) -> None:
+    """Hold an exclusive lock on the open file until it is closed; TracerError when another writer holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): O_EXCL alone keeps "error" exclusive
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise TracerError(
+            f"trace file {path} is being written by another run (it holds the file's lock); two writers on "
+            "one trace would mix their rows: pass another path, or wait for that run to end"
+        ) from None
+    except OSError:
+        pass  # a file system without locks: O_EXCL still keeps "error" exclusive
+
+
+def _kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 24):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Trace:
@@ -317,10 +563,34 @@ def _fail(path: pathlib.Path, line: int | None, what: str) -> TraceFormatError:
     return TraceFormatError(f"{where}: {what}")
 
 
+def read_json(text: str | bytes) -> Any:
+    """The JSON value of ``text``; ValueError when it is not JSON or nests deeper than MAX_DEPTH.
+
+    A file may hold a value nested 200,000 deep; refused here, no later
+    reader (a schema check, ``tracer diff``'s walk) recurses into it.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return value
+
+
 def _parse_meta(path: pathlib.Path, first: str) -> dict[str, Any]:
     try:
-        meta = json.loads(first)
-    except ValueError:
+        meta = read_json(first)
+    except ValueError as error:
+        if "nested deeper" in str(error):
+            raise _fail(path, 1, f"invalid metadata: {error}") from None
         meta = None
     if not isinstance(meta, dict):
         raise _fail(path, 1, f"not a trace file: the first line must be the JSON metadata object, got {first[:40]!r}")
@@ -409,8 +679,10 @@ def meta_schema_problem(meta: Mapping[str, Any]) -> str | None:
 
 def _parse_trailer(path: pathlib.Path, line_number: int | None, line: str) -> dict[str, Any]:
     try:
-        trailer = json.loads(line[len(TRAILER_PREFIX):])
-    except ValueError:
+        trailer = read_json(line[len(TRAILER_PREFIX):])
+    except ValueError as error:
+        if "nested deeper" in str(error):
+            raise _fail(path, line_number, f"invalid trailer: {error}") from None
         trailer = None
     if not isinstance(trailer, dict) or trailer.get("status") not in STATUSES:
         raise _fail(path, line_number, f"invalid trailer {line[:60]!r}; expected '#end {{\"status\": ...}}'")
@@ -429,7 +701,7 @@ def _complete_json(text: str) -> bool:
     """The text is one whole JSON value (a trailer cut mid-write is not)."""
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 
@@ -499,18 +771,28 @@ def load_trace(path: str | os.PathLike) -> Trace:
     """
     path = pathlib.Path(path)
     try:
+        found = os.stat(path)
+        if not stat.S_ISREG(found.st_mode):  # /dev/zero would be read until memory runs out, a pipe forever
+            raise _fail(path, None, f"not a trace file: {_kind(found.st_mode)}, not a regular file")
         raw = path.read_bytes()
     except OSError as error:
         raise TraceFormatError(f"{path}: cannot read trace file: {error.strerror or error}") from None
+    return _parse(path, raw)[0]
+
+
+def _parse(path: pathlib.Path, raw: bytes) -> tuple[Trace, int, str | None]:
+    """(the trace, the offset after its last whole row, what follows the rows when it is neither
+    nothing nor a trailer: None for a clean end) of a file's bytes, in either form."""
     if not raw:
         raise _fail(path, None, "empty file, not a trace")
     from tracer import trace_binary  # imported here: it imports this module
 
     if trace_binary.is_binary(raw):
-        meta, columns, data, trailer_text = trace_binary.parse(path, raw)
+        meta, columns, data, trailer_text, rows_end = trace_binary.parse(path, raw)
         meta = _check_meta(path, None, meta)
         trailer = None if trailer_text is None else _parse_trailer(path, None, TRAILER_PREFIX + trailer_text)
-        return Trace(path, meta, columns, data, trailer)
+        tail = None if trailer is not None or rows_end == len(raw) else f"{len(raw) - rows_end} bytes"
+        return Trace(path, meta, columns, data, trailer), rows_end, tail
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -528,6 +810,8 @@ def load_trace(path: str | os.PathLike) -> Trace:
 
     trailer = None
     body = lines[2:]
+    rows_end = len(raw) - len(partial.encode("utf-8"))
+    tail = None
     for offset, line in enumerate(body):
         if line.startswith("#"):
             line_number = 3 + offset
@@ -537,23 +821,26 @@ def load_trace(path: str | os.PathLike) -> Trace:
                 raise _fail(path, line_number, "the '#end' trailer must be the last line")
             trailer = _parse_trailer(path, line_number, line)
             body = body[:offset]
+            rows_end -= len(line.encode("utf-8")) + 1
             break
     if partial:
         if partial.startswith(TRAILER_PREFIX) and trailer is None and _complete_json(partial[len(TRAILER_PREFIX):]):
             trailer = _parse_trailer(path, len(lines) + 1, partial)
         elif partial.startswith("#"):
+            tail = f"{len(partial.encode('utf-8'))} bytes of a trailer cut mid-write"
             warnings.warn(
                 f"{path}, line {len(lines) + 1}: dropped a trailer cut mid-write; the finished rows read as "
                 f"status 'incomplete'",
-                stacklevel=2,
+                stacklevel=3,
             )
         else:
+            tail = f"an unterminated last line of {len(partial.encode('utf-8'))} bytes"
             warnings.warn(
                 f"{path}, line {len(lines) + 1}: dropped an unterminated last line (the run was killed mid-write)",
-                stacklevel=2,
+                stacklevel=3,
             )
     data = _parse_rows(path, body, 3, len(columns))
-    return Trace(path, meta, columns, data, trailer)
+    return Trace(path, meta, columns, data, trailer), rows_end, tail
 
 
 def write_trace(
@@ -567,7 +854,7 @@ def write_trace(
     diverged_at: int | None = None,
 ) -> pathlib.Path:
     """Write a whole trace at once (tests, conversions); returns the path."""
-    with TraceWriter(path, meta, columns) as writer:
+    with TraceWriter(path, meta, columns, if_exists="overwrite") as writer:
         for row in rows:
             writer.write_row(row)
         writer.close(status, final=final, diverged_at=diverged_at)

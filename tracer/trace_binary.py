@@ -47,6 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tracer.errors import TraceFormatError
+from tracer.trace import read_json
 
 SUFFIX = ".bin"
 MAGIC = b"TRACEbin"
@@ -89,8 +90,9 @@ def is_binary(raw: bytes) -> bool:
     return raw[: len(MAGIC)] == MAGIC
 
 
-def parse(path: pathlib.Path, raw: bytes) -> tuple[dict[str, Any], list[str], np.ndarray, str | None]:
-    """(metadata dict, columns, (columns, rows) float64 array, trailer JSON text or None) of a binary trace.
+def parse(path: pathlib.Path, raw: bytes) -> tuple[dict[str, Any], list[str], np.ndarray, str | None, int]:
+    """(metadata dict, columns, (columns, rows) float64 array, trailer JSON text or None, the offset after
+    the last whole row) of a binary trace: its rows are found by their own boundaries, never by a text's.
 
     The metadata and the trailer are checked by the caller (tracer.trace), as for CSV.
     """
@@ -101,8 +103,10 @@ def parse(path: pathlib.Path, raw: bytes) -> tuple[dict[str, Any], list[str], np
     if fixed + header_length > len(raw):
         raise _fail(path, f"truncated header: it says {header_length} bytes, the file holds {len(raw) - fixed} after the magic")
     try:
-        header = json.loads(raw[fixed : fixed + header_length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        header = read_json(raw[fixed : fixed + header_length].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        if "nested deeper" in str(error):
+            raise _fail(path, f"invalid header: {error}") from None
         header = None
     if not isinstance(header, dict) or not isinstance(header.get("meta"), dict) or not isinstance(header.get("columns"), list):
         raise _fail(path, "invalid header: expected a JSON object with 'meta' and 'columns'")
@@ -141,9 +145,9 @@ def parse(path: pathlib.Path, raw: bytes) -> tuple[dict[str, Any], list[str], np
             warnings.warn(
                 f"{path}: dropped {len(raw) - start - rows * row_bytes} bytes after row {rows} "
                 "(a partial row or trailer: the run was killed mid-write)",
-                stacklevel=3,
+                stacklevel=4,
             )
-    return header["meta"], columns, data.T.copy(), trailer_text
+    return header["meta"], columns, data.T.copy(), trailer_text, start + rows * row_bytes
 
 
 def _fail(path: pathlib.Path, what: str) -> TraceFormatError:
