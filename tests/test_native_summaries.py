@@ -9,8 +9,10 @@ is built once per machine into the user's cache (a fraction of a second).
 
 from __future__ import annotations
 
+import json
 import math
 import platform
+import time
 from pathlib import Path
 
 import pytest
@@ -173,7 +175,7 @@ def test_a_failing_compiler_is_reported_not_raised(monkeypatch, tmp_path):
         assert [path.suffix for path in markers] == [".failed", ".failed"]
         # The next start reads the notes instead of compiling again.
         for marker in markers:
-            marker.write_text("noted before")
+            marker.write_text(json.dumps({"time": time.time(), "message": "noted before"}))
         native.library.cache_clear()
         assert native.library() is None and native.failure() == "noted before"
     finally:
