@@ -454,3 +454,116 @@ def test_mutated_traces_load_or_raise_one_trace_format_error(tmp_path_factory, s
     assert trace.status in ("complete", "diverged", "interrupted", "incomplete")
     for column in trace.columns:
         assert trace[column].dtype == np.float64 and len(trace[column]) == len(trace)
+
+
+# ------------------------------------------------------- the recorder and `tracer trace`
+
+
+def _training(steps: int, recorder=None, start=None):
+    """Adam on a small quadratic; ``start`` continues (parameter, optimizer) from an earlier call."""
+    import torch
+
+    if start is None:
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(20))
+        start = (weight, torch.optim.Adam([weight], lr=0.01))
+    weight, optimizer = start
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = ((weight - 1.0) ** 2).sum()
+        loss.backward()
+        if recorder is not None:
+            recorder.note(loss=loss.detach())
+        optimizer.step()
+    return start
+
+
+@pytest.mark.parametrize("suffix", FORMS)
+def test_a_write_failure_stops_recording_not_training(tmp_path, suffix, monkeypatch):
+    from tracer import Recorder
+
+    untraced = _training(12)[0].detach().clone()
+    path = tmp_path / f"run.trace{suffix}"
+    weight, optimizer = _training(0)
+    with pytest.warns(RuntimeWarning, match=r"recording stopped, training goes on: cannot write to the trace .*: "
+                                            r"No space left on device; it keeps its 5 whole rows") as said:
+        with Recorder(optimizer, path) as recorder:
+            _training(5, recorder, (weight, optimizer))
+            failing = _Failing(monkeypatch, after=3)
+            _training(7, recorder, (weight, optimizer))  # nothing raised out of step()
+            failing.left = 10_000  # space again when the run closes: the trailer says why
+    assert len([w for w in said if "recording stopped" in str(w.message)]) == 1
+    assert recorder.write_failure is not None and "No space left" in recorder.write_failure
+    assert torch_equal(weight.detach(), untraced)  # training went on, bit for bit as without a recorder
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace = load_trace(path)
+    assert trace["update"].tolist() == [1, 2, 3, 4, 5] and trace.status == "interrupted"
+    assert trace.trailer["reason"] == recorder.write_failure
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_on_write_error_raise_raises_from_the_step_and_once(tmp_path, monkeypatch):
+    from tracer import Recorder
+
+    path = tmp_path / "run.trace.csv"
+    weight, optimizer = _training(0)
+    with pytest.raises(TraceWriteError, match="No space left on device; it keeps its 2 whole rows"):
+        with Recorder(optimizer, path, on_write_error="raise") as recorder:
+            _training(2, recorder, (weight, optimizer))
+            _Failing(monkeypatch, after=0)
+            _training(1, recorder, (weight, optimizer))
+    assert int(optimizer.state[weight]["step"]) == 3  # the update was applied before the row failed
+    monkeypatch.undo()
+    assert load_trace(path)["update"].tolist() == [1, 2]
+
+
+def test_the_recorder_refuses_what_the_cli_refuses(tmp_path):
+    from tracer import Recorder
+
+    weight, optimizer = _training(0)
+    for make, message in [(m, e) for _, m, e in BAD_OUTPUTS[:3]]:
+        path = make(tmp_path, ".csv")
+        with pytest.raises(TracerError, match=message):
+            Recorder(optimizer, path, if_exists="overwrite").start()
+    assert (tmp_path / "target.txt").read_text() == "someone else's file\n"
+
+
+@pytest.mark.parametrize("failure", ["full disk", "folder removed"])
+def test_tracer_trace_reports_a_write_failure_in_one_line(tmp_path, monkeypatch, capsys, failure):
+    from tracer.cli import main
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    out = folder / "run.trace.csv"
+    if failure == "full disk":
+        _Failing(monkeypatch, after=20_000)
+    else:
+        real_write = os.write
+
+        def remove_folder_at_the_20th_row(fd, data):
+            remove_folder_at_the_20th_row.rows += 1
+            if remove_folder_at_the_20th_row.rows == 20:
+                for child in folder.iterdir():
+                    child.unlink()
+                folder.rmdir()
+            return real_write(fd, data)
+
+        remove_folder_at_the_20th_row.rows = 0
+        monkeypatch.setattr(os, "write", remove_folder_at_the_20th_row)
+    status = main(["trace", "--optimizer", "adam", "--epochs", "200", "--out", str(out), "--quiet"])
+    monkeypatch.undo()
+    said = capsys.readouterr().err
+    assert status == 2 and said.count("\n") == 1 and said.startswith("tracer: error: recording stopped at update ")
+    if failure == "full disk":
+        assert "No space left on device; it keeps its" in said and f"the rows recorded are in '{out}'" in said
+        trace = load_trace(out)
+        assert trace.status == "incomplete" and len(trace) > 10  # the disk stayed full: no room for the trailer
+        assert trace["update"].tolist() == list(range(1, len(trace) + 1))
+    else:
+        assert "was removed (or its folder) while it was written" in said and not folder.exists()

@@ -38,7 +38,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from tracer.errors import DivergenceError, TracerError
+from tracer.errors import DivergenceError, TracerError, TraceWriteError
 from tracer.trace import GRANULARITIES
 
 SCHEDULER_EVERY = ("update", "epoch")
@@ -197,7 +197,8 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
                         every=config.every, if_exists="overwrite",  # the .partial of a killed run is replaced
                         # The built-in problems run tracer.optim's optimizers, whose v and s are all the state the
                         # article reads; the reference traces in logs/ stay as they are.
-                        record_state=False)
+                        record_state=False,
+                        on_write_error="raise")  # a trace that cannot be written ends the run, in one line
     progress = Progress(updates, out.name, enabled=not config.quiet)
     try:
         with recorder, progress:
@@ -211,6 +212,10 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
     except DivergenceError:
         if not config.quiet:
             print(f"tracer: {out}: {divergence_message(recorder.diverged_at)}", file=sys.stderr)
+    except TraceWriteError as error:  # a full disk, the file or its folder removed: the whole rows are kept
+        kept = _finish(partial, out, existed)
+        raise TracerError(f"recording stopped at update {recorder.updates}: {error}"
+                          + (f"; the rows recorded are in {str(kept)!r}" if kept else "")) from None
     except TracerError:
         partial.unlink(missing_ok=True)  # bad input found late: nothing is written
         raise
@@ -222,8 +227,23 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
         else:
             os.replace(partial, out)
         raise
-    _complete_meta(problem, partial)
-    os.replace(partial, out)
+    if partial.exists():  # a problem that learns its metadata from the path completes it
+        _complete_meta(problem, partial)
+    if _finish(partial, out, existed=False) is None:
+        raise TracerError(f"the run ended, but its trace {str(partial)!r} is gone (removed, or its folder); "
+                          f"{str(out)!r} was not written")
+    return out
+
+
+def _finish(partial: pathlib.Path, out: pathlib.Path, existed: bool) -> pathlib.Path | None:
+    """Where the rows of a run are now: moved to ``out`` unless it existed before, else kept in ``partial``;
+    None when the partial file is gone."""
+    if existed:
+        return partial if partial.exists() else None
+    try:
+        os.replace(partial, out)
+    except OSError:
+        return None
     return out
 
 
