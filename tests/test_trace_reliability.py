@@ -567,3 +567,57 @@ def test_tracer_trace_reports_a_write_failure_in_one_line(tmp_path, monkeypatch,
         assert trace["update"].tolist() == list(range(1, len(trace) + 1))
     else:
         assert "was removed (or its folder) while it was written" in said and not folder.exists()
+
+
+# ------------------------------------------------------------ what a trace says, shown
+
+
+# (what, the hostile text): each would drive a terminal or forge a line if printed raw.
+HOSTILE_TEXTS = [
+    ("clear screen", "run\x1b[2J"),
+    ("window title", "run\x1b]0;pwned\x07"),
+    ("forged line", "run\n  run          1280 updates, complete"),
+    ("carriage return", "run\roverwritten"),
+    ("bidi override", "run\u202ereversed"),
+    ("C1 control", "run\x9b2J"),
+]
+_RAW = ("\x1b", "\x07", "\r", "\u202e", "\x9b")
+
+
+def _cli(capsys, *argv) -> str:
+    from tracer.cli import main
+
+    main(list(argv))
+    said = capsys.readouterr()
+    return said.out + said.err
+
+
+@pytest.mark.parametrize("text", [t for _, t in HOSTILE_TEXTS], ids=[d for d, _ in HOSTILE_TEXTS])
+def test_info_and_diff_show_a_traces_text_escaped_and_json_exact(tmp_path, capsys, text):
+    columns = ["update", "loss", "Wa.theta", "x" + text.replace(chr(10), '').replace(',', '')]
+    a = write_trace(tmp_path / "a.trace.csv", {"label": text, "seed": 1, f"key{text}": text}, columns,
+                    [{"update": 1, "loss": 1.0}])
+    b = write_trace(tmp_path / "b.trace.csv", {"label": "b", "seed": 2}, columns[:3], [{"update": 1, "loss": 2.0}])
+    for argv in (["info", str(a)], ["diff", str(a), str(b)], ["diff", str(a), str(b), "--columns", "nothing"]):
+        shown = _cli(capsys, *argv)
+        assert not any(c in shown for c in _RAW), argv
+        assert not any(line.startswith("  run          1280") for line in shown.splitlines()), argv
+    info = _cli(capsys, "info", str(a))
+    assert f"label        {text.encode('unicode_escape').decode()}" in info or "\\x" in info
+    assert json.loads(_cli(capsys, "info", "--json", str(a)))["label"] == text  # exact
+
+
+def test_an_error_message_quoting_a_traces_text_stays_one_line(tmp_path, capsys):
+    """The CLI prints every TracerError escaped: a message that lists a file's column names cannot break out."""
+    from tracer.cli import main
+
+    path = write_trace(tmp_path / "a.trace.csv", {}, ["update", "x\x1b[2J\x1b]0;t\x07"], [{"update": 1}])
+    trace = load_trace(path)
+    with pytest.raises(TraceFormatError) as error:
+        trace["missing"]
+    assert "\x1b" in str(error.value)  # the message holds the raw name; the CLI shows it escaped:
+    hostile = tmp_path / "a\x1b[2J\x1b]0;t\x07.trace.csv"
+    hostile.write_bytes(path.read_bytes().replace(b"update,", b"update,update,"))  # an invalid header
+    status = main(["info", str(hostile)])
+    said = capsys.readouterr().err
+    assert status == 2 and said.count("\n") == 1 and not any(c in said for c in _RAW)

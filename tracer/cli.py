@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run_command(args) or 0)
     except TracerError as error:
-        print(f"tracer: error: {error}", file=sys.stderr)
+        from tracer.trace import printable  # torch-free
+
+        # One line, whatever text of a file (a label, a column name) the message quotes.
+        print(f"tracer: error: {printable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:
         # Notes say where the work done so far went (`tracer trace`: the partial trace).

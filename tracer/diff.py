@@ -48,7 +48,7 @@ import numpy as np
 
 from tracer.errors import TracerError
 from tracer.platform import describe_platform, fingerprint_of
-from tracer.trace import Trace, load_trace
+from tracer.trace import Trace, load_trace, printable
 from tracer.ulps import ulp
 
 ABSENT = "<absent>"
@@ -248,7 +248,8 @@ class TraceDiff:
             lines.append(f"equal: {len(self.compared)} columns agree at every update ({tolerance})")
         else:
             lines.append(f"different ({tolerance})")
-        return "\n".join(lines)
+        # Each entry is one line: what the files say (keys, column names, platforms) cannot break it or drive the terminal.
+        return "\n".join(printable(line) for line in lines)
 
 
 def _number(value: float) -> str:

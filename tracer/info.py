@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tracer.platform import UNKNOWN, platform_of
-from tracer.trace import Trace, load_trace, trace_lr_columns
+from tracer.trace import Trace, load_trace, printable, trace_lr_columns
 
 
 LISTED = 8  # long lists (coordinates, final values) show this many, then how many more
@@ -246,8 +246,10 @@ def summary_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def format_summary(facts: dict[str, Any]) -> str:
-    """The text block `tracer info` prints for one trace."""
-    return "\n".join([facts["path"], *(f"  {name:<12} {text}" for name, text in summary_rows(facts))])
+    """The text block `tracer info` prints for one trace; what the file says is shown with control characters
+    escaped (a label cannot clear the screen or forge a line), ``--json`` keeps it exact."""
+    lines = [facts["path"], *(f"  {name:<12} {text}" for name, text in summary_rows(facts))]
+    return "\n".join(printable(line) for line in lines)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
