@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -621,3 +622,53 @@ def test_an_error_message_quoting_a_traces_text_stays_one_line(tmp_path, capsys)
     status = main(["info", str(hostile)])
     said = capsys.readouterr().err
     assert status == 2 and said.count("\n") == 1 and not any(c in said for c in _RAW)
+
+
+# ------------------------------------------------------------------ the renderer
+
+ORBIT_TRACE = os.path.join(os.path.dirname(__file__), "..", "logs", "adam-lr0.01.trace.csv")
+
+
+def _orbit_variant(tmp_path, label=None, final=None):
+    lines = open(ORBIT_TRACE).read().split("\n")
+    meta = json.loads(lines[0])
+    if label is not None:
+        meta["label"] = label
+    body = lines[1:]
+    if final is not None:
+        body = [line for line in body if not line.startswith("#end")][:-1]
+        body += ["#end " + json.dumps({"status": "complete", "updates": len(body) - 1, "final": final}), ""]
+    path = tmp_path / "orbit.trace.csv"
+    path.write_text("\n".join([json.dumps(meta), *body]))
+    return path
+
+
+# (what, the trace's label or final values, extra options, None when drawn else the one-line error)
+RENDER_CASES = [
+    ("invalid mathtext in a label, drawn literally", dict(label=r"$\foo{$"), ["step-size"], None),
+    ("valid mathtext in a label, drawn literally", dict(label=r"$\eta$ = 0.01"), ["step-size"], None),
+    ("invalid mathtext in --title", {}, ["step-size", "--title", r"$\foo{$"],
+     r"'\$\\\\foo\{\$' is not valid mathtext \(.*\); write \\\$ for a literal dollar sign"),
+    ("invalid mathtext in --labels", {}, ["step-size", "--labels", r"$\foo{$"], r"is not valid mathtext"),
+    ("a fit 2.5e292 AU away", dict(final={"Wa": 1.0, "Wb": -2.5e292}), ["fit"],
+     r"fit Wa=1, Wb=-2.5e\+292 is beyond 1e\+06 AU, too far from the orbits to draw"),
+    ("a fit far but drawable", dict(final={"Wa": 1.0, "Wb": -9e5}), ["fit"], None),
+]
+
+
+@pytest.mark.parametrize("trace, options, error", [(t, o, e) for _, t, o, e in RENDER_CASES],
+                         ids=[d for d, _, _, _ in RENDER_CASES])
+def test_render_draws_or_refuses_in_one_line(tmp_path, capsys, trace, options, error):
+    from tracer.cli import main
+
+    path = _orbit_variant(tmp_path, **trace)
+    out = tmp_path / "figure.png"
+    kind, *rest = options
+    status = main(["render", kind, str(path), "-o", str(out), *rest])
+    said = capsys.readouterr().err
+    if error is None:
+        assert status == 0 and out.stat().st_size > 10_000, said
+    else:
+        assert status == 2 and said.count("\n") == 1 and not out.exists(), said
+        assert re.search(error, said), said
+

@@ -107,6 +107,8 @@ class RenderOptions:
         for key in ("labels", "colors"):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key])
+        for text in [str(values.get("title") or ""), *values.get("labels", ())]:
+            _check_mathtext(text)
         if "coordinates" in values:
             values["coordinates"] = _coordinate_names(values["coordinates"])
         if "groups" in values:
@@ -115,6 +117,26 @@ class RenderOptions:
                 raise RenderError(f"groups must be patterns \"label=glob|glob\" (or \"tensors\"), got {values['groups']!r}")
             values["groups"] = tuple(groups)
         return cls(**values)
+
+
+def _check_mathtext(text: str) -> None:
+    """RenderError when a title or label given as an option holds mathtext (``$...$``) that cannot be drawn
+    (else matplotlib fails mid-draw with a multi-line ValueError)."""
+    from matplotlib import cbook
+    from matplotlib.mathtext import MathTextParser
+
+    if not cbook.is_math_text(text):
+        return
+    try:
+        MathTextParser("path").parse(text)
+    except ValueError as error:
+        why = str(error).strip().splitlines()[-1] if str(error).strip() else "invalid"
+        raise RenderError(f"{text!r} is not valid mathtext ({why}); write \\$ for a literal dollar sign") from None
+
+
+def literal(text: str) -> str:
+    """A trace's own text (its label) as matplotlib draws it literally: ``$`` escaped, never read as mathtext."""
+    return text.replace("$", r"\$")
 
 
 def _pair(name: str, value: Any, kind: type) -> tuple:
@@ -273,7 +295,7 @@ def trace_styles(traces: Sequence[Any], options: RenderOptions) -> tuple[list[st
         if given and len(given) != len(traces):
             raise RenderError(f"{len(given)} {what} given for {len(traces)} traces")
     if not labels:
-        labels = [t.meta.get("label") or Path(getattr(t, "path", f"trace {i}")).name.split(".")[0]
+        labels = [literal(t.meta.get("label") or Path(getattr(t, "path", f"trace {i}")).name.split(".")[0])
                   for i, t in enumerate(traces)]
     if not colors:
         colors = [f"C{i % 10}" for i in range(len(traces))]

@@ -18,6 +18,10 @@ FIT_AXES_HEIGHT = (160, 520)  # the axes keep the data's aspect (1 AU is 1 AU bo
 Y_BELOW = 0.25  # AU shown below the x axis: the ellipses' ends and the Sun, not the empty lower half
 
 
+FIT_DRAWN_AU = 1e6
+"""The largest |Wa| or |Wb| (AU) a fit figure draws; the orbits themselves are within 2 AU."""
+
+
 def requires_fit(trace: Trace, options: RenderOptions) -> list[str]:
     problem = trace.meta.get("problem") or {}
     if problem.get("name") != "orbit":
@@ -65,6 +69,9 @@ def draw_fit(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: st
     (trace,) = traces
     labels, colors = trace_styles(traces, options)
     wa, wb = fitted_axes(trace)
+    if max(abs(wa), abs(wb)) > FIT_DRAWN_AU:  # axes spanning 1e292 AU beside a 1.5 AU orbit cannot be laid out
+        raise RenderError(f"trace {trace_name(trace)}'s fit Wa={wa:.4g}, Wb={wb:.4g} is beyond {FIT_DRAWN_AU:g} AU, "
+                          "too far from the orbits to draw; `tracer info` shows how the run went")
     x, y = load_orbit_samples()
     xlim, ylim = _fit_limits(wa, wb)
     xlim, ylim = options.xlim or xlim, options.ylim or ylim
