@@ -36,6 +36,23 @@ def _steps(params, optimizer, count, recorder=None):
         optimizer.step()
 
 
+def test_a_tensor_replaced_in_a_group_ends_the_trace_and_training_goes_on(tmp_path):
+    """Same count, another tensor: the trace's rows would read the old one; it ends as for a changed group."""
+    params, optimizer = _start()
+    path = tmp_path / "run.trace.csv"
+    with pytest.warns(UserWarning, match=r"a parameter tensor in the optimizer's groups was replaced by another before "
+                                         r"update 3.*ends at update 2, training goes on untraced"):
+        with Recorder(optimizer, path) as recorder:
+            _steps(params, optimizer, 2, recorder)
+            replacement = params[1].detach().clone().requires_grad_(True)
+            optimizer.param_groups[0]["params"][1] = replacement
+            before = replacement.detach().clone()
+            _steps([params[0], replacement], optimizer, 1, recorder)
+    assert not torch.equal(replacement.detach(), before)  # the step was applied
+    trace = load_trace(path)
+    assert len(trace) == 2 and trace.status == "interrupted" and "was replaced" in trace.trailer["reason"]
+
+
 @pytest.mark.parametrize("change", ["add_param_group", "append to a group"])
 def test_a_changed_group_ends_the_trace_and_training_goes_on(tmp_path, change):
     params, optimizer = _start()

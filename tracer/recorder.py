@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import math
+import operator
 import os
 import pathlib
 import platform
@@ -386,6 +388,7 @@ class Recorder:
         self._summary: SummaryReducer | None = None
         # The shape of the optimizer's groups when traced: parameters per group.
         self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
+        self._group_tensors = [p for group in optimizer.param_groups for p in group["params"]]  # by identity
         self._closure_loss: float | Tensor | None = None
         self._queue: collections.deque[_PendingRow] = collections.deque()
         self._snapshots: SnapshotKeeper | None = None
@@ -582,6 +585,13 @@ class Recorder:
             self._end_trace(
                 f"the optimizer's parameter groups changed before update {self.updates + 1} (parameters per group: "
                 f"{self._group_sizes} traced, {sizes} now), which the trace's columns cannot follow"
+            )
+            return None
+        if not all(map(operator.is_, itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups),
+                       self._group_tensors)):
+            self._end_trace(
+                f"a parameter tensor in the optimizer's groups was replaced by another before update "
+                f"{self.updates + 1}, so its rows would show the old tensor"
             )
             return None
         self._role = self._role_of(self.updates + 1)
