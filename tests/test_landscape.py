@@ -353,3 +353,16 @@ def test_a_missing_or_foreign_npz_is_refused_in_one_line(tmp_path, load, error, 
         with pytest.raises(error, match=message) as raised:
             load(tmp_path / name)
         assert "\n" not in str(raised.value)
+
+
+def test_a_surface_files_loss_name_is_drawn_literally(runs, tmp_path):
+    """The loss's name in a surface file is its writer's text: invalid mathtext in it is drawn as it is."""
+    surface = landscape(runs, orbit_model(), orbit_data(), tmp_path / "s.npz", grid=3, progress=False)
+    arrays = dict(np.load(surface))
+    meta = json.loads(str(arrays["meta"]))
+    meta["loss"] = "$\\foo{$ mse"
+    arrays["meta"] = np.array(json.dumps(meta))
+    hostile = tmp_path / "hostile.npz"
+    np.savez(hostile, **arrays)
+    render_figure("paths", runs, tmp_path / "p.png", surface=str(hostile))
+    assert (tmp_path / "p.png").stat().st_size > 1000

@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from tracer.errors import RenderError
 from tracer.npz_files import read_npz
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
-from tracer.render.common import RenderOptions, new_figure, save_still, trace_name, trace_styles
+from tracer.render.common import RenderOptions, literal, new_figure, save_still, trace_name, trace_styles
 from tracer.render.contour import CONTOUR_CMAP, contour_levels
 from tracer.trace import Trace
 
@@ -134,7 +134,8 @@ def draw_landscape(kind: str, traces: Sequence[Trace], options: RenderOptions, o
     filled = ax.contourf(surface.x, surface.y, np.clip(surface.loss, levels[0], levels[-1]), levels=levels,
                          cmap=cmap, norm=BoundaryNorm(levels, cmap.N))
     bar = figure.colorbar(filled, ax=ax, pad=0.02, fraction=0.05)
-    bar.set_label(f"loss{': ' + surface.meta['loss'] if surface.meta.get('loss') else ''}", fontsize="small")
+    # The loss's name is the surface file's own text: drawn literally, never read as mathtext.
+    bar.set_label(f"loss{': ' + literal(str(surface.meta['loss'])) if surface.meta.get('loss') else ''}", fontsize="small")
     if levels[0] > 0 and levels[-1] / levels[0] > 10:
         ticks = levels[:: max(1, len(levels) // 6)]
         bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
