@@ -22,7 +22,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from tracer.errors import RenderError
-from tracer.trace import trace_lr_columns
+from tracer.trace import Trace, trace_lr_columns
 
 STILL_FORMATS = ("png", "svg", "pdf")
 ANIMATED_FORMATS = ("gif", "mp4")
@@ -161,17 +161,17 @@ class FigureKind:
     name: str
     summary: str
     draw: Callable[..., None]  # draw(traces, options, path, fmt) -> None
-    requires: Callable[[Any, RenderOptions], list[str]]  # columns read from one trace (may raise RenderError)
+    requires: Callable[[Trace, RenderOptions], list[str]]  # columns read from one trace (may raise RenderError)
     animated: bool = False  # also writes .gif and .mp4
     max_traces: int | None = None
 
 
-def trace_name(trace: Any) -> str:
+def trace_name(trace: Trace) -> str:
     path = getattr(trace, "path", None)
     return f"'{path}'" if path is not None else repr(trace.meta.get("label"))
 
 
-def load_traces(traces: Sequence[Any]) -> list[Any]:
+def load_traces(traces: Sequence[str | Path | Trace]) -> list[Trace]:
     """Trace objects from traces or paths (loaded with `tracer.trace.load_trace`)."""
     if isinstance(traces, (str, os.PathLike)) or not hasattr(traces, "__iter__"):
         traces = [traces]
@@ -188,7 +188,7 @@ def load_traces(traces: Sequence[Any]) -> list[Any]:
     return loaded
 
 
-def check_columns(kind: FigureKind, trace: Any, options: RenderOptions) -> None:
+def check_columns(kind: FigureKind, trace: Trace, options: RenderOptions) -> None:
     """RenderError naming the columns `kind` needs and `trace` lacks."""
     missing = [column for column in kind.requires(trace, options) if column not in trace]
     if missing:
@@ -199,12 +199,12 @@ def check_columns(kind: FigureKind, trace: Any, options: RenderOptions) -> None:
         )
 
 
-def figure_lr_columns(trace: Any) -> list[str]:
+def figure_lr_columns(trace: Trace) -> list[str]:
     """The lr columns a figure reads: the trace's (`lr`, or `lr[0]`, `lr[1]`, ...), else `lr` (which check_columns names as missing)."""
     return trace_lr_columns(trace.columns) or ["lr"]
 
 
-def row_mask(trace: Any, updates: tuple[int, int] | None) -> np.ndarray:
+def row_mask(trace: Trace, updates: tuple[int, int] | None) -> np.ndarray:
     """Rows whose update index lies in `updates` (all rows when None)."""
     update = trace["update"]
     if updates is None:
@@ -257,7 +257,7 @@ def divergence_marker(ax: Any, color: str, diverged_at: int | None, point: Seque
     return marker
 
 
-def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | None = None, *,
+def trace_path(trace: Trace, x_name: str, y_name: str, updates: tuple[int, int] | None = None, *,
                with_final: bool = True) -> TracePath:
     """The finite path of coordinates (x_name, y_name) over `updates`; `with_final` False leaves
     out the point after the last update (it has no row of its own: no g, v, d)."""
@@ -287,7 +287,7 @@ def trace_path(trace: Any, x_name: str, y_name: str, updates: tuple[int, int] | 
     return TracePath(xy=xy, updates=done.astype(int), rows=rows, diverged_at=diverged_at)
 
 
-def trace_styles(traces: Sequence[Any], options: RenderOptions) -> tuple[list[str], list[str]]:
+def trace_styles(traces: Sequence[Trace], options: RenderOptions) -> tuple[list[str], list[str]]:
     """(labels, colours) per trace: from the options, else the metadata and C0, C1, ..."""
     labels = list(options.labels or [])
     colors = list(options.colors or [])

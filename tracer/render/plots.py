@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tracer.errors import RenderError
-from tracer.trace import summarized_tensors
+from tracer.trace import Trace, summarized_tensors
 from tracer.render.common import (
     LINE_STYLES, RenderOptions, divergence_marker, figure_lr_columns, new_figure, row_mask, save_still, trace_name,
     trace_styles,
@@ -61,15 +61,15 @@ OUTLIER_COSINE = 0.3  # the same for cosines, in cosine units
 OUTLIERS_NAMED = 2  # per group and panel, at most
 
 
-def requires_step_size(trace: Any, options: RenderOptions) -> list[str]:
+def requires_step_size(trace: Trace, options: RenderOptions) -> list[str]:
     return ["update", "step_size"]
 
 
-def requires_lr(trace: Any, options: RenderOptions) -> list[str]:
+def requires_lr(trace: Trace, options: RenderOptions) -> list[str]:
     return ["update", "epoch"] + figure_lr_columns(trace)
 
 
-def gradient_coordinates(trace: Any, options: RenderOptions) -> list[str]:
+def gradient_coordinates(trace: Trace, options: RenderOptions) -> list[str]:
     """The coordinates the gradients figure draws: `options.coordinates`, else the first
     GRADIENTS_SHOWN traced (a note on the figure says how many were left out)."""
     traced = trace.meta.get("coordinates") or []
@@ -88,18 +88,18 @@ def gradient_coordinates(trace: Any, options: RenderOptions) -> list[str]:
     return list(options.coordinates)
 
 
-def requires_gradients(trace: Any, options: RenderOptions) -> list[str]:
+def requires_gradients(trace: Trace, options: RenderOptions) -> list[str]:
     return ["update"] + [f"{c}.g" for c in gradient_coordinates(trace, options)]
 
 
-def summarized_parameters(trace: Any) -> list[str]:
+def summarized_parameters(trace: Trace) -> list[str]:
     names = trace.meta.get("summarized") or []
     if not names:  # a file written by hand may omit the list: read it from the columns
         names = summarized_tensors(trace.columns)
     return list(names)
 
 
-def requires_dashboard(trace: Any, options: RenderOptions) -> list[str]:
+def requires_dashboard(trace: Trace, options: RenderOptions) -> list[str]:
     names = summarized_parameters(trace)
     if not names:
         raise RenderError(
@@ -109,7 +109,7 @@ def requires_dashboard(trace: Any, options: RenderOptions) -> list[str]:
     return ["update"] + [f"{p}.{q}" for p in names for q in DASHBOARD_REQUIRED]
 
 
-def plotted_rows(trace: Any, updates: tuple[int, int] | None) -> np.ndarray:
+def plotted_rows(trace: Trace, updates: tuple[int, int] | None) -> np.ndarray:
     """Rows in the update range, up to the update where a diverged trace diverged."""
     rows = np.flatnonzero(row_mask(trace, updates))
     if trace.status == "diverged" and trace.diverged_at is not None:
@@ -117,14 +117,14 @@ def plotted_rows(trace: Any, updates: tuple[int, int] | None) -> np.ndarray:
     return rows
 
 
-def _mark_diverged(ax: Any, trace: Any, x: np.ndarray, values: np.ndarray, color: str) -> None:
+def _mark_diverged(ax: Any, trace: Trace, x: np.ndarray, values: np.ndarray, color: str) -> None:
     """The divergence X at the last finite value of a diverged trace."""
     finite = np.flatnonzero(np.isfinite(values))
     if trace.status == "diverged" and finite.size:
         divergence_marker(ax, color, trace.diverged_at, (x[finite[-1]], values[finite[-1]]))
 
 
-def _x_values(trace: Any, rows: np.ndarray, against: str) -> np.ndarray:
+def _x_values(trace: Trace, rows: np.ndarray, against: str) -> np.ndarray:
     """The update, or the epoch with the batch as its fraction (for `against="epoch"`)."""
     if against != "epoch":
         return trace["update"][rows]
@@ -146,7 +146,7 @@ def log_scale_suits(values: Sequence[np.ndarray]) -> bool:
     return float(positive.max()) / float(positive.min()) > LOG_SPAN
 
 
-def _lines_figure(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str, *,
+def _lines_figure(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str, *,
                   columns_of, ylabel: str, title: str, drawstyle: str = "default",
                   yscale: str = "linear", note: str = "") -> None:
     """One axes, one line per (trace, column) against the update (or epoch) index.
@@ -191,7 +191,7 @@ def _lines_figure(traces: Sequence[Any], options: RenderOptions, out: Path, fmt:
     save_still(figure, out, fmt)
 
 
-def draw_step_size(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_step_size(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """Effective step size lr*|d| against the update, one colour per trace (article Fig 1).
 
     A log y axis when the step sizes span decades (a long run's later steps), unless `yscale`."""
@@ -200,7 +200,7 @@ def draw_step_size(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
                   yscale=options.yscale or "auto")
 
 
-def draw_lr(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_lr(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """The learning rate in effect at each update (article Fig 15); a step line, since it is
     constant between scheduler steps."""
     _lines_figure(traces, options, out, fmt,
@@ -209,7 +209,7 @@ def draw_lr(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) 
                   yscale=options.yscale or "linear")
 
 
-def draw_gradients(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_gradients(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """The gradient g of each chosen coordinate against the update (article Fig 13): the
     `coordinates` option, else the first GRADIENTS_SHOWN (a note names how many are left out)."""
     shown = {id(t): gradient_coordinates(t, options) for t in traces}
@@ -246,7 +246,7 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     return np.where(count > 0, mean, np.nan)
 
 
-def smoothing_window(traces: Sequence[Any], options: RenderOptions) -> int:
+def smoothing_window(traces: Sequence[Trace], options: RenderOptions) -> int:
     """`options.smooth`, else about 1/SMOOTH_FRACTION of the most updates a trace draws."""
     if options.smooth is not None:
         return options.smooth
@@ -254,7 +254,7 @@ def smoothing_window(traces: Sequence[Any], options: RenderOptions) -> int:
     return max(1, round(longest / SMOOTH_FRACTION))
 
 
-def one_element(trace: Any, name: str) -> bool:
+def one_element(trace: Trace, name: str) -> bool:
     """Whether parameter `name` has one element (its cosines are only a sign, ±1).
 
     From the metadata's shapes; a file that does not list the parameter is read:
@@ -267,7 +267,7 @@ def one_element(trace: Any, name: str) -> bool:
     return bool(cosines.size) and bool(np.all(np.abs(np.abs(cosines) - 1) < 1e-6))
 
 
-def tensor_styles(traces: Sequence[Any]) -> dict[str, tuple[str, Any]]:
+def tensor_styles(traces: Sequence[Trace]) -> dict[str, tuple[str, Any]]:
     """(colour, line style) per summarized tensor, in order of first appearance over the traces:
     the same tensor has the same colour in every panel and every trace's column."""
     names = list(dict.fromkeys(n for t in traces for n in summarized_parameters(t)))
@@ -391,7 +391,7 @@ def _short(name: str) -> str:
     return name if len(parts) <= 4 else "…" + ".".join(parts[-4:])
 
 
-def _draw_grouped(traces: Sequence[Any], options: RenderOptions, grid: Any, window: int,
+def _draw_grouped(traces: Sequence[Trace], options: RenderOptions, grid: Any, window: int,
                   groups: Sequence[TensorGroup], several: bool) -> tuple[list[Any], list[str]]:
     """The dashboard's panels by groups (``tensor_groups``); returns the legend's handles and its notes."""
     named: dict[str, None] = {}
@@ -426,7 +426,7 @@ def _draw_grouped(traces: Sequence[Any], options: RenderOptions, grid: Any, wind
     return handles, notes
 
 
-def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_dashboard(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """Per-tensor norms and cosines against the update, one panel per quantity.
 
     A colour per tensor, the same in every panel. One trace fills a 2 x 3 grid;
@@ -522,7 +522,7 @@ def draw_dashboard(traces: Sequence[Any], options: RenderOptions, out: Path, fmt
     save_still(figure, out, fmt)
 
 
-def draw_dashboard_loss_row(figure: Any, traces: Sequence[Any], options: RenderOptions, labels: Sequence[str],
+def draw_dashboard_loss_row(figure: Any, traces: Sequence[Trace], options: RenderOptions, labels: Sequence[str],
                             body_height: float) -> Any:
     """The dashboard's top row: the loss and the lr of every trace (tracer.render.loss, log scale
     where they span decades), black with a line style per trace, since the colours name tensors.
