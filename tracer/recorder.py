@@ -30,87 +30,26 @@ import math
 import operator
 import os
 import pathlib
-import platform
 import warnings
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from tracer.errors import DivergenceError, TracerError, TraceWriteError
-from tracer.families import check_state_keys, family_of, group_lr, with_state_keys
-from tracer.platform import platform_meta
-from tracer.recording.distributed import Distributed, DistributedOptions, RanksDifferError, inner_optimizer
+from tracer.families import check_state_keys, group_lr
+from tracer.recording.distributed import DistributedOptions, RanksDifferError, inner_optimizer
 from tracer.recording.distributed_full import ShardedFullReader
-from tracer.recording.full import FullReader, FullValues
-from tracer.recording.selection import select_parameters
+from tracer.recording.full import FullReader
+from tracer.recording.plan import IF_EXISTS, ON_DIVERGENCE, ON_WRITE_ERROR, plan_recording
+from tracer.recording.rows import PendingRow, assemble, final_coordinates
 from tracer.recording.state import StateReader, discover, from_names, is_state_column, unrecorded
-from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy, check_memory, snapshot_file_for
-from tracer.recording.summary import PendingSummaries, SummaryReducer
-from tracer.summaries.passes import check_summary_pass, resolve_summary_pass
-from tracer.trace import (
-    FULL_QUANTITIES,
-    GRANULARITIES,
-    SUMMARY_QUANTITIES,
-    TRAILING_COLUMNS,
-    Trace,
-    TraceWriter,
-    row_columns,
-)
+from tracer.recording.snapshots import SnapshotKeeper, SnapshotPolicy
+from tracer.recording.summary import SummaryReducer
+from tracer.trace import FULL_QUANTITIES, GRANULARITIES, SUMMARY_QUANTITIES, Trace, TraceWriter, row_columns
 
 __all__ = ["Recorder", "RecorderNotStartedWarning", "GRANULARITIES", "ON_DIVERGENCE", "ON_WRITE_ERROR", "IF_EXISTS",
            "FULL_QUANTITIES", "SUMMARY_QUANTITIES"]
-
-ON_DIVERGENCE = ("stop", "continue")
-ON_WRITE_ERROR = ("stop", "raise")
-IF_EXISTS = ("error", "append", "overwrite")
-# Metadata keys the recorder owns; a caller's ``meta`` may not set them.
-_OWN_META_KEYS = (
-    "format", "schema_version", "parameters", "granularity", "coordinates", "summarized", "param_groups",
-    "distributed", "every", "snapshots", "summary_pass", "state", "cos_d_prev",
-)
-
-
-def _json_option(value: Any) -> Any:
-    """A group option as JSON (tensors of one element become floats); raises TypeError if impossible."""
-    if isinstance(value, Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, (tuple, list)):
-        return [_json_option(item) for item in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(type(value).__name__)
-
-
-def _group_options(group: Mapping[str, Any]) -> dict[str, Any]:
-    """A parameter group's options as JSON (those that cannot be, e.g. a callable, left out)."""
-    options = {}
-    for key, value in group.items():
-        if key == "params":
-            continue
-        try:
-            options[key] = _json_option(value)
-        except TypeError:
-            pass
-    return options
-
-
-def _versions() -> dict[str, str | None]:
-    try:
-        from importlib.metadata import version
-
-        tracer_version: str | None = version("tracer")
-    except Exception:  # not installed as a distribution
-        tracer_version = None
-    return {
-        "tracer": tracer_version,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-
 
 def _without_grad(hook):
     """``hook`` run with autograd off, as under ``@torch.no_grad()``, whose context object costs more per call
@@ -155,19 +94,6 @@ class _NotStartedAlarm:
             RecorderNotStartedWarning,
             stacklevel=2,
         )
-
-
-@dataclass(frozen=True)
-class _PendingRow:
-    """A recorded update whose row waits for its summaries to reach the host (one update at most)."""
-
-    update: int
-    notes: dict[str, Any]  # epoch, batch, loss (a float, or a host tensor being copied from the device)
-    lrs: list[float]
-    full_values: dict[int, FullValues]
-    finite_full: bool
-    summaries: PendingSummaries
-    state: list[Any]  # the state columns' values (tracer.recording.state)
 
 
 class Recorder:
@@ -311,74 +237,45 @@ class Recorder:
         cos_d_prev: bool = True,
         on_write_error: str = "stop",
     ) -> None:
-        if granularity not in GRANULARITIES:
-            raise TracerError(f"invalid granularity {granularity!r}; accepted: {', '.join(GRANULARITIES)}")
-        if on_divergence not in ON_DIVERGENCE:
-            raise TracerError(f"invalid on_divergence {on_divergence!r}; accepted: {', '.join(ON_DIVERGENCE)}")
-        if if_exists not in IF_EXISTS:
-            raise TracerError(f"invalid if_exists {if_exists!r}; accepted: {', '.join(IF_EXISTS)}")
-        if on_write_error not in ON_WRITE_ERROR:
-            raise TracerError(f"invalid on_write_error {on_write_error!r}; accepted: {', '.join(ON_WRITE_ERROR)}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise TracerError(f"invalid every {every!r}; accepted: a whole number of updates >= 1")
-        if not isinstance(cos_d_prev, bool):
-            raise TracerError(f"invalid cos_d_prev {cos_d_prev!r}; accepted: True or False")
-        meta = dict(meta or {})
-        owned = sorted(key for key in meta if key in _OWN_META_KEYS)
-        if owned:
-            raise TracerError(f"meta may not set {owned}: the recorder fills them")
+        # Every option checked and every rule applied here, once (tracer.recording.plan).
+        plan = plan_recording(
+            optimizer, path, named_parameters=named_parameters, granularity=granularity, full=full, meta=meta,
+            on_divergence=on_divergence, if_exists=if_exists, distributed=distributed, every=every,
+            summary_pass=summary_pass, snapshots=snapshots, state_keys=state_keys, record_state=record_state,
+            cos_d_prev=cos_d_prev, on_write_error=on_write_error,
+        )
+        self.plan = plan
+        """What is recorded and how (``tracer.recording.plan.RecordingPlan``)."""
         self.optimizer = optimizer
         self.path = pathlib.Path(path)
         self.on_divergence = on_divergence
         self.if_exists = if_exists
         self.on_write_error = on_write_error
+        self.family = plan.family
+        self.granularity = plan.granularity
+        self.every = plan.every
+        self.cos_d_prev = plan.cos_d_prev
+        self.snapshot_policy = plan.snapshots
+        self.snapshot_path = plan.snapshot_path
+        self.columns = list(plan.columns)  # the state columns join them at the first recorded update
+        self.meta = plan.meta  # its "state" is filled at the first recorded update
+        self._params = plan.parameters
+        self._dist = plan.distributed
+        self._summary_pass = plan.summary_pass
+
         self.write_failure: str | None = None
         """Why recording stopped early (the trace file could not be written), or None; see ``on_write_error``."""
-        self.every = every
-        self.cos_d_prev = cos_d_prev
-        inner = inner_optimizer(optimizer)
-        self.family = with_state_keys(family_of(inner), state_keys)
-        self._state_keys = dict(state_keys or {})
-        check_state_keys(self.family, inner, self._state_keys)  # where it has state already (a resumed run)
-        self._state_keys_checked = bool(inner.state)
         # Parameters whose recomputed d disagreed with the displacement: {name: {"update", "disagreement", ...}}.
         self.d_switched: dict[str, dict[str, float]] = {}
-        self._end_reason: str | None = None  # why the trace ended before the run did
-        # The state columns, known at the first recorded update (none if not recorded).
-        self._state: StateReader | None = None if record_state else StateReader([])
-        self.granularity = granularity if full is None else "mixed"
-        self._params = select_parameters(optimizer, named_parameters, granularity, full)
-        self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()])
-        # Under torch.distributed: a collective handshake with the other ranks' Recorders (TracerError on timeout).
-        self._dist = Distributed(
-            optimizer, distributed or DistributedOptions(), f"{on_divergence}|{self.columns}", self.granularity
-        )
-        # Resolved once, here: the metadata says which pass ran ("auto" builds the C library on first use).
-        check_summary_pass(summary_pass)  # also where nothing is summarised
-        summarized = [p.tensor for p in self._params if p.summarized]
-        takes = any(t.dtype == torch.float32 and t.device.type == "cpu" for t in summarized)
-        self._summary_pass = resolve_summary_pass(summary_pass, takes) if summarized else None
-        if snapshots is not None and not isinstance(snapshots, SnapshotPolicy):
-            raise TracerError(f"snapshots must be a SnapshotPolicy or None, got {snapshots!r}")
-        if snapshots is not None and if_exists == "append":
-            raise TracerError("snapshots cannot continue an appended trace (they would hold only the new part); "
-                              "pass if_exists='overwrite' or another path, or snapshots=None")
-        if snapshots is not None and self._dist.distributed:
-            raise TracerError("snapshots are not supported under torch.distributed yet; pass snapshots=None there")
-        if snapshots is not None:
-            check_memory(self._params, snapshots)
-        self.snapshot_policy = snapshots
-        self.snapshot_path = None if snapshots is None else snapshot_file_for(self.path)
-        if snapshots is not None:
-            meta["snapshots"] = {"file": self.snapshot_path.name, "every": snapshots.every, "limit": snapshots.limit}
-        self.meta = self._make_meta(meta)
-        if record_state and not self._dist.distributed:
-            self.meta["state"] = {}  # filled at the first recorded update
         self.updates = 0  # optimizer steps taken while attached, recorded or not
         self.recorded = 0  # rows written
-        self._role = "skip"  # of the step under way: "record", "measure" (before a recorded one) or "skip"
         self.diverged_at: int | None = None
         self.final: dict[str, float] = {}
+        self._end_reason: str | None = None  # why the trace ended before the run did
+        self._state_keys_checked = bool(inner_optimizer(optimizer).state)  # checked by the plan where it has state
+        # The state columns, known at the first recorded update (none if not recorded).
+        self._state: StateReader | None = None if plan.records_state else StateReader([])
+        self._role = "skip"  # of the step under way: one of tracer.recording.plan.ROLES, or "ended"
         self._writer: TraceWriter | None = None  # rank 0's only under torch.distributed
         self._started = False
         self._handles: list[Any] = []
@@ -386,57 +283,13 @@ class Recorder:
         self._lrs: list[float] = []
         self._full: FullReader | ShardedFullReader | None = None
         self._summary: SummaryReducer | None = None
-        # The shape of the optimizer's groups when traced: parameters per group.
-        self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
-        self._group_tensors = [p for group in optimizer.param_groups for p in group["params"]]  # by identity
-        self._closure_loss: float | Tensor | None = None
-        self._queue: collections.deque[_PendingRow] = collections.deque()
         self._snapshots: SnapshotKeeper | None = None
+        # The shape of the optimizer's groups when traced: parameters per group, and the tensors by identity.
+        self._group_sizes = [len(group["params"]) for group in optimizer.param_groups]
+        self._group_tensors = [p for group in optimizer.param_groups for p in group["params"]]
+        self._closure_loss: float | Tensor | None = None
+        self._queue: collections.deque[PendingRow] = collections.deque()
         self._not_started = _NotStartedAlarm(optimizer, self.path)  # removed by start() and close()
-
-    def _make_meta(self, caller: dict[str, Any]) -> dict[str, Any]:
-        optimizer = self.optimizer
-        cls = type(optimizer)
-        optimizer_meta = {
-            "name": self.family.display_name(optimizer.param_groups[0]),
-            "class": f"{cls.__module__}.{cls.__qualname__}",
-            "impl": "tracer" if cls.__module__.startswith("tracer.") else "torch",
-            "hyperparameters": _group_options(optimizer.param_groups[0]),
-            "group_hyperparameters": [_group_options(group) for group in optimizer.param_groups],
-            "d": self.family.d_source([p.tensor.dtype for p in self._params]),
-            "state_keys": dict(zip(("v", "s"), self.family.moment_keys(optimizer.param_groups[0]))),
-            "d_note": self._d_note(),
-        }
-        optimizer_meta.update(caller.pop("optimizer", None) or {})
-        meta = {
-            "optimizer": optimizer_meta,
-            "parameters": [{"name": p.name, "shape": list(p.tensor.shape), "group": p.group} for p in self._params],
-            "granularity": self.granularity,
-            "coordinates": [c for p in self._params for c in p.coordinates],
-            "summarized": [p.name for p in self._params if p.summarized],
-            "param_groups": len(optimizer.param_groups),
-            "versions": _versions(),
-            "platform": platform_meta(),
-        }
-        if self._dist.distributed:
-            meta["distributed"] = self._dist.meta()
-        if self._summary_pass is not None:
-            meta["summary_pass"] = self._summary_pass
-        if self.every != 1:  # absent means every update: the reference traces stay as they were
-            meta["every"] = self.every
-        if not self.cos_d_prev:
-            meta["cos_d_prev"] = False
-        meta.update(caller)
-        return meta
-
-    def _d_note(self) -> str | None:
-        """Why d is measured or empty where one might expect otherwise (a subclass's step, groups without lr); None."""
-        notes = [self.family.d_reason] if self.family.d_reason else []
-        for index, group in enumerate(self.optimizer.param_groups):
-            if group_lr(group) is None:
-                what = "has no lr" if "lr" not in group else f"has lr {group['lr']!r}, not a number"
-                notes.append(f"d empty for group {index}: it {what} (the displacement is still recorded)")
-        return "; ".join(notes) or None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -570,12 +423,6 @@ class Recorder:
 
     # -- the hooks ------------------------------------------------------------------------
 
-    def _role_of(self, update: int) -> str:
-        """What the hooks do at ``update``: "record" it, "measure" its delta for the next, or "skip" it."""
-        if (update - 1) % self.every == 0:
-            return "record"
-        return "measure" if update % self.every == 0 and self.cos_d_prev else "skip"
-
     @_without_grad
     def _pre_step(self, optimizer, args, kwargs) -> tuple[tuple, dict] | None:
         if self._end_reason is not None or self.write_failure is not None:
@@ -594,7 +441,7 @@ class Recorder:
                 f"{self.updates + 1}, so its rows would show the old tensor"
             )
             return None
-        self._role = self._role_of(self.updates + 1)
+        self._role = self.plan.role_of(self.updates + 1)
         if self._role == "skip" and self._snapshots is None:
             return None
         # NaN where a group has no usable lr: d is not measured there (NaN > 0 is false), its lr cell is empty.
@@ -647,7 +494,7 @@ class Recorder:
         # The writing rank averages the loss at the updates it records only: join exactly those all-reduces.
         self.updates += 1
         notes, self._notes = self._notes, {}
-        if self._role_of(self.updates) == "record":
+        if self.plan.role_of(self.updates) == "record":
             loss = notes.get("loss")
             self._dist.loss(None if loss is None else float(loss))
 
@@ -668,10 +515,10 @@ class Recorder:
         self._record(optimizer)
 
     def _record(self, optimizer) -> None:
-        if not self._state_keys_checked and self._state_keys:
+        if not self._state_keys_checked and self.plan.state_keys:
             self._state_keys_checked = True
             try:
-                check_state_keys(self.family, inner_optimizer(optimizer), self._state_keys)
+                check_state_keys(self.family, inner_optimizer(optimizer), self.plan.state_keys)
             except TracerError:
                 self.close("interrupted")
                 raise
@@ -698,21 +545,18 @@ class Recorder:
             host.copy_(loss, non_blocking=True)
             notes["loss"] = host
         summaries = self._summary.reduce(optimizer, self.family, self._lrs)
-        self._queue.append(_PendingRow(self.updates, notes, self._lrs, full_values, finite_full, summaries, state))
+        self._queue.append(PendingRow(self.updates, notes, self._lrs, full_values, finite_full, summaries, state))
         # Under torch.distributed rows are written at once: check mode's collective must run on every rank alike.
         self._write_rows(wait=self._dist.distributed, stop_on_divergence=self.on_divergence == "stop")
 
     def _start_state(self, optimizer: torch.optim.Optimizer) -> None:
         """At the first recorded update: the state columns of the state the optimizer has now, in the header."""
-        if self._dist.distributed:  # each rank holds a different share of the state: not recorded there
-            self._state = StateReader([])
-            return
         columns, described = discover(self._params, optimizer, self.family)
         self._state = StateReader(columns)
         self.meta["state"] = described
         if columns:
-            names = [column.name for column in columns]
-            self.columns = [*self.columns[: -len(TRAILING_COLUMNS)], *names, *self.columns[-len(TRAILING_COLUMNS):]]
+            self.columns = row_columns(len(optimizer.param_groups), [c for p in self._params for c in p.columns()],
+                                       [column.name for column in columns])
         if self._writer is not None and (columns or described):
             try:
                 self._writer.restart(self.meta, self.columns)
@@ -755,58 +599,19 @@ class Recorder:
                         f"Lower the learning rate, or pass on_divergence='continue' to keep recording"
                     )
 
-    def _write(self, row: _PendingRow) -> None:
+    def _write(self, pending: PendingRow) -> None:
         """Assemble and write one row; note a divergence."""
-        summaries, finite_summary = row.summaries.read()
-        full_values = row.full_values
-        notes = row.notes
-        loss = notes.get("loss")
-        if loss is not None:
-            loss = float(loss)  # a host tensor's copy is done with the summaries'
-        lrs = row.lrs
-        cells: list[Any] = [row.update, notes.get("epoch"), notes.get("batch"), *[lr if lr == lr else None for lr in lrs], loss]
-        finite = (loss is None or math.isfinite(loss)) and row.finite_full and finite_summary
-
-        # Norms of d and of the displacement over every traced parameter together.
-        d_norms, lr_d_norms, displacements = [], [], []
-        for parameter in self._params:
-            if parameter.summarized:
-                summary = summaries[parameter.index]
-                d_norm, displacement = summary.d_norm, summary.displacement
-            else:
-                values = full_values[parameter.index]
-                d_norm = None if values.d is None else math.hypot(*values.d)
-                displacement = math.dist(values.theta_next, values.theta)
-            d_norm = d_norm or 0.0
-            d_norms.append(d_norm)
-            lr_d_norms.append(lrs[parameter.group] * d_norm if d_norm else 0.0)
-            displacements.append(displacement)
-        d_norm_all = math.hypot(*d_norms)
-
-        for parameter in self._params:
-            if parameter.full:
-                values = full_values[parameter.index]
-                missing = [None] * len(parameter.coordinates)
-                d = values.d
-                u = missing if d is None or not d_norm_all else [x / d_norm_all for x in d]
-                for coordinate_cells in zip(
-                    values.theta, values.g or missing, values.v or missing, values.s or missing, d or missing, u
-                ):
-                    cells += coordinate_cells
-                self.final.update(zip(parameter.coordinates, values.theta_next))
-            if parameter.summarized:
-                cells += summaries[parameter.index]  # a Summary is its cells, in SUMMARY_QUANTITIES order
-        cells += StateReader.cells(row.state, summaries)
-        cells += [math.hypot(*lr_d_norms), math.hypot(*displacements)]
+        row, finite = assemble(pending, self._params)
+        self.final.update(final_coordinates(pending, self._params))
         if self._writer is not None:
             try:
-                self._writer.write_cells(cells)
+                self._writer.write_row(row)
             except TraceWriteError as error:
                 self._stop_recording(error)
                 return
         self.recorded += 1
         if self._dist.options.check and self._dist.distributed:
-            drift = self._dist.check(row.update, self.columns, cells)
+            drift = self._dist.check(row.update, self.columns, row.cells())
             if drift is not None:
                 self.close("interrupted")
                 raise RanksDifferError(f"{drift}; the trace {self.path} ends at this update")

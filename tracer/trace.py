@@ -25,6 +25,7 @@ import os
 import pathlib
 import stat
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -91,9 +92,39 @@ def parameter_columns(coordinates: Sequence[str], summarized_name: str | None) -
     return columns
 
 
-def row_columns(groups: int, per_parameter: Iterable[str]) -> list[str]:
-    """A trace's columns: update, epoch, batch, the lr columns, loss, the parameters' columns, step_size, displacement."""
-    return [*LEADING_COLUMNS, *lr_column_names(groups), "loss", *per_parameter, *TRAILING_COLUMNS]
+def row_columns(groups: int, per_parameter: Iterable[str], state: Iterable[str] = ()) -> list[str]:
+    """A trace's columns: update, epoch, batch, the lr columns, loss, the parameters' columns, the state
+    columns (``tracer.recording.state``), step_size, displacement. ``TraceRow.cells`` lays out a row alike."""
+    return [*LEADING_COLUMNS, *lr_column_names(groups), "loss", *per_parameter, *state, *TRAILING_COLUMNS]
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One update's row by part, in the order of ``row_columns``.
+
+    ``parameters`` holds every traced parameter tensor's cells in the order
+    of its columns (``parameter_columns``: each fully traced coordinate's
+    theta, g, v, s, d, u, then the tensor's summary); ``state`` the state
+    columns' cells. None is an empty cell.
+    """
+
+    update: int
+    epoch: int | None
+    batch: int | None
+    lrs: Sequence[float | None]
+    """One per parameter group; None where a group has no usable lr."""
+    loss: float | None
+    parameters: Sequence[Cell]
+    state: Sequence[Cell]
+    step_size: float
+    """|lr * d| over every traced parameter (with several groups, each group's lr times its d)."""
+    displacement: float
+    """|theta_next - theta| over every traced parameter."""
+
+    def cells(self) -> list[Cell]:
+        """The row in column order."""
+        return [self.update, self.epoch, self.batch, *self.lrs, self.loss, *self.parameters, *self.state,
+                self.step_size, self.displacement]
 
 
 def trace_lr_columns(columns: Sequence[str]) -> list[str]:
@@ -293,8 +324,11 @@ class TraceWriter:
             raise TraceWriteError(self._fail(error)) from None
         self._end = len(header)
 
-    def write_row(self, values: Mapping[str, Cell]) -> None:
-        """Append one row; columns missing from ``values`` are empty cells."""
+    def write_row(self, values: TraceRow | Mapping[str, Cell]) -> None:
+        """Append one row: a TraceRow, or cells by column name (columns missing from ``values`` are empty cells)."""
+        if isinstance(values, TraceRow):
+            self.write_cells(values.cells())
+            return
         unknown = [key for key in values if key not in self._index]
         if unknown:
             raise TracerError(f"unknown trace columns {unknown!r}; the trace has {self.columns!r}")
