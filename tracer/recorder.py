@@ -12,12 +12,14 @@ Usage, with no other change to a training loop::
                 optimizer.step()
 
 A step pre-hook snapshots the parameters; the post-hook appends one row to
-the trace file. The recorder orchestrates (life cycle, hooks, row assembly,
-divergence policy); its parts live in ``tracer.recording``: ``selection``
-(what is traced), ``full`` (every coordinate, d as the optimizer's family in
-``tracer.families`` says: recomputed in the optimizer's own op order, or
-measured) and ``summary`` (per-tensor reductions, d measured from the
-displacement). The recorder only reads: a
+the trace file. The recorder orchestrates (life cycle, hooks, divergence
+and write-failure policies); what it records and how is decided once, by
+``tracer.recording.plan``, and its parts live in ``tracer.recording``:
+``selection`` (what is traced), ``full`` (every coordinate, d as the
+optimizer's family in ``tracer.families`` says: recomputed in the
+optimizer's own op order, or measured), ``summary`` (per-tensor reductions,
+d measured from the displacement), ``state`` and ``rows`` (a recorded
+update made into its typed row). The recorder only reads: a
 traced run's parameters equal an untraced run's bit for bit.
 """
 
