@@ -36,6 +36,8 @@ def trace_run(optimizer_name: str, lr: float, label: str, out: pathlib.Path, epo
             "seed": problem.seed}
     with Recorder(optimizer, out, named_parameters=model.named_parameters(), granularity="summary", meta=meta,
                   snapshots=SnapshotPolicy(every=SNAPSHOT_EVERY, limit=200),
+                  # tracer.optim's v and s are all the state the figures read, as in tracer reproduce's runs.
+                  record_state=False,
                   if_exists="overwrite") as recorder:  # the example regenerates its own traces by design
         problem.train(model, optimizer, epochs, recorder)
     return out
