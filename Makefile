@@ -17,8 +17,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The reference experiments (tracer reproduce), then the figures the README shows that scripts make:
+# a user's Lion beside AdamW, and a lecture's figures.
 reproduce: venv
 	MPLBACKEND=Agg $(BIN)/tracer reproduce
+	MPLBACKEND=Agg $(BIN)/python scripts/trace_lion.py --figures figures > /dev/null
+	MPLBACKEND=Agg $(BIN)/python scripts/lecture_quadratic.py --out figures/lecture > /dev/null
 
 # The explorer's browser tests drive Debian's Chromium; `make test` installs it
 # where it can (as root, or with sudo that asks no password) and otherwise goes

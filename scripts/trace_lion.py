@@ -1,6 +1,6 @@
 """Trace the optimizer you are writing: a 20-line Lion beside torch's AdamW.
 
-Run:  .venv/bin/python scripts/trace_lion.py [--out DIR] [--epochs N]
+Run:  .venv/bin/python scripts/trace_lion.py [--out DIR] [--figures DIR] [--epochs N]
 
 Trains the same small regression network twice, from the same start, once
 with the Lion below (Chen et al., 2023: the sign of an interpolated
@@ -9,7 +9,9 @@ Lion is in no table of the toolkit: its d is measured from the displacement,
 and ``state_keys`` names its momentum as v. Then prints both traces
 (tracer info), and draws them side by side: DIR/lion_vs_adamw_dashboard.png
 (per-tensor norms and cosines) and DIR/lion_vs_adamw_state.png (every state
-tensor by its key). DIR defaults to a new temporary folder.
+tensor by its key). DIR defaults to a new temporary folder; ``--figures``
+puts the two figures in another folder than the traces (``make reproduce``
+draws them into figures/).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def train(out: pathlib.Path, name: str, epochs: int) -> pathlib.Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=None, help="output folder (default: a new temporary one)")
+    parser.add_argument("--figures", type=pathlib.Path, default=None, help="folder of the figures (default: --out)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of 8 updates (default 30)")
     args = parser.parse_args()
     out = args.out or pathlib.Path(tempfile.mkdtemp(prefix="tracer-lion-"))
@@ -91,8 +94,10 @@ def main() -> None:
     paths = [train(out, name, args.epochs) for name in ("lion", "adamw")]
     for path in paths:
         print(format_summary(summarize(load_trace(path))))
-    print(render_figure("dashboard", paths, out / "lion_vs_adamw_dashboard.png"))
-    print(render_figure("state", paths, out / "lion_vs_adamw_state.png"))
+    figures = args.figures or out
+    figures.mkdir(parents=True, exist_ok=True)
+    print(render_figure("dashboard", paths, figures / "lion_vs_adamw_dashboard.png"))
+    print(render_figure("state", paths, figures / "lion_vs_adamw_state.png"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "trace_lio
 
 
 def test_lion_script_traces_both_and_draws_them_together(tmp_path):
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--epochs", "3"],
+    figures = tmp_path / "figures"  # make reproduce draws them into figures/, the traces go elsewhere
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--figures", str(figures), "--epochs", "3"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lion, adamw = load_trace(tmp_path / "lion.trace.csv"), load_trace(tmp_path / "adamw.trace.csv")
@@ -29,5 +30,7 @@ def test_lion_script_traces_both_and_draws_them_together(tmp_path):
     np.testing.assert_allclose(lion["0.weight.v_norm"], lion["0.weight.state_norm:exp_avg"], rtol=1e-6)
     assert {"step", "exp_avg", "exp_avg_sq"} == set(adamw.meta["state"]["2.bias"])
     assert "state        v=exp_avg; keys (parameters holding each): exp_avg (4)" in done.stdout
-    for name in ("lion_vs_adamw_dashboard.png", "lion_vs_adamw_state.png"):
-        assert (tmp_path / name).stat().st_size > 10000
+    assert sorted(p.name for p in figures.iterdir()) == ["lion_vs_adamw_dashboard.png", "lion_vs_adamw_state.png"]
+    for path in figures.iterdir():
+        assert path.stat().st_size > 10000
+    assert not list(tmp_path.glob("*.png"))

@@ -70,6 +70,7 @@ def draw_state(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
             if not pairs:
                 ax.text(0.5, 0.5, f"no {key!r} in this optimizer's state", transform=ax.transAxes,
                         ha="center", va="center", fontsize="small", color="0.4")
+                ax.tick_params(axis="y", left=False, labelleft=False)  # no values: a 0-1 scale would be read as one
             left_out += max(0, len(pairs) - MOST_LINES)
             for owner, name in pairs[:MOST_LINES]:
                 ax.plot(x, trace[name][rows], color=colors[owner], lw=1.4)
