@@ -21,7 +21,7 @@ import torch
 from tracer import Recorder, load_trace, native
 from tracer.errors import TracerError
 from tracer.summaries import REDUCTIONS
-from tracer.summaries.eager import FUSED_COSINE_ATOL, FUSED_RTOL, SummaryInput, reduce_eager
+from tracer.summaries.eager import PASSES_COSINE_ATOL, PASSES_RTOL, SummaryInput, reduce_eager
 from tracer.summaries.native import NativeReducer
 from tracer.summaries.passes import resolve_summary_pass
 
@@ -113,9 +113,9 @@ def test_native_agrees_with_eager(options, g_theta):
             for name, a, b in (("g_dot_delta", "g_sq", "delta_sq"), ("previous_dot_delta", "previous_sq", "delta_sq")):
                 if name == "previous_dot_delta" and prev is None:
                     continue
-                assert abs(got[name] - eager[name]) <= FUSED_COSINE_ATOL * math.sqrt(eager[a] * eager[b]), name
+                assert abs(got[name] - eager[name]) <= PASSES_COSINE_ATOL * math.sqrt(eager[a] * eager[b]), name
         for name in present:
-            assert math.isclose(got[name], eager[name], rel_tol=FUSED_RTOL), name
+            assert math.isclose(got[name], eager[name], rel_tol=PASSES_RTOL), name
 
 
 def test_native_sums_do_not_depend_on_the_thread_count():

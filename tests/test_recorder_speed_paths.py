@@ -12,7 +12,7 @@ import torch
 from tracer import Recorder, load_trace
 from tracer.errors import DivergenceError, TracerError
 from tracer.recording import summary
-from tracer.summaries.eager import FUSED_COSINE_ATOL, FUSED_RTOL
+from tracer.summaries.eager import PASSES_COSINE_ATOL, PASSES_RTOL
 from tracer.testing import record_small_run
 from tracer.trace import SUMMARY_QUANTITIES
 
@@ -46,12 +46,12 @@ def test_fast_summaries_agree_with_eager_and_leave_training_alone(tmp_path, make
         quantity = column.rsplit(".", 1)[-1]
         if quantity.startswith("cos"):
             # Dot products summed in another order; the tolerance is on the cosine itself.
-            np.testing.assert_allclose(a, b, rtol=0, atol=2 * FUSED_COSINE_ATOL, err_msg=column)
+            np.testing.assert_allclose(a, b, rtol=0, atol=2 * PASSES_COSINE_ATOL, err_msg=column)
         elif quantity in ("d_max", "update", "epoch", "batch", "lr", "loss"):
             assert np.array_equal(a, b, equal_nan=True), column  # max and copied values: bit for bit
         else:
             # Norms: square roots of sums of squares, half the sums' relative tolerance.
-            np.testing.assert_allclose(a, b, rtol=FUSED_RTOL, atol=0, err_msg=column)
+            np.testing.assert_allclose(a, b, rtol=PASSES_RTOL, atol=0, err_msg=column)
 
 
 @pytest.mark.parametrize("every", [2, 3, 5])

@@ -10,7 +10,7 @@ import math
 import torch
 
 from tracer.summaries import REDUCTIONS
-from tracer.summaries.eager import FUSED_RTOL, SummaryInput, reduce_eager
+from tracer.summaries.eager import PASSES_RTOL, SummaryInput, reduce_eager
 
 
 def _inputs(size: int, seed: int, *, moments: bool, previous: bool):
@@ -35,7 +35,7 @@ def test_eager_reductions_are_the_definitions():
     delta, got = _run(reduce_eager, theta, after, grad, 0.1, v, s, prev)
     assert torch.equal(delta, theta - after)
     g = grad + 0.1 * theta
-    exact = {  # float64 references; the eager float32 BLAS sums agree to FUSED_RTOL
+    exact = {  # float64 references; the eager float32 BLAS sums agree to PASSES_RTOL
         "theta_sq": theta.double().square().sum(),
         "delta_sq": delta.double().square().sum(),
         "g_sq": g.double().square().sum(),
@@ -46,5 +46,5 @@ def test_eager_reductions_are_the_definitions():
         "previous_sq": prev.double().square().sum(),
     }
     for name, value in exact.items():
-        assert math.isclose(got[name], value.item(), rel_tol=FUSED_RTOL), name
+        assert math.isclose(got[name], value.item(), rel_tol=PASSES_RTOL), name
     assert got["delta_abs_max"] == delta.abs().max().item()

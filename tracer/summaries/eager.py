@@ -1,17 +1,16 @@
-"""The summary reductions in torch ops: ``reduce_eager``, the reference the other passes are tested against.
+"""The summary reductions in torch ops: ``reduce_eager``, the reference the native pass is tested against.
 
 ``SummaryInput`` is what one tensor's reductions read (``tracer.summaries``
 defines the reductions). The eager pass takes one kernel per reduction (BLAS
 dot products where the dtypes allow), about ten passes over memory; it runs
 anywhere torch does.
 
-They agree within named tolerances: they sum the same products in
-different orders (blocked BLAS against inductor's vectorised cascade sums
-against the native float64 lanes). A
-sum of squares (all terms of one sign) agrees within ``FUSED_RTOL`` relative
+The two passes agree within named tolerances: they sum the same products in
+different orders (blocked BLAS against the native float64 lanes). A
+sum of squares (all terms of one sign) agrees within ``PASSES_RTOL`` relative
 (measured: 2.4e-7 on 100k float32 terms); a dot product of terms of both signs
 can lose relative precision to cancellation, so it is compared against the
-product of its operands' norms, ``|fused - eager| <= FUSED_COSINE_ATOL * |a| |b|``
+product of its operands' norms, ``|native - eager| <= PASSES_COSINE_ATOL * |a| |b|``
 (an error of at most that much in the cosines the recorder writes).
 ``delta_abs_max`` and ``delta`` itself (one subtraction) are identical bit for
 bit.
@@ -24,9 +23,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-FUSED_RTOL = 1e-5
+PASSES_RTOL = 1e-5
 """Relative tolerance between two passes' sums of squares (float32 sums in different orders)."""
-FUSED_COSINE_ATOL = 1e-5
+PASSES_COSINE_ATOL = 1e-5
 """Tolerance between two passes' dot products, relative to the product of the operands' norms."""
 
 

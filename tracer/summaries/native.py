@@ -28,7 +28,7 @@ class NativeReducer:
     one call on ``torch.get_num_threads()`` threads; any other tensor goes the
     eager way. Its sums are in a fixed order (reductions.h): the same on
     every machine and thread count, and within 1e-6 of the exact sums, so
-    it and eager agree within ``FUSED_RTOL`` / ``FUSED_COSINE_ATOL``; ``delta`` and
+    it and eager agree within ``PASSES_RTOL`` / ``PASSES_COSINE_ATOL``; ``delta`` and
     ``delta_abs_max`` are equal bit for bit. ``available()`` says whether the
     C library could be built here (``tracer.native.failure()`` says why not).
     """
