@@ -25,8 +25,7 @@ import os
 import pathlib
 import stat
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -98,14 +97,14 @@ def row_columns(groups: int, per_parameter: Iterable[str], state: Iterable[str] 
     return [*LEADING_COLUMNS, *lr_column_names(groups), "loss", *per_parameter, *state, *TRAILING_COLUMNS]
 
 
-@dataclass(frozen=True)
-class TraceRow:
+class TraceRow(NamedTuple):
     """One update's row by part, in the order of ``row_columns``.
 
     ``parameters`` holds every traced parameter tensor's cells in the order
     of its columns (``parameter_columns``: each fully traced coordinate's
     theta, g, v, s, d, u, then the tensor's summary); ``state`` the state
-    columns' cells. None is an empty cell.
+    columns' cells. None is an empty cell. (A NamedTuple, immutable as a frozen
+    dataclass, is made three times faster: one is made per recorded update.)
     """
 
     update: int
@@ -359,7 +358,10 @@ class TraceWriter:
         self.updates += 1
 
     def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
+        written = os.write(self._fd, data)  # the whole row, but for a signal or a nearly full disk
+        if written == len(data):
+            return
+        view = memoryview(data)[written:]
         while view:
             view = view[os.write(self._fd, view):]
 

@@ -108,8 +108,7 @@ class FullReader:
         layout: list[tuple[TracedParameter, tuple[bool, ...], float | None]] = []
         for group, members in zip(optimizer.param_groups, self._by_group):
             with_grad = [p for p in members if p.tensor.grad is not None]
-            quantities: list[tuple[Tensor | None, ...]] = []
-            present = _WITHOUT_GRAD
+            given: list[tuple[int, Sequence[Tensor | None]]] = []
             checked_lr = None
             if with_grad:
                 thetas = [before[p.index] for p in with_grad]
@@ -121,8 +120,8 @@ class FullReader:
                     thetas,
                     [p.tensor for p in with_grad],
                 )
-                quantities = [q for q in (result.g, result.v, result.s, result.d) if q is not None]
-                present = (True, True, result.v is not None, result.s is not None, result.d is not None, True)
+                # Each quantity the family gives, with its slot in (theta, g, v, s, d, theta_next).
+                given = [(slot, q) for slot, q in zip((1, 2, 3, 4), (result.g, result.v, result.s, result.d)) if q is not None]
                 if result.d is not None and all(family.recomputes(theta.dtype) for theta in thetas):
                     checked_lr = group_lr(group)
                     checked_lr = 0.0 if checked_lr is None else checked_lr
@@ -132,12 +131,14 @@ class FullReader:
                     # A v or s the parameter's state lacks (Adafactor's matrices: no variance), or of another shape
                     # than the parameter (a user's state_keys naming a factor), has no per-coordinate cells.
                     shape = parameter.tensor.shape
-                    mine = [q[k] if q[k] is None or q[k].shape == shape else None for q in quantities]
-                    here = tuple(
-                        flag and (i not in (2, 3) or _moment_of(result, i, k, shape) is not None)
-                        for i, flag in enumerate(present)
-                    )
-                    tensors = [before[parameter.index], *[t for t in mine if t is not None], parameter.tensor]
+                    here = [True, False, False, False, False, True]
+                    tensors = [before[parameter.index]]
+                    for slot, quantity in given:
+                        tensor = quantity[k]
+                        if tensor is not None and tensor.shape == shape:
+                            here[slot] = True
+                            tensors.append(tensor)
+                    tensors.append(parameter.tensor)
                     layout.append((parameter, here, checked_lr))
                     k += 1
                 else:
@@ -182,7 +183,7 @@ class FullReader:
     ) -> list[float]:
         """The recomputed d if ``theta - lr * d`` is theta_next within rounding, else d measured (and the switch noted)."""
         if parameter.index not in self.measured:
-            eps = torch.finfo(parameter.tensor.dtype).eps * DISPLACEMENT_ULPS
+            eps = _ROUNDING[parameter.tensor.dtype] * DISPLACEMENT_ULPS
             worst, worst_error = 0.0, 0.0
             for t, x, n in zip(theta, d, theta_next):
                 step = lr * x
@@ -199,8 +200,5 @@ class FullReader:
         return [(t - n) / lr for t, n in zip(theta, theta_next)]
 
 
-def _moment_of(result, quantity: int, k: int, shape: torch.Size) -> Tensor | None:
-    """v (quantity 2) or s (3) of the k-th parameter of a group's result (None: it has none of the parameter's shape)."""
-    moments = result.v if quantity == 2 else result.s
-    moment = None if moments is None else moments[k]
-    return moment if moment is not None and moment.shape == shape else None
+# One rounding of each floating dtype (torch.finfo costs a microsecond a call, at every update).
+_ROUNDING = {dtype: torch.finfo(dtype).eps for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}

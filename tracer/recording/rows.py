@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from tracer.recording.full import FullValues
 from tracer.recording.selection import TracedParameter
-from tracer.recording.state import StateReader
+from tracer.recording.state import StateValues
 from tracer.recording.summary import PendingSummaries
 from tracer.trace import TraceRow
 
@@ -35,7 +35,7 @@ class PendingRow:
     full_values: dict[int, FullValues]  # by parameter index, for the parameters with coordinates traced in full
     finite_full: bool
     summaries: PendingSummaries
-    state: list[Any]  # the state columns' values (tracer.recording.state)
+    state: StateValues  # the state columns' values (tracer.recording.state)
 
 
 def assemble(pending: PendingRow, parameters: Sequence[TracedParameter]) -> tuple[TraceRow, bool]:
@@ -82,7 +82,7 @@ def assemble(pending: PendingRow, parameters: Sequence[TracedParameter]) -> tupl
         lrs=[lr if lr == lr else None for lr in lrs],  # NaN: the group has no usable lr, an empty cell
         loss=loss,
         parameters=cells,
-        state=StateReader.cells(pending.state, summaries),
+        state=pending.state.read(summaries),
         step_size=math.hypot(*lr_d_norms),
         displacement=math.hypot(*displacements),
     )

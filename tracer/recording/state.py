@@ -154,63 +154,137 @@ def unrecorded(columns: Sequence[StateColumn], parameters: Sequence[TracedParame
     return missing
 
 
+@dataclass(frozen=True)
+class _KeyColumns:
+    """The columns of one parameter's one state key: what one lookup of ``optimizer.state`` feeds."""
+
+    parameter: TracedParameter
+    key: str
+    whole: int | None  # the position of its norm (or number) column; None: none
+    positions: tuple[int, ...]  # the positions of its per-coordinate columns
+    flats: tuple[int, ...]  # their flat indices in the state tensor
+
+    @property
+    def in_order(self) -> bool:
+        """The per-coordinate columns are every coordinate 0, 1, ..., in order (the whole tensor traced in full)."""
+        return self.flats == tuple(range(len(self.flats)))
+
+
 class StateReader:
-    """Reads the state columns' values after each recorded update (one read-back per device)."""
+    """Reads the state columns' values after each recorded update.
+
+    Per update and state tensor, on a CPU: a one-element tensor's norm is
+    ``|x|`` read by ``item()`` (exact; a ``_foreach_norm`` launch per scalar
+    cost about 1 us each, the Python-bound part of a step of a model of many
+    small tensors); larger ones take one ``_foreach_norm`` per dtype, and the
+    per-coordinate columns of a tensor one indexing and ``tolist``. On an
+    accelerator every value goes to one device tensor per device, copied to
+    the host without waiting, and is read with the row.
+    """
 
     def __init__(self, columns: Sequence[StateColumn]) -> None:
         self.columns = list(columns)
-
-    def read(self, optimizer: torch.optim.Optimizer) -> list[Any]:
-        """The state columns' values at the update just made, in column order (None: the key is gone).
-
-        Values are returned as host tensors or floats; ``cells`` turns them into floats.
-        """
-        if not self.columns:
-            return []
-        values: list[Any] = [None] * len(self.columns)
-        norms: dict[tuple[torch.device, torch.dtype], list[tuple[int, Tensor]]] = {}
-        picks: dict[torch.device, list[tuple[int, Tensor]]] = {}
+        # Each column's place, fixed with the columns: summary cells are taken from the row's summaries; the
+        # others are grouped by (parameter, key), one state lookup each.
+        self._from_summary = [(i, c.parameter.index, c.summary) for i, c in enumerate(self.columns) if c.summary]
+        groups: dict[tuple[int, str], dict[str, Any]] = {}
         for i, column in enumerate(self.columns):
-            if column.summary is not None:
-                values[i] = (column.parameter.index, column.summary)
+            if column.summary:
                 continue
-            value = (optimizer.state.get(column.parameter.tensor) or {}).get(column.key)
-            if _is_number(value):
-                values[i] = float(value)
-            elif isinstance(value, Tensor):
-                value = value.detach()
-                if column.flat is not None:
-                    if value.numel() > column.flat:
-                        picks.setdefault(value.device, []).append((i, value.reshape(-1)[column.flat]))
-                else:
-                    as_float = value if value.is_floating_point() else value.double()
-                    norms.setdefault((value.device, as_float.dtype), []).append((i, as_float))
+            group = groups.setdefault((column.parameter.index, column.key),
+                                      {"parameter": column.parameter, "whole": None, "positions": [], "flats": []})
+            if column.flat is None:
+                group["whole"] = i
+            else:
+                group["positions"].append(i)
+                group["flats"].append(column.flat)
+        self._groups = [_KeyColumns(g["parameter"], key, g["whole"], tuple(g["positions"]), tuple(g["flats"]))
+                        for (_, key), g in groups.items()]
+        self._lookups = [(g.parameter.tensor, g.key, g.whole, g) for g in self._groups]
+        self._in_order = {id(g): g.in_order for g in self._groups}
+        self._largest = {id(g): max(g.flats) for g in self._groups if g.flats}
+        self._indices: dict[int, Tensor] = {}  # per group (by id), the flat indices as a tensor, made at first use
+
+    def read(self, optimizer: torch.optim.Optimizer) -> "StateValues":
+        """The state columns' values at the update just made (None: the key is gone, or not a number)."""
+        cells: list[float | None] = [None] * len(self.columns)
+        on_device: dict[torch.device, list[tuple[Sequence[int], Tensor]]] = {}  # positions and their values
+        norms: dict[tuple[torch.device, torch.dtype], list[tuple[int, Tensor]]] = {}
+        state_of = optimizer.state
+        for tensor, key, whole, group in self._lookups:
+            value = (state_of.get(tensor) or {}).get(key)
+            if type(value) is not Tensor and not isinstance(value, Tensor):  # the first test is the quick one
+                if whole is not None and _is_number(value):
+                    cells[whole] = float(value)
+                continue
+            # The hooks run with autograd off: no detach needed to read a state tensor.
+            if value.is_cpu and value.numel() == 1:  # a step count, a scalar parameter's moment: one item()
+                number = float(value.item())
+                if group.positions and group.flats[0] == 0:
+                    cells[group.positions[0]] = number
+                if whole is not None:
+                    cells[whole] = abs(number)
+                continue
+            if group.positions:
+                self._pick(group, value, cells, on_device)
+            if whole is not None:
+                as_float = value if value.is_floating_point() else value.double()
+                norms.setdefault((value.device, as_float.dtype), []).append((whole, as_float))
         for (device, dtype), items in norms.items():
             # One launch per dtype, no copy of the tensors; 16-bit ones accumulate and round in float32.
             wide = torch.float32 if dtype in (torch.float16, torch.bfloat16) else None
-            results = torch._foreach_norm([t for _, t in items], 2, dtype=wide)
-            picks.setdefault(device, []).extend(zip([i for i, _ in items], results))
-        for device, items in picks.items():
-            joined = torch.stack([t.double() for _, t in items])
-            host = joined.cpu() if device.type == "cpu" else joined.to("cpu", non_blocking=True)
-            for (i, _), k in zip(items, range(len(items))):
-                values[i] = (host, k)
-        return values
-
-    @staticmethod
-    def cells(values: Sequence[Any], summaries: Mapping[int, Any]) -> list[float | None]:
-        """The read values as floats (after the device copy is done); ``summaries``: the row's, by parameter index."""
-        cache: dict[int, list[float]] = {}
-        cells: list[float | None] = []
-        for value in values:
-            if isinstance(value, tuple):
-                source, k = value
-                if isinstance(k, str):  # the summary's v_norm or s_norm cell
-                    cells.append(getattr(summaries[source], k))
-                    continue
-                if id(source) not in cache:
-                    cache[id(source)] = source.tolist()
-                cells.append(cache[id(source)][k])
+            results = torch.stack(torch._foreach_norm([t for _, t in items], 2, dtype=wide)).double()
+            positions = [i for i, _ in items]
+            if device.type == "cpu":
+                for i, number in zip(positions, results.tolist()):
+                    cells[i] = number
             else:
-                cells.append(value)
+                on_device.setdefault(device, []).append((positions, results))
+        copies = []
+        for pieces in on_device.values():
+            joined = torch.cat([values for _, values in pieces])
+            copies.append(([i for positions, _ in pieces for i in positions], joined.to("cpu", non_blocking=True)))
+        return StateValues(cells, copies, self._from_summary)
+
+    def _pick(self, group: _KeyColumns, value: Tensor, cells: list, on_device: dict) -> None:
+        """The per-coordinate values of ``value`` into ``cells`` (CPU) or ``on_device`` (an accelerator)."""
+        flat = value.reshape(-1)
+        size = flat.numel()
+        positions, flats, index = group.positions, group.flats, self._indices.get(id(group))
+        if self._largest[id(group)] >= size:  # a state tensor smaller than the parameter: the coordinates it has
+            kept = [k for k, f in enumerate(flats) if f < size]
+            positions, flats, index = [positions[k] for k in kept], [flats[k] for k in kept], None
+        if self._in_order[id(group)] and len(flats) == size:
+            picked = flat  # every coordinate, in order (the tensor traced whole): no indexing
+        else:
+            if index is None or index.device != value.device:
+                index = torch.tensor(flats, dtype=torch.long, device=value.device)
+                if len(flats) == len(group.flats):
+                    self._indices[id(group)] = index
+            picked = flat[index]
+        if not picked.is_floating_point():
+            picked = picked.double()
+        if value.is_cpu:
+            for i, number in zip(positions, picked.tolist()):
+                cells[i] = number
+        else:
+            on_device.setdefault(value.device, []).append((positions, picked.double()))
+
+
+@dataclass
+class StateValues:
+    """One update's state values: floats in place, device values on their way to the host, summary cells to fill."""
+
+    cells: list[float | None]
+    copies: list[tuple[list[int], Tensor]]  # positions, and their values being copied to the host
+    from_summary: list[tuple[int, int, str]]  # position, parameter index, summary cell ("v_norm" or "s_norm")
+
+    def read(self, summaries: Mapping[int, Any]) -> list[float | None]:
+        """The cells as floats, in column order (after the device copy is done); ``summaries``: the row's, by index."""
+        cells = self.cells
+        for positions, host in self.copies:
+            for i, number in zip(positions, host.tolist()):
+                cells[i] = number
+        for i, index, name in self.from_summary:
+            cells[i] = getattr(summaries[index], name)
         return cells
