@@ -19,7 +19,8 @@ value that is not recorded, e.g. LBFGS's lists of tensors). Keys that appear
 later are named in the trailer's ``state_unrecorded``. The values are read
 after the step, as they are (a parameter the optimizer skipped keeps its
 state); norms are computed in the tensor's dtype (float32 for 16-bit ones)
-with one ``_foreach_norm`` per device and dtype, and read back with the row.
+with one ``_foreach_norm`` per device and dtype, and read back with the row;
+a one-element CPU tensor's norm (a step count) is ``|x|``, read by ``item()``.
 The norm of a summarised parameter's v or s key is the summary's own
 ``v_norm`` or ``s_norm`` cell (no second pass over it; empty, as that cell,
 at an update where the optimizer skipped the parameter).
