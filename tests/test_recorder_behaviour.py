@@ -139,3 +139,30 @@ def test_bad_options_are_clear_errors(tmp_path):
     for options, message in cases:
         with pytest.raises(TracerError, match=message):
             Recorder(optimizer, tmp_path / "x.trace.csv", **options)
+
+
+@pytest.mark.parametrize("full", [["w[1]", "w[4]"], ["w[4]", "w[0]"], ["w"]], ids=["some", "out-of-order", "whole"])
+def test_state_columns_hold_the_state_at_each_traced_coordinate(tmp_path, full):
+    """Per-coordinate state columns are the state tensor's values there, update by update, bit for bit; the
+    step count's norm is the count; a summarised tensor's state norms are its v_norm and s_norm."""
+    torch.manual_seed(0)
+    w, b = torch.nn.Parameter(torch.randn(2, 3)), torch.nn.Parameter(torch.randn(3))
+    optimizer = torch.optim.Adam([w, b], lr=0.01)
+    path = tmp_path / "run.trace.csv"
+    seen = []
+    with Recorder(optimizer, path, named_parameters=[("w", w), ("b", b)], granularity="summary", full=full):
+        for _ in range(4):
+            optimizer.zero_grad()
+            ((w.sum(0) * b).sum() ** 2).backward()
+            optimizer.step()
+            seen.append({key: value.clone() for key, value in optimizer.state[w].items()})
+    trace = load_trace(path)
+    coordinates = [f"w[{i}]" for i in range(6)] if full == ["w"] else full
+    for update, state in enumerate(seen):
+        for coordinate in coordinates:
+            flat = int(coordinate[2:-1])
+            for key in ("exp_avg", "exp_avg_sq"):
+                assert trace[f"{coordinate}.state:{key}"][update] == state[key].reshape(-1)[flat].item(), (key, update)
+        assert trace["w.state_norm:step"][update] == update + 1
+    np.testing.assert_array_equal(trace["b.state_norm:exp_avg"], trace["b.v_norm"])
+    np.testing.assert_array_equal(trace["b.state_norm:exp_avg_sq"], trace["b.s_norm"])

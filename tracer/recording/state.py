@@ -28,7 +28,7 @@ at an update where the optimizer skipped the parameter).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -155,7 +155,7 @@ def unrecorded(columns: Sequence[StateColumn], parameters: Sequence[TracedParame
     return missing
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _KeyColumns:
     """The columns of one parameter's one state key: what one lookup of ``optimizer.state`` feeds."""
 
@@ -164,11 +164,13 @@ class _KeyColumns:
     whole: int | None  # the position of its norm (or number) column; None: none
     positions: tuple[int, ...]  # the positions of its per-coordinate columns
     flats: tuple[int, ...]  # their flat indices in the state tensor
+    in_order: bool = field(init=False)  # flats are 0, 1, ..., in order: the whole tensor, no indexing needed
+    largest: int = field(init=False)  # the largest flat index (-1: none)
+    index: Tensor | None = None  # flats as a tensor on the state's device, made at the first read that needs it
 
-    @property
-    def in_order(self) -> bool:
-        """The per-coordinate columns are every coordinate 0, 1, ..., in order (the whole tensor traced in full)."""
-        return self.flats == tuple(range(len(self.flats)))
+    def __post_init__(self) -> None:
+        self.in_order = self.flats == tuple(range(len(self.flats)))
+        self.largest = max(self.flats, default=-1)
 
 
 class StateReader:
@@ -202,9 +204,6 @@ class StateReader:
         self._groups = [_KeyColumns(g["parameter"], key, g["whole"], tuple(g["positions"]), tuple(g["flats"]))
                         for (_, key), g in groups.items()]
         self._lookups = [(g.parameter.tensor, g.key, g.whole, g) for g in self._groups]
-        self._in_order = {id(g): g.in_order for g in self._groups}
-        self._largest = {id(g): max(g.flats) for g in self._groups if g.flats}
-        self._indices: dict[int, Tensor] = {}  # per group (by id), the flat indices as a tensor, made at first use
 
     def read(self, optimizer: torch.optim.Optimizer) -> "StateValues":
         """The state columns' values at the update just made (None: the key is gone, or not a number)."""
@@ -251,18 +250,17 @@ class StateReader:
         """The per-coordinate values of ``value`` into ``cells`` (CPU) or ``on_device`` (an accelerator)."""
         flat = value.reshape(-1)
         size = flat.numel()
-        positions, flats, index = group.positions, group.flats, self._indices.get(id(group))
-        if self._largest[id(group)] >= size:  # a state tensor smaller than the parameter: the coordinates it has
+        positions, flats = group.positions, group.flats
+        if group.largest >= size:  # a state tensor smaller than the parameter: the coordinates it has
             kept = [k for k, f in enumerate(flats) if f < size]
-            positions, flats, index = [positions[k] for k in kept], [flats[k] for k in kept], None
-        if self._in_order[id(group)] and len(flats) == size:
-            picked = flat  # every coordinate, in order (the tensor traced whole): no indexing
+            positions, flats = [positions[k] for k in kept], [flats[k] for k in kept]
+            picked = flat[torch.tensor(flats, dtype=torch.long, device=value.device)]
+        elif group.in_order and len(flats) == size:
+            picked = flat  # every coordinate, in order (the tensor traced whole)
         else:
-            if index is None or index.device != value.device:
-                index = torch.tensor(flats, dtype=torch.long, device=value.device)
-                if len(flats) == len(group.flats):
-                    self._indices[id(group)] = index
-            picked = flat[index]
+            if group.index is None or group.index.device != value.device:
+                group.index = torch.tensor(flats, dtype=torch.long, device=value.device)
+            picked = flat[group.index]
         if not picked.is_floating_point():
             picked = picked.double()
         if value.is_cpu:
