@@ -503,3 +503,30 @@ def test_boxes_go_to_corners_that_hide_no_marked_point(marked, expected):
     clock = ax.text(0.02, 0.97, "epoch 1  batch 2  update 10", transform=ax.transAxes)
     assert place_in_clear_corners(ax, [legend, clock], [np.array(marked)]) == expected
     assert set(expected) <= set(CORNERS)
+
+
+@pytest.mark.parametrize("kind", ["step-size", "lr", "loss", "gradients", "dashboard", "state"])
+def test_a_short_run_is_ticked_at_whole_updates(tmp_path, monkeypatch, kind):
+    """Over 20 updates matplotlib's own ticks fall on 2.5, 7.5, ...: an update axis is ticked at whole numbers."""
+    import torch
+
+    import tracer.render.common as common
+    from tracer.testing import record_small_run
+
+    path = tmp_path / "short.trace.csv"
+    granularity = "summary" if kind == "dashboard" else "full"
+    record_small_run(lambda p: torch.optim.Adam(p, lr=0.05), path, steps=20, shapes=((3,), (2,)),
+                     recorder_options={"granularity": granularity})
+    figures = []
+    real_save = common.save_still
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("tracer.render") and getattr(module, "save_still", None) is real_save:
+            monkeypatch.setattr(module, "save_still", lambda figure, *args: (figures.append(figure), real_save(figure, *args)))
+    render_figure(kind, [path], tmp_path / f"{kind}.png")
+    (figure,) = figures
+    update_axes = [ax for ax in figure.axes if ax.get_xlabel() in ("update", "epoch")]
+    assert update_axes, [ax.get_xlabel() for ax in figure.axes]
+    for ax in update_axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (kind, ticks)

@@ -20,6 +20,7 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tracer.errors import RenderError
 from tracer.trace import Trace, trace_lr_columns
@@ -237,6 +238,16 @@ class TracePath:
     @property
     def diverged(self) -> bool:
         return self.diverged_at is not None
+
+
+def label_update_axis(ax: Any, label: str = "update") -> None:
+    """Label an x axis of update (or epoch) numbers, ticked at whole numbers only: there is no update 2.5.
+
+    The ticks are matplotlib's automatic ones (the same steps 1, 2, 2.5, 5, 10) where they fall on whole
+    numbers, as they do over a long run.
+    """
+    ax.set_xlabel(label)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
 
 
 def diverged_label(update: int | None) -> str:

@@ -37,8 +37,8 @@ from matplotlib.lines import Line2D
 
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
 from tracer.render.common import (
-    RenderOptions, TracePath, divergence_marker, is_animated, figure_lr_columns, new_figure, place_in_clear_corners,
-    save_still, trace_path, trace_styles,
+    RenderOptions, TracePath, divergence_marker, is_animated, figure_lr_columns, label_update_axis, new_figure,
+    place_in_clear_corners, save_still, trace_path, trace_styles,
 )
 from tracer.render.contour import CoordinatePlane, draw_background, fitted_range, loss_name, plane_of
 from tracer.trace import Trace
@@ -285,7 +285,7 @@ def _panels(figure: Figure, spec: Any, internals: Internals, color: str) -> list
         panel.set_ylabel(name)
         panel.set_xlim(updates[0], max(updates[-1], updates[0] + 1))
         if position == 1:
-            panel.set_xlabel("update")
+            label_update_axis(panel)
         cursor = panel.axvline(updates[0], color="black", lw=1)
         (dot,) = panel.plot([], [], marker="o", markersize=5, color=color, markeredgecolor="black",
                             linestyle="none")

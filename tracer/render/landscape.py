@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from tracer.errors import RenderError
 from tracer.npz_files import read_npz
 from tracer.render.animate import DEFAULT_FRAMES, FrameText, frame_indices, write_animation
-from tracer.render.common import RenderOptions, literal, new_figure, save_still, trace_name, trace_styles
+from tracer.render.common import RenderOptions, label_update_axis, literal, new_figure, save_still, trace_name, trace_styles
 from tracer.render.contour import CONTOUR_CMAP, contour_levels
 from tracer.trace import Trace
 
@@ -187,7 +187,7 @@ def draw_landscape(kind: str, traces: Sequence[Trace], options: RenderOptions, o
             if np.nanmin(values, initial=np.inf) > 0 and np.nanmax(values, initial=0) / np.nanmin(values) > 100:
                 panel.set_yscale("log")
             if position == 1:
-                panel.set_xlabel("update")
+                label_update_axis(panel)
             cursor = panel.axvline(updates[0], color="black", lw=1)
             panels.append(cursor)
 

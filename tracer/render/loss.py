@@ -15,7 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from tracer.errors import RenderError
-from tracer.render.common import RenderOptions, figure_lr_columns, new_figure, save_still, trace_name, trace_styles
+from tracer.render.common import (
+    RenderOptions, figure_lr_columns, label_update_axis, new_figure, save_still, trace_name, trace_styles,
+)
 from tracer.render.plots import _mark_diverged, log_scale_suits, plotted_rows
 from tracer.trace import Trace
 
@@ -50,7 +52,7 @@ def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Trace], options: Rend
     lr_ax.set_yscale("log" if log_scale_suits(rates) else "linear")
     loss_ax.set_ylabel("loss" + ("  (log scale)" if loss_scale == "log" else ""))
     lr_ax.set_ylabel("learning rate")
-    lr_ax.set_xlabel("update")
+    label_update_axis(lr_ax)
     for ax in axes:
         ax.grid(True, alpha=0.3)
     if legend:

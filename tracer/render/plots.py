@@ -17,8 +17,8 @@ from matplotlib.patches import Patch
 from tracer.errors import RenderError
 from tracer.trace import Trace, summarized_tensors
 from tracer.render.common import (
-    LINE_STYLES, RenderOptions, divergence_marker, figure_lr_columns, new_figure, row_mask, save_still, trace_name,
-    trace_styles,
+    LINE_STYLES, RenderOptions, divergence_marker, figure_lr_columns, label_update_axis, new_figure, row_mask,
+    save_still, trace_name, trace_styles,
 )
 
 PLOT_SIZE = (800, 480)  # design sizes: pixels at 100 dpi (see common.new_figure)
@@ -174,7 +174,7 @@ def _lines_figure(traces: Sequence[Trace], options: RenderOptions, out: Path, fm
                     linestyle=line_style, drawstyle=drawstyle, label=text,
                     zorder=2 + len(columns) - index)  # the first column on top
             _mark_diverged(ax, trace, x, values, line_color)
-    ax.set_xlabel("epoch" if options.against == "epoch" else "update")
+    label_update_axis(ax, "epoch" if options.against == "epoch" else "update")
     ax.set_ylabel(ylabel)
     if yscale == "auto":
         yscale = "log" if log_scale_suits(drawn) else "linear"
@@ -506,7 +506,7 @@ def draw_dashboard(traces: Sequence[Trace], options: RenderOptions, out: Path, f
             for ax in row:
                 ax.set_ylim(-1.05, 1.05)
     for ax in grid[-1, :] if several else grid[3:, 0]:
-        ax.set_xlabel("update")
+        label_update_axis(ax)
     if not grouped:
         handles = [Line2D([], [], color=c, linestyle=ls, lw=2, label=name) for name, (c, ls) in styles.items()]
         notes = []
@@ -541,7 +541,7 @@ def draw_dashboard_loss_row(figure: Any, traces: Sequence[Trace], options: Rende
         for index, line in enumerate(line for line in ax.lines if line.get_linestyle() != "None"):
             line.set_linestyle(LINE_STYLES[index % len(LINE_STYLES)])
         ax.set_ylabel("")
-        ax.set_xlabel("update")
+        label_update_axis(ax)
     if len(traces) > 1:
         axes[0].legend(loc="best", fontsize="small")
     axes[0].set_title("loss", fontsize="medium")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
-from tracer.render.common import RenderOptions, new_figure, save_still, trace_name, trace_styles
+from tracer.render.common import RenderOptions, label_update_axis, new_figure, save_still, trace_name, trace_styles
 from tracer.render.plots import log_scale_suits, plotted_rows
 
 STATE_MARKERS = (".state_norm:", ".state:")
@@ -80,7 +80,7 @@ def draw_state(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: st
             if column == 0:
                 ax.set_ylabel(key)
     for ax in grid[-1, :]:
-        ax.set_xlabel("update")
+        label_update_axis(ax)
     shown = owners[: 3 * MOST_LINES]
     handles = [Line2D([], [], color=colors[owner], lw=2, label=owner) for owner in shown]
     note = "|p|: the norm of parameter p's state tensor; c: one coordinate's value"
