@@ -517,10 +517,11 @@ class Recorder:
         self._record(optimizer)
 
     def _record(self, optimizer) -> None:
+        inner = inner_optimizer(optimizer)
         if not self._state_keys_checked and self.plan.state_keys:
             self._state_keys_checked = True
             try:
-                check_state_keys(self.family, inner_optimizer(optimizer), self.plan.state_keys)
+                check_state_keys(self.family, inner, self.plan.state_keys)
             except TracerError:
                 self.close("interrupted")
                 raise
@@ -531,8 +532,8 @@ class Recorder:
         while switches:
             self._switched(*switches.pop(0))
         if self._state is None:
-            self._start_state(inner_optimizer(optimizer))
-        state = self._state.read(inner_optimizer(optimizer))  # before the summaries: their copy's event follows it
+            self._start_state(inner)
+        state = self._state.read(inner)  # before the summaries: their copy's event follows it
         if self._snapshots is not None:
             self._snapshots.after_step(optimizer, self.family, self._lrs, self.updates)
         notes, self._notes = self._notes, {}

@@ -49,6 +49,7 @@ raises a TracerError after that time instead of hanging.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ class DistributedOptions:
             raise TracerError(f"invalid distributed timeout {self.timeout!r}; accepted: a positive number of seconds")
 
 
+@functools.cache  # looked up at every recorded update: an import statement there costs a microsecond each time
 def _zero_class() -> type | None:
     try:
         from torch.distributed.optim import ZeroRedundancyOptimizer
