@@ -30,6 +30,7 @@ from tracer.render.plots import (
     draw_dashboard, draw_gradients, draw_lr, draw_step_size, requires_dashboard, requires_gradients,
     requires_lr, requires_step_size,
 )
+from tracer.trace import Trace
 
 KINDS: dict[str, FigureKind] = {
     kind.name: kind
@@ -58,7 +59,7 @@ KINDS: dict[str, FigureKind] = {
 FIGURE_KINDS: tuple[str, ...] = tuple(KINDS)
 
 
-def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: Any) -> Path:
+def render_figure(kind: str, traces: Sequence[Trace | str | Path], out: str | Path, **options: Any) -> Path:
     """Render figure `kind` of `traces` (Trace objects or paths) into `out`; returns `out`.
 
     The format follows `out`'s extension: .png, .svg, .pdf, and for the animated
@@ -97,7 +98,7 @@ def render_figure(kind: str, traces: Sequence[Any], out: str | Path, **options: 
     return out
 
 
-def _render_on_surface(kind: FigureKind, traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> Path:
+def _render_on_surface(kind: FigureKind, traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> Path:
     """paths / internals drawn on a `tracer landscape` surface file (tracer.render.landscape)."""
     from tracer.render.landscape import draw_landscape
 

@@ -11,13 +11,14 @@ is one tensor (or coordinate), coloured as in the dashboard.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from matplotlib.lines import Line2D
 
 from tracer.errors import RenderError
 from tracer.render.common import RenderOptions, label_update_axis, new_figure, save_still, trace_name, trace_styles
 from tracer.render.plots import log_scale_suits, plotted_rows
+from tracer.trace import Trace
 
 STATE_MARKERS = (".state_norm:", ".state:")
 ROW_HEIGHT = 190
@@ -25,7 +26,7 @@ COLUMN_WIDTH = 560
 MOST_LINES = 12  # per key and trace: the first tensors or coordinates, a note says how many more
 
 
-def state_series(trace: Any) -> dict[str, list[tuple[str, str]]]:
+def state_series(trace: Trace) -> dict[str, list[tuple[str, str]]]:
     """Per state key, in file order: (owner, column) of each series (owner: the tensor or coordinate)."""
     series: dict[str, list[tuple[str, str]]] = {}
     for column in trace.columns:
@@ -38,7 +39,7 @@ def state_series(trace: Any) -> dict[str, list[tuple[str, str]]]:
     return series
 
 
-def requires_state(trace: Any, options: RenderOptions) -> list[str]:
+def requires_state(trace: Trace, options: RenderOptions) -> list[str]:
     series = state_series(trace)
     if not series:
         raise RenderError(
@@ -48,7 +49,7 @@ def requires_state(trace: Any, options: RenderOptions) -> list[str]:
     return ["update"] + [column for pairs in series.values() for _, column in pairs]
 
 
-def draw_state(traces: Sequence[Any], options: RenderOptions, out: Path, fmt: str) -> None:
+def draw_state(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:
     """One row per state key (every key of every trace, by name), one column per trace."""
     labels, _ = trace_styles(traces, options)
     keys = list(dict.fromkeys(key for trace in traces for key in state_series(trace)))
