@@ -275,3 +275,17 @@ def test_the_notebook_view_runs_in_its_frame(driver, tmp_path):
     finally:
         driver.switch_to.default_content()
     assert browser.console_messages(driver) == []
+
+
+def test_an_arrow_too_long_for_the_plane_is_shortened_and_says_by_how_much(driver, pages, shots):
+    """RMSprop's first step is many times the page-wide step scale's typical arrow: it is drawn at most
+    LONGEST_ARROW of the plane, with a break and its factor; later, at the typical lengths, none is."""
+    open_clean(driver, pages["e1"])
+    go_to(driver, 1)
+    shortened = driver.execute_script("return window.tracerExplorer.shortenedArrows()")
+    assert shortened and all(arrow["factor"] > 1 for arrow in shortened), shortened
+    driver.save_screenshot(str(shots / "explore_shortened_arrow.png"))
+    assert "drawn shortened" in driver.find_element("css selector", ".plane-legend").text
+    go_to(driver, 1280)
+    assert driver.execute_script("return window.tracerExplorer.shortenedArrows()") == []
+    assert browser.console_messages(driver) == []

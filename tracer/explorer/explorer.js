@@ -6,6 +6,11 @@
   const LOG_SPAN = 100; // a chart goes logarithmic when its positive values span more than two decades
   const SPEEDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]; // updates per second
   const ARROWS = { g: "#d62728", v: "#ff7f0e", step: "#ffffff", s: "#17becf" };
+  // An arrow is drawn at most this fraction of the plane's side; a longer one (RMSprop's first step, a
+  // gradient before the loss settles) is drawn that long, with a break across its shaft and "×k", k how
+  // much longer it is: a page-wide scale stays readable for the typical arrows and honest for the rest.
+  const LONGEST_ARROW = 0.4;
+  const SHORTENED_NOTE = `; an arrow longer than ${LONGEST_ARROW * 100}% of the plane is drawn shortened: a break across it, ×k how much longer`;
   const DASHBOARD = [ // the per-tensor quantities of the dashboard figure (tracer/render/plots.py)
     ["theta_norm", "|θ|"], ["g_norm", "|g|"], ["d_norm", "|d|"],
     ["displacement", "|Δθ| per update"], ["cos_d_prev", "cos(d, previous d)"], ["cos_g_d", "cos(g, d)"],
@@ -337,9 +342,14 @@
     }
     arrow(ctx, x, y, dx, dy, color) {
       if (!Number.isFinite(dx) || !Number.isFinite(dy)) return;
-      const x1 = this.x(x + dx), y1 = this.y(y + dy), x0 = this.x(x), y0 = this.y(y);
-      const length = Math.hypot(x1 - x0, y1 - y0);
+      const x0 = this.x(x), y0 = this.y(y);
+      let x1 = this.x(x + dx), y1 = this.y(y + dy), length = Math.hypot(x1 - x0, y1 - y0);
       if (length < 0.5) return;
+      const longest = LONGEST_ARROW * (this.box.right - this.box.left), factor = length / longest;
+      if (factor > 1) {
+        x1 = x0 + (x1 - x0) / factor; y1 = y0 + (y1 - y0) / factor; length = longest;
+        this.shortened.push({ color, factor });
+      }
       const head = Math.min(9, length * 0.45), angle = Math.atan2(y1 - y0, x1 - x0);
       for (const [width, stroke] of [[4.2, "#000"], [2.2, color]]) { // a dark edge so white shows on yellow
         ctx.lineWidth = width; ctx.strokeStyle = stroke; ctx.beginPath(); ctx.moveTo(x0, y0);
@@ -349,10 +359,23 @@
       ctx.lineTo(x1 - head * Math.cos(angle - 0.4), y1 - head * Math.sin(angle - 0.4));
       ctx.lineTo(x1 - head * Math.cos(angle + 0.4), y1 - head * Math.sin(angle + 0.4));
       ctx.closePath(); ctx.fill(); ctx.stroke();
+      if (factor > 1) this.breakMark(ctx, x0, y0, x1, y1, angle, factor);
+    }
+    breakMark(ctx, x0, y0, x1, y1, angle, factor) {
+      // Two short strokes across the shaft's middle, and the factor beside the head.
+      const mx = (x0 + x1) / 2, my = (y0 + y1) / 2, nx = -Math.sin(angle) * 6, ny = Math.cos(angle) * 6;
+      const ax = Math.cos(angle) * 3, ay = Math.sin(angle) * 3;
+      ctx.lineWidth = 2; ctx.strokeStyle = "#000"; ctx.beginPath();
+      for (const k of [-1, 1]) { ctx.moveTo(mx + k * ax - nx + ay, my + k * ay - ny - ax); ctx.lineTo(mx + k * ax + nx + ay, my + k * ay + ny - ax); }
+      ctx.stroke();
+      ctx.font = "bold 11px system-ui, sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+      ctx.lineWidth = 3; ctx.strokeStyle = "#fff"; ctx.strokeText(`×${short(factor)}`, x1 + 5, y1 - 3);
+      ctx.fillStyle = "#000"; ctx.fillText(`×${short(factor)}`, x1 + 5, y1 - 3);
     }
     drawCurrent() {
       const ctx = this.octx;
       if (!ctx) return;
+      this.shortened = [];
       ctx.clearRect(0, 0, this.width, this.height);
       this.clip(ctx);
       for (const source of this.shown()) {
@@ -445,7 +468,7 @@
       xlim: plane.xlim, ylim: plane.ylim, axis_labels: plane.axis_labels, contour: plane.contour, minimum: plane.minimum,
       legend: [[ARROWS.g, `−g ${scaleText(gs)}`], [ARROWS.v, `−v ${scaleText(gs)}`], [ARROWS.s, `±√s per axis ${scaleText(gs)}`],
         [ARROWS.step, `step −lr·d ${scaleText(ss)}`, true]],
-      note: "g, v and √s share one scale; the step has its own (both for the whole page)",
+      note: "g, v and √s share one scale; the step has its own (both for the whole page)" + SHORTENED_NOTE,
     }, sources);
   }
 
@@ -469,7 +492,7 @@
       xlim: land.xlim, ylim: land.ylim, axis_labels: land.axis_labels, contour: land.contour, minimum: null,
       legend: [[ARROWS.g, `−g ${scaleText(land.gradient_scale)}`], [ARROWS.v, `−v ${scaleText(land.gradient_scale)}`],
         [ARROWS.step, `step θ_next − θ ${scaleText(land.step_scale)}`, true]],
-      note: "projected on the plane at the snapshots; g and v share one scale, the step has its own",
+      note: "projected on the plane at the snapshots; g and v share one scale, the step has its own" + SHORTENED_NOTE,
     }, sources);
   }
 
@@ -667,6 +690,8 @@
     get update() { return currentUpdate(); }, get index() { return state.index; },
     get playing() { return state.playing; }, timeline, runs, pyRepr, readyMs: null,
     chartTitles: () => charts.map((chart) => chart.title),
+    // The arrows drawn shortened at the current update, on every plane: [{color, factor}].
+    shortenedArrows: () => planes.flatMap((plane) => plane.shortened || []),
   };
   window.tracerExplorer = api;
   Promise.all(planes.map((plane) => plane.load())).then(() => {
