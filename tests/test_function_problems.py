@@ -225,6 +225,50 @@ def test_a_torch_callable_traces_as_its_text_and_carries_a_sampled_contour(tmp_p
     assert (boxed.meta["problem"]["sampled"]["x"], boxed.meta["problem"]["sampled"]["y"]) == ([-5.0, 5.0], [-2.0, 2.0])
 
 
+def test_a_callable_run_cut_off_keeps_its_rows_and_a_contour_of_the_path_so_far(tmp_path):
+    """Ctrl-C half way (here: the callable raises KeyboardInterrupt once, at its 21st call): the trace keeps
+    its whole rows, reads back as interrupted, and the contour is sampled over the path so far."""
+    calls = []
+
+    def bowl(x, y):
+        calls.append(1)
+        if len(calls) == 21:
+            raise KeyboardInterrupt
+        return x**2 + 10 * y**2
+
+    out = tmp_path / "cut.trace.csv"
+    with pytest.raises(KeyboardInterrupt):
+        trace_function(bowl, (-4, 1.5), optimizer="adam", lr=0.05, steps=50, out=out)
+    trace = load_trace(out)
+    # Call 1 checks the callable before the run, then one call per update: 19 updates were done.
+    assert (len(trace), trace.status) == (19, "interrupted")
+    sampled = trace.meta["problem"]["sampled"]
+    assert sampled["x"][0] < trace["x.theta"].min() and sampled["x"][1] > trace["x.theta"].max()
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
+
+
+def test_replacing_a_traces_metadata_is_atomic(tmp_path, monkeypatch):
+    """The metadata line is rewritten in a file beside the trace and moved over it: a failure on the way
+    (here the move itself) leaves the trace byte for byte as it was, and no temporary file."""
+    from tracer import trace as trace_module
+
+    out = trace_function("x**2 + 10*y**2", (-4, 1.5), optimizer="sgd", lr=0.05, steps=5, out=tmp_path / "q.trace.csv")
+    before = out.read_bytes()
+    meta = load_trace(out).meta
+    monkeypatch.setattr(trace_module.os, "replace", lambda *args: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        trace_module.replace_meta(out, {**meta, "label": "renamed"})
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["q.trace.csv"]
+    monkeypatch.undo()
+    trace_module.replace_meta(out, {**meta, "label": "renamed"})
+    renamed = load_trace(out)
+    assert renamed.meta["label"] == "renamed"
+    assert out.read_bytes().split(b"\n", 1)[1] == before.split(b"\n", 1)[1]  # every row and the trailer as they were
+    with pytest.raises(TracerError, match="not a CSV trace"):
+        (tmp_path / "x.bin").write_bytes(b"TRACEbin" + bytes(8))
+        trace_module.replace_meta(tmp_path / "x.bin", meta)
+
+
 def test_a_callable_that_does_not_return_one_number_is_refused(tmp_path):
     with pytest.raises(TracerError, match="must return one number"):
         trace_function(lambda x, y: torch.stack([x, y]), (1, 1), optimizer="sgd", lr=0.1, steps=2,

@@ -29,7 +29,7 @@ refusing a step) removes the partial file: bad input writes nothing.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import math
 import os
 import pathlib
@@ -220,7 +220,10 @@ def run_experiment(config: RunConfig) -> pathlib.Path:
         partial.unlink(missing_ok=True)  # bad input found late: nothing is written
         raise
     except BaseException as error:
-        # Interrupted: keep the rows, but never in place of an existing trace.
+        # Interrupted: keep the rows, but never in place of an existing trace; a callable's contour is
+        # sampled over the path so far, unless that fails too (then the rows are kept without it).
+        with contextlib.suppress(Exception):
+            _complete_meta(problem, partial)
         if existed:
             error.add_note(f"tracer: the {recorder.updates} updates recorded are in {str(partial)!r}; "
                            f"{str(out)!r} is unchanged")
@@ -253,7 +256,7 @@ def _complete_meta(problem: Any, partial: pathlib.Path) -> None:
     sampled_meta = getattr(problem, "sampled_meta", None)
     if sampled_meta is None:
         return
-    from tracer.trace import load_trace
+    from tracer.trace import load_trace, read_json, replace_meta
 
     trace = load_trace(partial)
     xs = list(trace["x.theta"]) + [(trace.final or {}).get("x", float("nan"))]
@@ -261,10 +264,10 @@ def _complete_meta(problem: Any, partial: pathlib.Path) -> None:
     problem_meta = sampled_meta(xs, ys)
     if problem_meta is None:
         return
-    first, rest = partial.read_text().split("\n", 1)
-    meta = json.loads(first)
+    with open(partial, "rb") as file:
+        meta = read_json(file.readline())  # as written, not as load_trace completes it
     meta["problem"] = problem_meta
-    partial.write_text(json.dumps(meta, allow_nan=True) + "\n" + rest)
+    replace_meta(partial, meta)
 
 
 def trace_function(function: str | Callable, start: tuple[float, float], *, optimizer: str, lr: float,

@@ -879,6 +879,32 @@ def _parse(path: pathlib.Path, raw: bytes) -> tuple[Trace, int, str | None]:
     return Trace(path, meta, columns, data, trailer), rows_end, tail
 
 
+def replace_meta(path: str | os.PathLike, meta: Mapping[str, Any]) -> None:
+    """Give a closed CSV trace new metadata (its first line), every other byte kept, atomically.
+
+    The new file is written beside the trace and moved over it with one
+    ``os.replace``: a crash or a full disk on the way leaves the trace as it
+    was, never half rewritten. TracerError for a binary trace (its header
+    holds the columns too) or a file that is not a CSV trace.
+    """
+    from tracer import trace_binary  # imported here: it imports this module
+
+    path = pathlib.Path(path)
+    raw = path.read_bytes()
+    first, newline, rest = raw.partition(b"\n")
+    if trace_binary.is_binary(raw) or not newline or not first.startswith(b"{"):
+        raise TracerError(f"cannot replace the metadata of {str(path)!r}: it is not a CSV trace")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.meta")
+    try:
+        with open(temporary, "xb") as file:
+            file.write(_meta_line(meta).encode("utf-8") + b"\n" + rest)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def write_trace(
     path: str | os.PathLike,
     meta: Mapping[str, Any],
