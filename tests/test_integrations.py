@@ -61,7 +61,12 @@ def _loader():
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
 
 
-def test_lightning_trace_is_the_hand_written_loops(tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_lightning_trace_is_the_hand_written_loops(tmp_path, precision):
+    """Also under Lightning's mixed precision on the CPU (bfloat16 autocast around the training step): the
+    parameters, their gradients and the optimizer stay float32, and the trace is the replay's, bit for bit."""
+    import contextlib
+
     import lightning.pytorch as pl
 
     from tracer.integrations.lightning import TraceCallback
@@ -70,7 +75,7 @@ def test_lightning_trace_is_the_hand_written_loops(tmp_path):
     callback = TraceCallback(tmp_path / "lightning.trace.csv")
     trainer = pl.Trainer(
         max_epochs=EPOCHS, accelerator="cpu", devices=1, accumulate_grad_batches=ACCUMULATE, gradient_clip_val=CLIP,
-        callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        precision=precision, callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
     )
     with warnings.catch_warnings():
@@ -85,7 +90,11 @@ def test_lightning_trace_is_the_hand_written_loops(tmp_path):
         for epoch in range(EPOCHS):
             losses = []
             for batch_index, batch in enumerate(_loader()):
-                loss = replay.training_step(batch, batch_index) / ACCUMULATE  # as Lightning backpropagates it
+                autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed"
+                            else contextlib.nullcontext())
+                with autocast:
+                    loss = replay.training_step(batch, batch_index)
+                loss = loss / ACCUMULATE  # as Lightning backpropagates it
                 loss.backward()
                 losses.append(loss.detach())
                 if (batch_index + 1) % ACCUMULATE == 0:
@@ -97,6 +106,7 @@ def test_lightning_trace_is_the_hand_written_loops(tmp_path):
                     optimizer.zero_grad()
 
     traced, plain = load_trace(tmp_path / "lightning.trace.csv"), load_trace(tmp_path / "plain.trace.csv")
+    assert trainer.precision == precision
     assert len(traced) == EPOCHS * 6 // ACCUMULATE and traced.status == "complete"
     _same_cells(traced, plain)
     assert traced["lr"].tolist() == [0.02, 0.02, 0.01, 0.01, 0.005, 0.005]
