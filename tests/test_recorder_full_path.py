@@ -90,7 +90,7 @@ def test_scalars_read_by_item_equal_the_stacked_read_back():
         sum((k + 1.3) * p.float() ** 2 for k, p in enumerate(params)).backward()
         by_item.snapshot(), stacked.snapshot()
         optimizer.step()
-        assert by_item.read(optimizer, family, {}) == stacked.read(optimizer, family, {})
+        assert by_item.read(optimizer, family) == stacked.read(optimizer, family)
 
 
 def test_an_overflowing_sum_is_not_a_divergence(tmp_path):

@@ -317,10 +317,12 @@ class Recorder:
                 self._handles = [self.optimizer.register_step_post_hook(self._share_loss)]
             return self
         groups = len(self.optimizer.param_groups)
-        self._full = self._dist.full_reader(self._params, groups) or FullReader(self._params, groups)
         self._summary = SummaryReducer(
             self._params, groups, self._dist.sharding, summary_pass=self._summary_pass, keep_previous=self.cos_d_prev
         )
+        # A parameter traced partly in full is summarised too: theta before the step is the summary's snapshot.
+        before = self._summary.snapshots
+        self._full = self._dist.full_reader(self._params, groups, before) or FullReader(self._params, groups, before)
         if self.snapshot_policy is not None:
             self._snapshots = SnapshotKeeper(self._params, self.snapshot_policy, self.snapshot_path)
         self._handles = [
@@ -525,8 +527,8 @@ class Recorder:
             except TracerError:
                 self.close("interrupted")
                 raise
-        # The full reader reads the summary's snapshots of partly full parameters before they become displacements.
-        full_values, finite_full = self._full.read(optimizer, self.family, self._summary.snapshots())
+        # Before the summaries' reduce: the full reader reads their snapshots before they become displacements.
+        full_values, finite_full = self._full.read(optimizer, self.family)
         self.updates += 1
         switches = getattr(self._full, "switches", None)
         while switches:

@@ -229,11 +229,12 @@ class Distributed:
             "collective_timeout_s": self.options.timeout,
         }
 
-    def full_reader(self, parameters: Sequence[Any], groups: int) -> Any:
-        """The reader of coordinates traced in full where they are spread over ranks (ZeRO, FSDP2); None otherwise."""
+    def full_reader(self, parameters: Sequence[Any], groups: int, summary_snapshots: Any = None) -> Any:
+        """The reader of coordinates traced in full where they are spread over ranks (ZeRO, FSDP2); None otherwise.
+        ``summary_snapshots`` as ``tracer.recording.full.FullReader``'s."""
         if not isinstance(self.sharding, GatheredSharding):
             return None
-        return ShardedFullReader(parameters, groups, self.sharding)
+        return ShardedFullReader(parameters, groups, self.sharding, summary_snapshots)
 
     # -- per update -------------------------------------------------------------------------
 

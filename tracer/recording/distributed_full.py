@@ -14,7 +14,7 @@ from what every rank knows alike, never from the owner's values.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -36,8 +36,12 @@ class ShardedFullReader:
     before the step, ``read`` after it.
     """
 
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int, sharding: GatheredSharding) -> None:
+    def __init__(
+        self, parameters: Sequence[TracedParameter], groups: int, sharding: GatheredSharding,
+        summary_snapshots: Callable[[], Mapping[int, Tensor]] | None = None,
+    ) -> None:
         self.parameters = [p for p in parameters if p.full]
+        self._summary_snapshots = summary_snapshots
         self._by_group = [[p for p in self.parameters if p.group == g] for g in range(groups)]
         self._sharding = sharding
         self._base: dict[int, int] = {}  # each parameter's first slot in the update's vector
@@ -81,13 +85,13 @@ class ShardedFullReader:
         for p in self._whole:
             self._snapshots[p.index].copy_(local_tensor(p.tensor))
 
-    def read(
-        self, optimizer: torch.optim.Optimizer, family: Family, summary_snapshots: Mapping[int, Tensor]
-    ) -> tuple[dict[int, FullValues], bool]:
-        """Per fully traced parameter (by index), its values at the update just made; and whether all are finite."""
+    def read(self, optimizer: torch.optim.Optimizer, family: Family) -> tuple[dict[int, FullValues], bool]:
+        """Per fully traced parameter (by index), its values at the update just made; and whether all are finite.
+
+        Call it before the summary reducer's ``reduce`` (its snapshots are theta before the step until then)."""
         if not self.parameters:
             return {}, True
-        before = {**self._snapshots, **summary_snapshots}
+        before = {**self._snapshots, **(self._summary_snapshots() if self._summary_snapshots else {})}
         vector = torch.full((self._size,), math.nan, dtype=torch.float64)
         presence: dict[int, tuple[bool, bool, bool, bool]] = {}
         for group, members in zip(optimizer.param_groups, self._by_group):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -60,8 +60,14 @@ class FullReader:
     ``read``).
     """
 
-    def __init__(self, parameters: Sequence[TracedParameter], groups: int) -> None:
+    def __init__(
+        self, parameters: Sequence[TracedParameter], groups: int,
+        summary_snapshots: Callable[[], Mapping[int, Tensor]] | None = None,
+    ) -> None:
+        """``summary_snapshots``: theta before the step of the parameters traced partly in full, which the
+        summary reducer snapshots (``SummaryReducer.snapshots``), read before it turns them into displacements."""
         self.parameters = [p for p in parameters if p.full]
+        self._summary_snapshots = summary_snapshots
         self._by_group = [[p for p in self.parameters if p.group == g] for g in range(groups)]
         whole = [p for p in self.parameters if not p.summarized]
         # theta before the step, one buffer per parameter traced whole, allocated once.
@@ -92,16 +98,14 @@ class FullReader:
             values.update(zip(p.coordinates, chosen.tolist()))
         return values
 
-    def read(
-        self, optimizer: torch.optim.Optimizer, family: Family, summary_snapshots: Mapping[int, Tensor]
-    ) -> tuple[dict[int, FullValues], bool]:
+    def read(self, optimizer: torch.optim.Optimizer, family: Family) -> tuple[dict[int, FullValues], bool]:
         """Per fully traced parameter (by index), its values at the update just made; and whether all are finite.
 
-        ``summary_snapshots`` holds theta before the step of the parameters
-        traced partly in full (the summary reducer's, read before it turns
-        them into displacements).
+        Call it before the summary reducer's ``reduce``: the snapshots of the
+        parameters traced partly in full are theta before the step until then.
         """
-        before = {**self._snapshots, **summary_snapshots} if summary_snapshots else self._snapshots
+        partly = self._summary_snapshots() if self._summary_snapshots is not None else None
+        before = {**self._snapshots, **partly} if partly else self._snapshots
         pieces: list[Tensor] = []
         # Per parameter in read order: which of (theta, g, v, s, d, theta_next) the flat read-back holds.
         # Per parameter in read order: (parameter, present, its group's lr where d is recomputed, else None).
