@@ -98,8 +98,8 @@ def _single_process_trace(path: pathlib.Path, strategy: str):
     model = worker.make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=worker.LR)
     x, y = worker.global_batch()
-    # Without the state columns: under torch.distributed each rank holds a share of the state, which is not recorded.
-    with Recorder(optimizer, path, named_parameters=model.named_parameters(), record_state=False,
+    # State columns under DDP only: under ZeRO and FSDP2 each rank holds a share of the state, which is not recorded.
+    with Recorder(optimizer, path, named_parameters=model.named_parameters(), record_state=strategy == "ddp",
                   **worker.TRACED) as recorder:
         for _ in range(worker.UPDATES):
             loss = torch.nn.functional.mse_loss(model(x), y)

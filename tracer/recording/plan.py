@@ -10,8 +10,8 @@ and owns every eligibility rule a recording has:
   takes some summarised tensor (``tracer.native.steps.native_tensors``);
 - which updates are recorded (``every``) and which are measured only, for
   the next recorded one's ``cos_d_prev`` (``RecordingPlan.role_of``);
-- where optimizer state is recorded (not under torch.distributed, where
-  each rank holds a different share of it);
+- where optimizer state is recorded (not under ZeRO or FSDP2, where each
+  rank holds a different share of it);
 - where snapshots may be kept (not when appending, not under
   torch.distributed, within the memory check).
 
@@ -157,7 +157,8 @@ def plan_recording(
     # Resolved once, here: the metadata says which pass ran ("auto" builds the C library on first use).
     summarized = [p.tensor for p in parameters if p.summarized]
     pass_ = resolve_summary_pass(summary_pass, any(map(native_tensors, summarized))) if summarized else None
-    records_state = record_state and not dist.distributed  # each rank holds a different share of the state
+    # Under DDP every rank holds the whole state, the same on each; ZeRO and FSDP2 give each rank a share of it.
+    records_state = record_state and dist.strategy in ("single", "ddp")
 
     plan = RecordingPlan(
         family=family, state_keys=dict(state_keys or {}), parameters=parameters, granularity=granularity,
