@@ -142,8 +142,8 @@ def plan_recording(
     inner = inner_optimizer(optimizer)
     family = with_state_keys(family_of(inner), state_keys)
     check_state_keys(family, inner, dict(state_keys or {}))  # where it has state already (a resumed run)
-    granularity = granularity if full is None else "mixed"
     parameters = select_parameters(optimizer, named_parameters, granularity, full)
+    granularity = granularity if full is None else "mixed"  # the trace's: full= picks coordinates, summarises the rest
     columns = row_columns(len(optimizer.param_groups), [c for p in parameters for c in p.columns()])
     # Under torch.distributed: a collective handshake with the other ranks' plans (TracerError on timeout).
     dist = Distributed(optimizer, distributed or DistributedOptions(), f"{on_divergence}|{columns}", granularity)
