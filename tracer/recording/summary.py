@@ -364,6 +364,8 @@ class PendingSummaries:
 
     def read(self) -> tuple[dict[int, Summary], bool]:
         """Per summarised parameter (by index), its Summary; and whether all are finite. Waits for the copy if needed."""
+        if not self.items:  # nothing summarised (full granularity): no table to build
+            return {}, True
         if self.numbers is None and self.event is not None:
             self.event.synchronize()
         # Each item's reductions gathered into one float64 table, row i for items[i] (float32 results are exact in it).
