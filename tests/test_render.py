@@ -510,23 +510,67 @@ def test_a_short_run_is_ticked_at_whole_updates(tmp_path, monkeypatch, kind):
     """Over 20 updates matplotlib's own ticks fall on 2.5, 7.5, ...: an update axis is ticked at whole numbers."""
     import torch
 
-    import tracer.render.common as common
     from tracer.testing import record_small_run
 
     path = tmp_path / "short.trace.csv"
     granularity = "summary" if kind == "dashboard" else "full"
     record_small_run(lambda p: torch.optim.Adam(p, lr=0.05), path, steps=20, shapes=((3,), (2,)),
                      recorder_options={"granularity": granularity})
-    figures = []
-    real_save = common.save_still
-    for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("tracer.render") and getattr(module, "save_still", None) is real_save:
-            monkeypatch.setattr(module, "save_still", lambda figure, *args: (figures.append(figure), real_save(figure, *args)))
-    render_figure(kind, [path], tmp_path / f"{kind}.png")
-    (figure,) = figures
+    figure = _drawn_figure(monkeypatch, kind, [path], tmp_path / f"{kind}.png")
     update_axes = [ax for ax in figure.axes if ax.get_xlabel() in ("update", "epoch")]
     assert update_axes, [ax.get_xlabel() for ax in figure.axes]
     for ax in update_axes:
         low, high = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if low <= t <= high]
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (kind, ticks)
+
+
+def _drawn_figure(monkeypatch, kind, traces, out):
+    """The matplotlib Figure render_figure draws (caught as it is saved), for tests of what is on it."""
+    import tracer.render.common as common
+
+    figures = []
+    real_save = common.save_still
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("tracer.render") and getattr(module, "save_still", None) is real_save:
+            monkeypatch.setattr(module, "save_still", lambda figure, *args: (figures.append(figure), real_save(figure, *args)))
+    render_figure(kind, traces, out)
+    (figure,) = figures
+    return figure
+
+
+@pytest.mark.parametrize("kind", ["loss", "dashboard"])
+def test_a_constant_lr_has_one_tick_and_says_constant(tmp_path, monkeypatch, kind):
+    """A constant lr drawn with ticks 5% either side would read as a change; it gets one tick, at its value.
+    A scheduled lr keeps matplotlib's ticks."""
+    import torch
+
+    from tracer.testing import record_small_run
+
+    constant, scheduled = tmp_path / "constant.trace.csv", tmp_path / "scheduled.trace.csv"
+    record_small_run(lambda p: torch.optim.Adam(p, lr=0.05), constant, steps=20, shapes=((3,), (2,)),
+                     recorder_options={"granularity": "summary"})
+    halving = lambda p: _HalvingAdam(p, lr=0.05)
+    record_small_run(halving, scheduled, steps=20, shapes=((3,), (2,)), recorder_options={"granularity": "summary"})
+    figure = _drawn_figure(monkeypatch, kind, [constant], tmp_path / "c.png")
+    lr_ax = figure.axes[1]
+    assert list(lr_ax.get_yticks()) == [0.05]
+    assert "constant" in (lr_ax.get_ylabel() + lr_ax.get_title())
+    monkeypatch.undo()
+    figure = _drawn_figure(monkeypatch, kind, [scheduled], tmp_path / "s.png")
+    lr_ax = figure.axes[1]
+    assert len(lr_ax.get_yticks()) > 1 and "constant" not in (lr_ax.get_ylabel() + lr_ax.get_title())
+
+
+def _HalvingAdam(params, lr):
+    """Adam whose lr halves at every step (a schedule, for the lr panel)."""
+    import torch
+
+    class Halving(torch.optim.Adam):
+        def step(self, closure=None):
+            loss = super().step(closure)
+            for group in self.param_groups:
+                group["lr"] *= 0.5
+            return loss
+
+    return Halving(params, lr=lr)

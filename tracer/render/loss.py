@@ -32,9 +32,10 @@ def requires_loss(trace: Trace, options: RenderOptions) -> list[str]:
 
 
 def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Trace], options: RenderOptions,
-                     labels: Sequence[str], colors: Sequence[str], *, legend: bool = True) -> None:
-    """Loss on axes[0], lr on axes[1], one line per trace against the update. The dashboard
-    draws the same two panels through this function."""
+                     labels: Sequence[str], colors: Sequence[str], *, legend: bool = True) -> bool:
+    """Loss on axes[0], lr on axes[1], one line per trace against the update; returns whether the lr
+    is one constant value (then it has that one tick). The dashboard draws the same two panels
+    through this function."""
     loss_ax, lr_ax = axes
     losses, rates = [], []
     for trace, label, color in zip(traces, labels, colors):
@@ -52,11 +53,16 @@ def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Trace], options: Rend
     lr_ax.set_yscale("log" if log_scale_suits(rates) else "linear")
     loss_ax.set_ylabel("loss" + ("  (log scale)" if loss_scale == "log" else ""))
     lr_ax.set_ylabel("learning rate")
+    constant = np.unique(np.concatenate(rates)[np.isfinite(np.concatenate(rates))]) if rates else np.empty(0)
+    if constant.size == 1:  # one tick at the value: ticks 5% either side would read as a change that never was
+        lr_ax.set_yticks(constant)
+        lr_ax.set_ylabel("learning rate\n(constant)")
     label_update_axis(lr_ax)
     for ax in axes:
         ax.grid(True, alpha=0.3)
     if legend:
         loss_ax.legend(loc="best", fontsize="small")
+    return constant.size == 1
 
 
 def draw_loss(traces: Sequence[Trace], options: RenderOptions, out: Path, fmt: str) -> None:

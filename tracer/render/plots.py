@@ -536,7 +536,7 @@ def draw_dashboard_loss_row(figure: Any, traces: Sequence[Trace], options: Rende
     if len(with_loss) < len(traces):  # a run that noted no loss still shows its lr
         axes[0].text(0.5, 0.5, "no loss noted", transform=axes[0].transAxes, ha="center", va="center",
                      color="#666666")
-    draw_loss_and_lr(axes, traces, options, labels, lines, legend=False)
+    constant_lr = draw_loss_and_lr(axes, traces, options, labels, lines, legend=False)
     for ax in axes:
         for index, line in enumerate(line for line in ax.lines if line.get_linestyle() != "None"):
             line.set_linestyle(LINE_STYLES[index % len(LINE_STYLES)])
@@ -545,5 +545,5 @@ def draw_dashboard_loss_row(figure: Any, traces: Sequence[Trace], options: Rende
     if len(traces) > 1:
         axes[0].legend(loc="best", fontsize="small")
     axes[0].set_title("loss", fontsize="medium")
-    axes[1].set_title("learning rate", fontsize="medium")
+    axes[1].set_title("learning rate (constant)" if constant_lr else "learning rate", fontsize="medium")
     return body
