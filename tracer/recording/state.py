@@ -213,7 +213,7 @@ class StateReader:
         state_of = optimizer.state
         for tensor, key, whole, group in self._lookups:
             value = (state_of.get(tensor) or {}).get(key)
-            if type(value) is not Tensor and not isinstance(value, Tensor):  # the first test is the quick one
+            if not isinstance(value, Tensor):
                 if whole is not None and _is_number(value):
                     cells[whole] = float(value)
                 continue

@@ -53,7 +53,8 @@ def draw_loss_and_lr(axes: Sequence[Any], traces: Sequence[Trace], options: Rend
     lr_ax.set_yscale("log" if log_scale_suits(rates) else "linear")
     loss_ax.set_ylabel("loss" + ("  (log scale)" if loss_scale == "log" else ""))
     lr_ax.set_ylabel("learning rate")
-    constant = np.unique(np.concatenate(rates)[np.isfinite(np.concatenate(rates))]) if rates else np.empty(0)
+    drawn = np.concatenate(rates) if rates else np.empty(0)
+    constant = np.unique(drawn[np.isfinite(drawn)])
     if constant.size == 1:  # one tick at the value: ticks 5% either side would read as a change that never was
         lr_ax.set_yticks(constant)
         lr_ax.set_ylabel("learning rate\n(constant)")
